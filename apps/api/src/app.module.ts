@@ -1,0 +1,108 @@
+import { AuthModule, type AuthStrategy } from '@app/auth';
+import { CompletionModule } from '@app/completion';
+import { type AppConfig, AppConfigModule } from '@app/config';
+import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
+import { SimulatorModule, SimulatorService } from '@app/simulator';
+import { SocketIoModule } from '@app/socket-io';
+import { SseModule } from '@app/sse';
+import { StreamsModule } from '@app/streams';
+import { type DynamicModule, Logger, Module, type Type } from '@nestjs/common';
+import { ServeStaticModule } from '@nestjs/serve-static';
+import { existsSync } from 'node:fs';
+
+/**
+ * Composes the libraries from one validated configuration. With the simulator as the model, the
+ * completion module still goes through the OpenAI SDK, to the simulator's loopback port: the code
+ * path under test and demo is the production one.
+ */
+@Module({})
+export class AppModule {
+  /** `authStrategies`: a deployment's own strategies, selectable with `AUTH_MODE` (docs/auth.md). */
+  static forRoot(config: AppConfig, authStrategies: Type<AuthStrategy>[] = []): DynamicModule {
+    const simulator = config.provider === 'simulator';
+    const completionOptions = {
+      defaultModel: config.openai.model,
+      firstTokenTimeoutMs: config.upstream.firstTokenTimeoutMs,
+      idleTimeoutMs: config.upstream.idleTimeoutMs,
+    };
+    return {
+      module: AppModule,
+      imports: [
+        AppConfigModule.forRoot(config),
+        ...(simulator
+          ? [
+              SimulatorModule.forRoot({ profile: config.simulator.profile }),
+              CompletionModule.forRootAsync({
+                imports: [SimulatorModule],
+                inject: [SimulatorService],
+                useFactory: (simulatorService: SimulatorService) => ({
+                  ...completionOptions,
+                  openai: {
+                    baseURL: simulatorService.baseUrl,
+                    maxRetries: config.openai.maxRetries,
+                    name: 'simulator',
+                  },
+                }),
+              }),
+            ]
+          : [
+              CompletionModule.forRoot({
+                ...completionOptions,
+                openai: {
+                  baseURL: config.openai.baseURL,
+                  apiKey: config.openai.apiKey,
+                  maxRetries: config.openai.maxRetries,
+                },
+              }),
+            ]),
+        AuthModule.forRoot({
+          mode: config.auth.mode,
+          apiKeys: config.auth.apiKeys,
+          jwt: config.auth.jwt,
+          resumeTokenSecret: config.auth.resumeTokenSecret,
+          // A resume token lives as long as the stream can be resumed at all.
+          resumeTokenTtlMs:
+            config.streams.resumeGraceMs + config.streams.retentionMs + config.upstream.firstTokenTimeoutMs,
+          strategies: authStrategies,
+        }),
+        StreamsModule.forRoot({ ...config.streams, limits: config.limits }),
+        SseModule,
+        SocketIoModule,
+        InfoModule.forRoot(
+          simulator
+            ? {
+                provide: SERVER_INFO_SOURCE,
+                inject: [SimulatorService],
+                useFactory: (simulatorService: SimulatorService): ServerInfoSource => ({
+                  provider: 'simulator',
+                  defaultModel: config.openai.model,
+                  simulatorProfiles: simulatorService.profiles,
+                }),
+              }
+            : {
+                provide: SERVER_INFO_SOURCE,
+                useValue: {
+                  provider: 'openai',
+                  defaultModel: config.openai.model,
+                } satisfies ServerInfoSource,
+              },
+        ),
+        ...webClient(config.webRoot),
+      ],
+    };
+  }
+}
+
+/** The built Angular client at `/`, when it has been built (`npm run build:web`). */
+function webClient(webRoot: string): DynamicModule[] {
+  if (!existsSync(webRoot)) {
+    new Logger(AppModule.name).warn(`no web client at ${webRoot}: run npm run build to serve it`);
+    return [];
+  }
+  return [
+    ServeStaticModule.forRoot({
+      rootPath: webRoot,
+      exclude: ['/api/{*path}', '/health/{*path}', '/metrics', '/socket.io/{*path}'],
+    }),
+  ];
+}

@@ -1,0 +1,58 @@
+import type { AuthStrategy } from '@app/auth';
+import type { AppConfig } from '@app/config';
+import { REQUEST_LIMITS, STREAM_ID_HEADER } from '@app/contracts';
+import { ProblemDetailsFilter } from '@app/problem';
+import { CompletionsIoAdapter } from '@app/socket-io';
+import { RESUME_TOKEN_HEADER } from '@app/sse';
+import type { LoggerService, Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import helmet from 'helmet';
+import { AppModule } from './app.module';
+
+export interface CreateAppOptions {
+  logger?: LoggerService | false;
+  /** Custom auth strategies of a deployment (docs/auth.md). */
+  authStrategies?: Type<AuthStrategy>[];
+}
+
+/** Builds the application exactly as production runs it; `main.ts` and the e2e suites both use it. */
+export async function createApp(
+  config: AppConfig,
+  options: CreateAppOptions = {},
+): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.forRoot(config, options.authStrategies),
+    {
+      // Only JSON bodies, with the documented size limit; anything else is refused with 415 by the controllers.
+      bodyParser: false,
+      logger: options.logger ?? ['error', 'warn', 'log'],
+    },
+  );
+  app.useBodyParser('json', { limit: REQUEST_LIMITS.maxBodyBytes });
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        directives: {
+          // Angular's component styles are inline; scripts stay same-origin only.
+          'style-src': ["'self'", "'unsafe-inline'"],
+          'connect-src': ["'self'"],
+        },
+      },
+    }),
+  );
+  if (config.corsOrigins.length > 0) {
+    app.enableCors({
+      origin: config.corsOrigins,
+      methods: ['GET', 'POST', 'DELETE'],
+      allowedHeaders: ['content-type', 'authorization', 'x-api-key', 'last-event-id'],
+      exposedHeaders: [STREAM_ID_HEADER, RESUME_TOKEN_HEADER, 'Retry-After'],
+      maxAge: 600,
+    });
+  }
+  app.useGlobalFilters(new ProblemDetailsFilter());
+  app.useWebSocketAdapter(new CompletionsIoAdapter(app, config.corsOrigins));
+  app.disable('x-powered-by');
+  app.enableShutdownHooks();
+  return app;
+}

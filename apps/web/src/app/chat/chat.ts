@@ -1,0 +1,331 @@
+import {
+  ChangeDetectionStrategy,
+  Component,
+  ElementRef,
+  afterRenderEffect,
+  computed,
+  inject,
+  output,
+  signal,
+  viewChild,
+} from '@angular/core';
+import { REQUEST_LIMITS } from '@app/contracts';
+import { ClockSync } from '../clock/clock-sync';
+import { RunMetricsPanel } from '../metrics/run-metrics-panel';
+import { RaceTimeline } from '../race/race-timeline';
+import { computeRunMetrics } from '../metrics/run-metrics';
+import { summarizeRace } from '../race/race-summary';
+import { ServerConnection } from '../server/server-connection';
+import { Settings } from '../settings/settings';
+import { Milliseconds } from '../metrics/milliseconds';
+import { AnswerPane } from './answer-pane';
+import { ChatSession } from './chat-session';
+
+const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Socket.IO' };
+
+@Component({
+  selector: 'app-chat',
+  changeDetection: ChangeDetectionStrategy.OnPush,
+  imports: [AnswerPane, RunMetricsPanel, RaceTimeline, Milliseconds],
+  template: `
+    <section class="panel chat" aria-labelledby="chat-title">
+      <header class="panel-header">
+        <h2 id="chat-title">Conversation</h2>
+        <button
+          type="button"
+          class="quiet"
+          (click)="startNewChat()"
+          [disabled]="session.exchanges().length === 0"
+        >
+          New chat
+        </button>
+      </header>
+
+      <div class="log" #log (scroll)="onLogScroll()" tabindex="0" aria-label="Conversation">
+        @for (exchange of session.earlier(); track exchange.id) {
+          <div class="message user">{{ exchange.prompt }}</div>
+          <div class="message assistant">
+            <app-answer-pane [text]="exchange.reply" />
+          </div>
+        }
+        @if (current(); as exchange) {
+          <div class="message user">{{ exchange.prompt }}</div>
+          <div class="lanes" [class.race]="lanes().length > 1">
+            @for (lane of lanes(); track lane.streamId) {
+              <div
+                class="message assistant lane"
+                [class.silent]="lanes().length === 1 && lane.status === 'error' && !lane.text"
+              >
+                @if (lanes().length > 1) {
+                  <h3 class="lane-title" [class]="'transport-' + lane.transport">
+                    {{ labels[lane.transport] }} · {{ lane.status }}
+                  </h3>
+                }
+                <app-answer-pane
+                  data-testid="answer"
+                  [attr.data-transport]="lane.transport"
+                  [attr.aria-label]="labels[lane.transport] + ' answer'"
+                  [text]="lane.text"
+                  [streaming]="lane.status === 'streaming' || lane.status === 'waiting'"
+                />
+              </div>
+            }
+          </div>
+        } @else {
+          <p class="muted empty">
+            Ask something. With the simulator, <code>[sim tokens=2000 tps=100]</code> in a message sets the
+            length and speed of the answer, and <code>[sim fault=server_error]</code> makes the model fail.
+          </p>
+        }
+      </div>
+
+      @if (error(); as failure) {
+        <div class="error" role="alert">
+          <p>
+            <span data-testid="error">{{ failure.message }}</span>
+            <small class="muted"> ({{ labels[failure.transport] }}: {{ failure.code }})</small>
+          </p>
+          @if (needsCredentials()) {
+            <button type="button" (click)="credentialsNeeded.emit()">Enter credentials</button>
+          }
+          @if (failure.retryable) {
+            <button
+              type="button"
+              data-testid="retry"
+              (click)="regenerateAnswer()"
+              [disabled]="session.running()"
+            >
+              Retry{{
+                failure.retryAfterMs ? ' (the server asks to wait ' + failure.retryAfterMs / 1000 + ' s)' : ''
+              }}
+            </button>
+          }
+        </div>
+      }
+
+      <form class="composer" (submit)="$event.preventDefault(); sendPrompt()">
+        <label for="prompt" class="visually-hidden">Prompt</label>
+        <textarea
+          id="prompt"
+          #promptBox
+          data-testid="prompt"
+          rows="3"
+          placeholder="Message (Enter sends, Shift+Enter for a new line)"
+          [value]="draft()"
+          (input)="draft.set(promptBox.value)"
+          (keydown)="onPromptKeydown($event)"
+        ></textarea>
+        <div class="composer-bar">
+          <label>
+            Transport
+            <select data-testid="transport" #mode [value]="settings.mode()" (change)="selectMode(mode.value)">
+              <option value="sse">SSE</option>
+              <option value="socket.io">Socket.IO</option>
+              <option value="race">Race (both)</option>
+            </select>
+          </label>
+          <label>
+            Model
+            @if (server.simulatorProfiles().length > 0) {
+              <select #model [value]="settings.model()" (change)="setModel(model.value)">
+                <option value="">Default ({{ server.info()?.defaultModel }})</option>
+                @for (profile of server.simulatorProfiles(); track profile.model) {
+                  <option [value]="profile.model">
+                    {{ profile.model }} · TTFT {{ profile.ttftMs }} ms · {{ profile.tokensPerSecond }} tok/s
+                  </option>
+                }
+              </select>
+            } @else {
+              <input
+                #model
+                type="text"
+                [placeholder]="server.info()?.defaultModel ?? 'server default'"
+                [value]="settings.model()"
+                (change)="setModel(model.value.trim())"
+              />
+            }
+          </label>
+          <label>
+            Temperature
+            <input
+              #temperature
+              type="number"
+              min="0"
+              max="2"
+              step="0.1"
+              [value]="settings.temperature()"
+              (change)="setTemperature(temperature.valueAsNumber)"
+            />
+          </label>
+          <label>
+            Max tokens
+            <input
+              #maxTokens
+              type="number"
+              min="1"
+              [max]="server.info()?.limits?.maxTokensCap ?? 4096"
+              placeholder="default"
+              [value]="settings.maxTokens() ?? ''"
+              (change)="setMaxTokens(maxTokens.valueAsNumber)"
+            />
+          </label>
+          <span class="spacer"></span>
+          @if (status(); as state) {
+            <span class="status" [class]="'status-' + state" role="status">
+              <span class="visually-hidden">Status: </span><span data-testid="status">{{ state }}</span>
+            </span>
+          }
+          <button
+            type="button"
+            data-testid="regenerate"
+            (click)="regenerateAnswer()"
+            [disabled]="!current() || session.running()"
+          >
+            Regenerate
+          </button>
+          <button type="button" data-testid="stop" (click)="stopStream()" [disabled]="!session.running()">
+            Stop
+          </button>
+          <button
+            type="submit"
+            class="primary"
+            data-testid="send"
+            [disabled]="session.running() || !draft().trim()"
+          >
+            Send
+          </button>
+        </div>
+      </form>
+    </section>
+
+    @if (lanes().length > 0) {
+      <section class="panel run" aria-labelledby="run-title">
+        <h2 id="run-title">This run</h2>
+        <div class="lane-metrics" [class.race]="lanes().length > 1">
+          @for (lane of lanes(); track lane.streamId; let first = $first) {
+            <div>
+              <h3 [class]="'transport-' + lane.transport">{{ labels[lane.transport] }}</h3>
+              <app-run-metrics-panel [lane]="lane" [clock]="clock.offset()" [primary]="first" />
+            </div>
+          }
+        </div>
+        @if (lanes().length > 1) {
+          <p class="race-summary" aria-live="polite" data-testid="race-summary">
+            @if (race(); as summary) {
+              @if (summary.ahead) {
+                <strong>{{ labels[summary.ahead] }}</strong> was ahead by {{ summary.medianLeadMs | ms }} ms
+                per token (median over {{ summary.comparedTokens }} tokens)
+              } @else {
+                Both transports delivered the tokens at the same time (median over
+                {{ summary.comparedTokens }} tokens)
+              }
+              @if (summary.ttftLeadMs !== null) {
+                · first token {{ summary.ttftLeadMs | ms }} ms sooner
+              }
+              @if (summary.transportDelayLeadMs !== null) {
+                · transport delay p50 {{ summary.transportDelayLeadMs | ms }} ms lower
+              }
+            } @else {
+              Waiting for tokens on both transports…
+            }
+          </p>
+          <app-race-timeline [lanes]="lanes()" />
+        }
+      </section>
+    }
+  `,
+})
+export class Chat {
+  protected readonly session = inject(ChatSession);
+  protected readonly settings = inject(Settings);
+  protected readonly server = inject(ServerConnection);
+  protected readonly clock = inject(ClockSync);
+
+  /** Asks the shell to show the credentials field (after a 401 or a refused handshake). */
+  readonly credentialsNeeded = output<void>();
+
+  protected readonly labels = TRANSPORT_LABELS;
+  protected readonly draft = signal('');
+  private readonly log = viewChild.required<ElementRef<HTMLElement>>('log');
+  private readonly promptBox = viewChild.required<ElementRef<HTMLTextAreaElement>>('promptBox');
+  private followStream = true;
+
+  protected readonly current = this.session.current;
+  protected readonly lanes = computed(() => this.current()?.run.lanes() ?? []);
+  protected readonly status = computed(() => this.current()?.run.status() ?? null);
+  protected readonly error = computed(() => {
+    const failed = this.lanes().find((lane) => lane.error);
+    return failed?.error ? { ...failed.error, transport: failed.transport } : null;
+  });
+  protected readonly needsCredentials = computed(() =>
+    ['unauthorized', 'forbidden'].includes(this.error()?.code ?? ''),
+  );
+  protected readonly race = computed(() => {
+    const lanes = this.lanes();
+    if (lanes.length !== 2) return null;
+    const clock = this.clock.offset();
+    const [a, b] = lanes;
+    return summarizeRace(a, computeRunMetrics(a, clock), b, computeRunMetrics(b, clock));
+  });
+
+  constructor() {
+    // Keep the newest text in view while it streams, unless the reader scrolled up to read something earlier.
+    afterRenderEffect(() => {
+      this.lanes();
+      const log = this.log().nativeElement;
+      if (this.followStream) log.scrollTop = log.scrollHeight;
+    });
+  }
+
+  protected onLogScroll(): void {
+    const log = this.log().nativeElement;
+    this.followStream = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
+  }
+
+  protected onPromptKeydown(event: KeyboardEvent): void {
+    if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    this.sendPrompt();
+  }
+
+  protected sendPrompt(): void {
+    if (this.session.send(this.draft())) {
+      this.draft.set('');
+      this.followStream = true;
+    }
+  }
+
+  protected stopStream(): void {
+    void this.session.stop();
+  }
+
+  protected regenerateAnswer(): void {
+    this.followStream = true;
+    this.session.regenerate();
+  }
+
+  protected startNewChat(): void {
+    this.session.clear();
+    this.promptBox().nativeElement.focus();
+  }
+
+  protected selectMode(mode: string): void {
+    this.settings.setMode(mode);
+  }
+
+  protected setModel(model: string): void {
+    this.settings.update({ model });
+  }
+
+  protected setTemperature(value: number): void {
+    if (Number.isFinite(value)) this.settings.update({ temperature: Math.min(2, Math.max(0, value)) });
+  }
+
+  /** An empty field means the server's default. */
+  protected setMaxTokens(value: number): void {
+    const cap = this.server.info()?.limits.maxTokensCap ?? REQUEST_LIMITS.maxTokensCap;
+    this.settings.update({
+      maxTokens: Number.isFinite(value) ? Math.min(cap, Math.max(1, Math.round(value))) : null,
+    });
+  }
+}

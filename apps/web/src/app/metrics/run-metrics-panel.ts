@@ -1,0 +1,74 @@
+import { DecimalPipe } from '@angular/common';
+import { ChangeDetectionStrategy, Component, computed, input } from '@angular/core';
+import type { ClockOffset } from '../clock/clock-offset';
+import type { Lane } from '../run/lane';
+import { Milliseconds } from './milliseconds';
+import { computeRunMetrics } from './run-metrics';
+
+/** The live figures of one lane. Only the primary lane carries the `ttft` / `transport-delay` test hooks. */
+@Component({
+  selector: 'app-run-metrics-panel',
+  changeDetection: ChangeDetectionStrategy.OnPush,
+  imports: [Milliseconds, DecimalPipe],
+  template: `
+    <dl class="metrics">
+      <div>
+        <dt>Time to first token</dt>
+        <dd>
+          <span [attr.data-testid]="primary() ? 'ttft' : null">{{ metrics().ttftMs | ms }}</span> ms
+        </dd>
+      </div>
+      <div>
+        <dt>Transport delay p50</dt>
+        <dd>
+          <span [attr.data-testid]="primary() ? 'transport-delay' : null">{{
+            metrics().transportDelay?.p50 | ms
+          }}</span>
+          ms
+          @if (metrics().clockUncertaintyMs !== null) {
+            <small title="Clock offset uncertainty (half the best /api/time round trip)">
+              ± {{ metrics().clockUncertaintyMs | ms }}</small
+            >
+          }
+        </dd>
+      </div>
+      <div>
+        <dt>Transport delay p95 / max</dt>
+        <dd>{{ metrics().transportDelay?.p95 | ms }} / {{ metrics().transportDelay?.max | ms }} ms</dd>
+      </div>
+      <div>
+        <dt>Inter-token gap p50 / p95 / max</dt>
+        <dd>
+          {{ metrics().gaps?.p50 | ms }} / {{ metrics().gaps?.p95 | ms }} / {{ metrics().gaps?.max | ms }} ms
+        </dd>
+      </div>
+      <div>
+        <dt>Tokens per second</dt>
+        <dd>
+          {{ metrics().tokensPerSecond === null ? '–' : (metrics().tokensPerSecond | number: '1.0-1') }}
+        </dd>
+      </div>
+      <div>
+        <dt>Duration</dt>
+        <dd>{{ metrics().durationMs | ms }} ms</dd>
+      </div>
+      <div>
+        <dt>Events / tokens</dt>
+        <dd>{{ metrics().eventsReceived }} / {{ metrics().tokens }}</dd>
+      </div>
+      @if (lane().serverTiming; as timing) {
+        <div>
+          <dt>Server-side TTFT / duration</dt>
+          <dd>{{ timing.ttftMs | ms }} / {{ timing.durationMs | ms }} ms</dd>
+        </div>
+      }
+    </dl>
+  `,
+})
+export class RunMetricsPanel {
+  readonly lane = input.required<Lane>();
+  readonly clock = input<ClockOffset | null>(null);
+  readonly primary = input(false);
+
+  protected readonly metrics = computed(() => computeRunMetrics(this.lane(), this.clock()));
+}

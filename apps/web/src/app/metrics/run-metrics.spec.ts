@@ -1,0 +1,52 @@
+import { newLane, type Lane } from '../run/lane';
+import { computeRunMetrics } from './run-metrics';
+
+const clock = { offsetMs: 1000, uncertaintyMs: 0.5, rttMs: 1, samples: 5, measuredAt: 0 };
+
+function laneWith(arrivals: [number, number][], endedAt: number | null = null): Lane {
+  return {
+    ...newLane('socket.io', 'stream-1', 100),
+    arrivals: arrivals.map(([arrivedAt, serverTs], i) => ({ seq: i + 1, arrivedAt, serverTs })),
+    eventsReceived: arrivals.length + 1,
+    endedAt,
+  };
+}
+
+describe('computeRunMetrics', () => {
+  it('is empty before the first token', () => {
+    const metrics = computeRunMetrics(newLane('sse', 's', 100), clock);
+    expect(metrics).toMatchObject({
+      ttftMs: null,
+      transportDelay: null,
+      gaps: null,
+      tokensPerSecond: null,
+      durationMs: null,
+    });
+  });
+
+  it('measures ttft, delays, gaps, rate and duration', () => {
+    // Server clock = client + 1000; each token produced 2 ms (then 4 ms) before it arrived.
+    const lane = laneWith(
+      [
+        [150, 1148],
+        [160, 1158],
+        [180, 1176],
+      ],
+      200,
+    );
+    const metrics = computeRunMetrics(lane, clock);
+    expect(metrics.ttftMs).toBe(50);
+    expect(metrics.transportDelay).toMatchObject({ count: 3, p50: 2, max: 4 });
+    expect(metrics.transportDelaySketch).toEqual([2, 2, 4]);
+    expect(metrics.gaps).toMatchObject({ count: 2, p50: 15, max: 20 });
+    expect(metrics.tokensPerSecond).toBeCloseTo(2000 / 30);
+    expect(metrics.durationMs).toBe(100);
+    expect(metrics).toMatchObject({ tokens: 3, eventsReceived: 4, clockUncertaintyMs: 0.5 });
+  });
+
+  it('leaves transport delay unknown without a clock estimate', () => {
+    const metrics = computeRunMetrics(laneWith([[150, 1148]]), null);
+    expect(metrics.transportDelay).toBeNull();
+    expect(metrics.durationMs).toBe(50);
+  });
+});

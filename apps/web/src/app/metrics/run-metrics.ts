@@ -1,0 +1,46 @@
+import { type ClockOffset, transportDelay } from '../clock/clock-offset';
+import type { Lane } from '../run/lane';
+import { type Distribution, quantileSketch, summarize } from './percentiles';
+
+export interface RunMetrics {
+  /** From send to the first token's arrival, on the client's clock. */
+  ttftMs: number | null;
+  /** Per token: arrival − server `ts`, corrected by the clock offset. */
+  transportDelay: Distribution | null;
+  /** A compact sketch of the transport delays, kept in the history for the CDF. */
+  transportDelaySketch: number[];
+  /** Between consecutive token arrivals. */
+  gaps: Distribution | null;
+  tokensPerSecond: number | null;
+  /** From send to the terminal event (or to the latest arrival while streaming). */
+  durationMs: number | null;
+  tokens: number;
+  eventsReceived: number;
+  clockUncertaintyMs: number | null;
+}
+
+export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMetrics {
+  const { arrivals } = lane;
+  const first = arrivals[0];
+  const last = arrivals[arrivals.length - 1];
+  const delays = clock ? arrivals.map((a) => transportDelay(a.arrivedAt, a.serverTs, clock)) : [];
+  const gaps = arrivals.slice(1).map((a, i) => a.arrivedAt - arrivals[i].arrivedAt);
+  const generationMs = first && last ? last.arrivedAt - first.arrivedAt : 0;
+  const end = lane.endedAt ?? last?.arrivedAt ?? null;
+  return {
+    ttftMs: first ? first.arrivedAt - lane.sentAt : null,
+    transportDelay: summarize(delays),
+    transportDelaySketch: quantileSketch(delays).map(round2),
+    gaps: summarize(gaps),
+    tokensPerSecond:
+      arrivals.length > 1 && generationMs > 0 ? ((arrivals.length - 1) * 1000) / generationMs : null,
+    durationMs: end === null ? null : end - lane.sentAt,
+    tokens: arrivals.length,
+    eventsReceived: lane.eventsReceived,
+    clockUncertaintyMs: clock?.uncertaintyMs ?? null,
+  };
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}

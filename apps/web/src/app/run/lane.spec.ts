@@ -1,0 +1,81 @@
+import type { CompletionEvent } from '@app/contracts';
+import { abandonLane, applyEvents, failLane, markAccepted, newLane, type ReceivedEvent } from './lane';
+
+const id = 'stream-1';
+const at = (arrivedAt: number, event: CompletionEvent): ReceivedEvent => ({ event, arrivedAt });
+const start = at(10, { type: 'start', streamId: id, seq: 0, model: 'sim', ts: 5 });
+const token = (seq: number, text: string, arrivedAt: number) =>
+  at(arrivedAt, { type: 'token', streamId: id, seq, text, ts: arrivedAt - 1 });
+const done = (seq: number, arrivedAt: number, finishReason: 'stop' | 'cancelled' = 'stop') =>
+  at(arrivedAt, {
+    type: 'done',
+    streamId: id,
+    seq,
+    ts: arrivedAt,
+    finishReason,
+    usage: null,
+    timing: { ttftMs: 3, durationMs: 9 },
+  });
+
+describe('lane', () => {
+  const fresh = newLane('sse', id, 0);
+
+  it('starts connecting and waits once accepted', () => {
+    expect(fresh.status).toBe('connecting');
+    expect(markAccepted(fresh).status).toBe('waiting');
+    expect(applyEvents(fresh, [start])).toMatchObject({ status: 'waiting', model: 'sim', eventsReceived: 1 });
+  });
+
+  it('accumulates tokens and their arrivals without mutating the previous lane', () => {
+    const waiting = applyEvents(fresh, [start]);
+    const streaming = applyEvents(waiting, [token(1, 'Hel', 20), token(2, 'lo', 30)]);
+    expect(streaming).toMatchObject({ status: 'streaming', text: 'Hello', eventsReceived: 3 });
+    expect(streaming.arrivals).toEqual([
+      { seq: 1, serverTs: 19, arrivedAt: 20 },
+      { seq: 2, serverTs: 29, arrivedAt: 30 },
+    ]);
+    expect(waiting.text).toBe('');
+    expect(waiting.arrivals).toEqual([]);
+  });
+
+  it('ends with done, or cancelled when the server says so, and ignores anything after', () => {
+    const finished = applyEvents(fresh, [start, token(1, 'a', 20), done(2, 40), token(3, 'late', 50)]);
+    expect(finished).toMatchObject({
+      status: 'done',
+      text: 'a',
+      endedAt: 40,
+      eventsReceived: 3,
+      finishReason: 'stop',
+    });
+    expect(applyEvents(finished, [token(4, 'x', 60)])).toBe(finished);
+    expect(applyEvents(fresh, [start, done(1, 30, 'cancelled')]).status).toBe('cancelled');
+  });
+
+  it('keeps a stream error in words', () => {
+    const failed = applyEvents(fresh, [
+      start,
+      at(30, {
+        type: 'error',
+        streamId: id,
+        seq: 1,
+        ts: 29,
+        error: { code: 'upstream_unavailable', message: 'The model failed', retryable: true },
+      }),
+    ]);
+    expect(failed).toMatchObject({ status: 'error', endedAt: 30 });
+    expect(failed.error).toEqual({
+      code: 'upstream_unavailable',
+      message: 'The model failed',
+      retryable: true,
+    });
+  });
+
+  it('fails or abandons only an unfinished lane', () => {
+    const error = { code: 'network', message: 'gone', retryable: true };
+    expect(failLane(fresh, error, 5)).toMatchObject({ status: 'error', error, endedAt: 5 });
+    expect(abandonLane(fresh, 5)).toMatchObject({ status: 'cancelled', endedAt: 5 });
+    const finished = applyEvents(fresh, [done(1, 9)]);
+    expect(failLane(finished, error, 10)).toBe(finished);
+    expect(abandonLane(finished, 10)).toBe(finished);
+  });
+});

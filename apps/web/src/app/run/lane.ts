@@ -1,0 +1,123 @@
+import type { CompletionEvent, FinishReason } from '@app/contracts';
+import type { TransportName } from '../transport/completion-transport';
+
+export type RunStatus = 'connecting' | 'waiting' | 'streaming' | 'done' | 'cancelled' | 'error';
+
+export interface TokenArrival {
+  seq: number;
+  /** The server's clock when the token was produced (event `ts`). */
+  serverTs: number;
+  /** The client's clock (epoch ms, high resolution) when the event was handed to us. */
+  arrivedAt: number;
+}
+
+export interface LaneError {
+  code: string;
+  message: string;
+  retryable: boolean;
+  retryAfterMs?: number;
+}
+
+/** One stream over one transport: what it has said so far and when each part arrived. */
+export interface Lane {
+  transport: TransportName;
+  streamId: string;
+  status: RunStatus;
+  model: string | null;
+  text: string;
+  sentAt: number;
+  arrivals: readonly TokenArrival[];
+  eventsReceived: number;
+  endedAt: number | null;
+  finishReason: FinishReason | null;
+  serverTiming: { ttftMs: number; durationMs: number } | null;
+  error: LaneError | null;
+}
+
+export interface ReceivedEvent {
+  event: CompletionEvent;
+  arrivedAt: number;
+}
+
+export function newLane(transport: TransportName, streamId: string, sentAt: number): Lane {
+  return {
+    transport,
+    streamId,
+    status: 'connecting',
+    model: null,
+    text: '',
+    sentAt,
+    arrivals: [],
+    eventsReceived: 0,
+    endedAt: null,
+    finishReason: null,
+    serverTiming: null,
+    error: null,
+  };
+}
+
+export function isFinished(status: RunStatus): boolean {
+  return status === 'done' || status === 'cancelled' || status === 'error';
+}
+
+/** Folds a batch of received events into a lane, immutably; events after the terminal one are ignored. */
+export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
+  if (batch.length === 0 || isFinished(lane.status)) return lane;
+  let { status, model, text, endedAt, finishReason, serverTiming, error } = lane;
+  const arrivals: TokenArrival[] = [];
+  let counted = 0;
+  for (const { event, arrivedAt } of batch) {
+    if (isFinished(status)) break;
+    counted++;
+    switch (event.type) {
+      case 'start':
+        model = event.model;
+        if (status === 'connecting') status = 'waiting';
+        break;
+      case 'token':
+        text += event.text;
+        arrivals.push({ seq: event.seq, serverTs: event.ts, arrivedAt });
+        status = 'streaming';
+        break;
+      case 'done':
+        status = event.finishReason === 'cancelled' ? 'cancelled' : 'done';
+        finishReason = event.finishReason;
+        serverTiming = event.timing;
+        endedAt = arrivedAt;
+        break;
+      case 'error':
+        status = 'error';
+        error = { ...event.error };
+        endedAt = arrivedAt;
+        break;
+    }
+  }
+  return {
+    ...lane,
+    status,
+    model,
+    text,
+    endedAt,
+    finishReason,
+    serverTiming,
+    error,
+    arrivals: arrivals.length > 0 ? [...lane.arrivals, ...arrivals] : lane.arrivals,
+    eventsReceived: lane.eventsReceived + counted,
+  };
+}
+
+/** The server accepted the request (HTTP 200, or a positive ack) before any event reached us. */
+export function markAccepted(lane: Lane): Lane {
+  return lane.status === 'connecting' ? { ...lane, status: 'waiting' } : lane;
+}
+
+export function failLane(lane: Lane, error: LaneError, at: number): Lane {
+  if (isFinished(lane.status)) return lane;
+  return { ...lane, status: 'error', error, endedAt: at };
+}
+
+/** A lane we stopped listening to without hearing its end (the cancel went unanswered). */
+export function abandonLane(lane: Lane, at: number): Lane {
+  if (isFinished(lane.status)) return lane;
+  return { ...lane, status: 'cancelled', finishReason: 'cancelled', endedAt: at };
+}

@@ -1,0 +1,196 @@
+import { Injectable, effect, inject, signal } from '@angular/core';
+import {
+  type CompletionEvent,
+  type CompletionRequest,
+  type ConnectErrorData,
+  type ClientToServerEvents,
+  isTerminalEvent,
+  type ServerToClientEvents,
+  SOCKET_NAMESPACE,
+  SOCKET_PATH,
+} from '@app/contracts';
+import { Observable } from 'rxjs';
+import { io, type Socket } from 'socket.io-client';
+import { Credentials } from '../settings/credentials';
+import type { CompletionTransport } from './completion-transport';
+import { TransportError } from './transport-error';
+
+export type CompletionSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+const ACK_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Completions over one shared Socket.IO connection (WebSocket only, no long-polling), which carries many
+ * streams at once: each stream listens for the `completion` events with its own streamId. After a reconnect,
+ * unfinished streams are resumed from their last seq.
+ */
+@Injectable({ providedIn: 'root' })
+export class SocketIoTransport implements CompletionTransport {
+  readonly name = 'socket.io';
+  private readonly credentials = inject(Credentials);
+  private socket: CompletionSocket | null = null;
+  private readonly engine = signal<string | null>(null);
+
+  /** The engine.io transport in use (`websocket`), or null while disconnected. */
+  readonly engineTransport = this.engine.asReadonly();
+
+  constructor() {
+    // New credentials need a new handshake: drop the socket; the next stream opens one with the new token.
+    effect(() => {
+      this.credentials.token();
+      this.disconnect();
+    });
+  }
+
+  stream(request: CompletionRequest & { streamId: string }): Observable<CompletionEvent> {
+    return socketCompletionStream(request, () => this.connected());
+  }
+
+  async cancel(streamId: string): Promise<void> {
+    const socket = await this.connected();
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:cancel', { streamId });
+    // not_found: the stream already ended; there is nothing left to cancel.
+    if (!ack.ok && ack.error.code !== 'not_found')
+      throw new TransportError(ack.error.code, ack.error.message, false);
+  }
+
+  private connected(): Promise<CompletionSocket> {
+    const socket = (this.socket ??= this.open());
+    if (socket.connected) return Promise.resolve(socket);
+    return new Promise((resolve, reject) => {
+      const settle = () => {
+        clearTimeout(timer);
+        socket.off('connect', onConnect);
+        socket.off('connect_error', onError);
+      };
+      const onConnect = () => {
+        settle();
+        resolve(socket);
+      };
+      const onError = (error: Error & { data?: Partial<ConnectErrorData> }) => {
+        // Without a refusal the manager keeps retrying (socket.active stays true) until the timer gives up.
+        if (socket.active) return;
+        settle();
+        if (this.socket === socket) this.socket = null;
+        const code = error.data?.code;
+        reject(
+          code
+            ? new TransportError(code, refusalMessage(code), code === 'rate_limited')
+            : TransportError.network(error),
+        );
+      };
+      const timer = setTimeout(() => {
+        settle();
+        reject(new TransportError('network', 'Could not connect the WebSocket to the server.', true));
+      }, CONNECT_TIMEOUT_MS);
+      socket.on('connect', onConnect);
+      socket.on('connect_error', onError);
+      socket.connect();
+    });
+  }
+
+  private open(): CompletionSocket {
+    const token = this.credentials.token();
+    const socket: CompletionSocket = io(SOCKET_NAMESPACE, {
+      path: SOCKET_PATH,
+      transports: ['websocket'],
+      autoConnect: false,
+      auth: token ? { token } : {},
+    });
+    socket.on('connect', () => {
+      this.engine.set(socket.io.engine.transport.name);
+      socket.io.engine.once('upgrade', () => this.engine.set(socket.io.engine.transport.name));
+    });
+    socket.on('disconnect', () => this.engine.set(null));
+    return socket;
+  }
+
+  private disconnect(): void {
+    this.socket?.disconnect();
+    this.socket = null;
+    this.engine.set(null);
+  }
+}
+
+export function socketCompletionStream(
+  request: CompletionRequest & { streamId: string },
+  connect: () => Promise<CompletionSocket>,
+): Observable<CompletionEvent> {
+  return new Observable<CompletionEvent>((subscriber) => {
+    let socket: CompletionSocket | null = null;
+    let lastSeq = -1;
+    let closed = false;
+    let interrupted = false;
+
+    const onEvent = (event: CompletionEvent) => {
+      if (event.streamId !== request.streamId || event.seq <= lastSeq) return;
+      lastSeq = event.seq;
+      subscriber.next(event);
+      if (isTerminalEvent(event)) subscriber.complete();
+    };
+    const onReconnect = () => {
+      if (!interrupted) return;
+      interrupted = false;
+      socket
+        ?.timeout(ACK_TIMEOUT_MS)
+        .emitWithAck('completion:resume', { streamId: request.streamId, lastSeq })
+        .then((ack) => {
+          if (!ack.ok) subscriber.error(new TransportError(ack.error.code, ack.error.message, true));
+        })
+        .catch(() =>
+          subscriber.error(new TransportError('network', 'The stream could not be resumed.', true)),
+        );
+    };
+    const onDisconnect = (reason: string) => {
+      interrupted = true;
+      // The client closing on purpose (new credentials) will not come back; anything else reconnects.
+      if (reason === 'io client disconnect') {
+        subscriber.error(new TransportError('network', 'The connection was closed.', true));
+      }
+    };
+
+    connect()
+      .then(async (connected) => {
+        if (closed) return;
+        socket = connected;
+        socket.on('completion', onEvent);
+        socket.on('disconnect', onDisconnect);
+        socket.on('connect', onReconnect);
+        const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:start', request);
+        if (!ack.ok) {
+          subscriber.error(
+            new TransportError(
+              ack.error.code,
+              ack.error.message,
+              ack.error.code === 'rate_limited',
+              ack.error.retryAfterMs,
+            ),
+          );
+        }
+      })
+      .catch((error: unknown) =>
+        subscriber.error(error instanceof TransportError ? error : TransportError.network(error)),
+      );
+
+    return () => {
+      closed = true;
+      socket?.off('completion', onEvent);
+      socket?.off('disconnect', onDisconnect);
+      socket?.off('connect', onReconnect);
+    };
+  });
+}
+
+function refusalMessage(code: string): string {
+  switch (code) {
+    case 'unauthorized':
+      return 'The server needs credentials: enter an API key or token in Settings.';
+    case 'forbidden':
+      return 'These credentials are not allowed to stream completions.';
+    case 'rate_limited':
+      return 'Too many connections: wait a moment and retry.';
+    default:
+      return `The server refused the connection (${code}).`;
+  }
+}

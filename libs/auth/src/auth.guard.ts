@@ -1,0 +1,47 @@
+import { ProblemException } from '@app/problem';
+import { type CanActivate, type ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { Request } from 'express';
+import { AuthService } from './auth.service';
+import { AuthError } from './auth.types';
+import { httpCredentials } from './credentials';
+import type { WithPrincipal } from './current-principal.decorator';
+import { ResumeTokenService } from './resume-token.service';
+
+const RESUME_TOKEN_ALLOWED = Symbol('RESUME_TOKEN_ALLOWED');
+/** Lets a route that takes a `:streamId` accept `?resumeToken=` (for EventSource) instead of credentials. */
+export const AllowResumeToken = () => SetMetadata(RESUME_TOKEN_ALLOWED, true);
+
+/** Authenticates every HTTP request of the controllers it guards; a refusal is problem+json 401/403. */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly auth: AuthService,
+    private readonly resumeTokens: ResumeTokenService,
+    private readonly reflector: Reflector,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<Request & WithPrincipal>();
+    const resumeToken = request.query.resumeToken;
+    if (typeof resumeToken === 'string' && this.reflector.get(RESUME_TOKEN_ALLOWED, context.getHandler())) {
+      const principal = this.resumeTokens.verify(resumeToken, String(request.params.streamId));
+      if (!principal) {
+        throw new ProblemException(
+          'unauthorized',
+          'The resume token is not valid for this stream, or has expired.',
+        );
+      }
+      request.principal = principal;
+      return true;
+    }
+    try {
+      request.principal = await this.auth.authenticate(httpCredentials(request));
+      return true;
+    } catch (error) {
+      const refusal =
+        error instanceof AuthError ? error : new AuthError('unauthorized', 'Not authenticated.');
+      throw new ProblemException(refusal.code, refusal.message);
+    }
+  }
+}

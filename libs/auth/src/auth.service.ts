@@ -1,0 +1,58 @@
+import { Inject, Injectable, Logger, type OnModuleInit, type Type } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { AUTH_STRATEGY_NAME, AUTH_STRATEGY_TYPES } from './auth.constants';
+import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from './auth.module-definition';
+import { AuthError, type AuthStrategy, type Credentials, type Principal } from './auth.types';
+
+/**
+ * The one place that decides who a request is. The HTTP guard and the Socket.IO handshake middleware
+ * both call it, so a transport added later gets the same answer by calling it too.
+ */
+@Injectable()
+export class AuthService implements OnModuleInit {
+  private readonly logger = new Logger(AuthService.name);
+  private strategy: AuthStrategy | undefined;
+
+  constructor(
+    private readonly moduleRef: ModuleRef,
+    @Inject(AUTH_MODULE_OPTIONS) private readonly options: AuthModuleOptions,
+    @Inject(AUTH_STRATEGY_TYPES) private readonly strategyTypes: Type<AuthStrategy>[],
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const named = this.strategyTypes.map((type) => ({
+      type,
+      name: Reflect.getMetadata(AUTH_STRATEGY_NAME, type) as string | undefined,
+    }));
+    const selected = named.find(({ name }) => name === this.options.mode);
+    if (!selected) {
+      const known = named.map(({ name }) => name).join(', ');
+      throw new Error(
+        `Invalid configuration: AUTH_MODE: no strategy named "${this.options.mode}" (known: ${known})`,
+      );
+    }
+    this.strategy = await this.moduleRef.create(selected.type);
+  }
+
+  get mode(): string {
+    return this.options.mode;
+  }
+
+  /** Resolves to a principal or rejects with `AuthError`, whatever the strategy threw. */
+  async authenticate(credentials: Credentials): Promise<Principal> {
+    if (!this.strategy) {
+      throw new AuthError('unauthorized', 'Authentication is not ready.');
+    }
+    try {
+      return await this.strategy.authenticate(credentials);
+    } catch (error) {
+      if (error instanceof AuthError) {
+        throw error;
+      }
+      this.logger.warn(
+        `auth strategy ${this.options.mode} failed: ${error instanceof Error ? error.name : 'unknown'}`,
+      );
+      throw new AuthError('unauthorized', 'The credentials could not be verified.');
+    }
+  }
+}

@@ -1,0 +1,50 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from './auth.module-definition';
+import type { Principal } from './auth.types';
+
+/**
+ * A browser's native EventSource cannot send headers, so resuming with it needs something in the
+ * URL. Instead of the long-lived credentials, it carries this: an HMAC over one stream id, its owner
+ * and an expiry, good for nothing else and for minutes only.
+ */
+@Injectable()
+export class ResumeTokenService {
+  private readonly key: Buffer;
+
+  constructor(@Inject(AUTH_MODULE_OPTIONS) private readonly options: AuthModuleOptions) {
+    this.key = options.resumeTokenSecret ? Buffer.from(options.resumeTokenSecret, 'utf8') : randomBytes(32);
+  }
+
+  issue(streamId: string, principal: Principal, now = Date.now()): string {
+    const expiresAt = now + this.options.resumeTokenTtlMs;
+    const payload = Buffer.from(JSON.stringify([streamId, principal.id, expiresAt]), 'utf8').toString(
+      'base64url',
+    );
+    return `${payload}.${this.sign(payload)}`;
+  }
+
+  /** The owner the token vouches for, when it is genuine, unexpired and for this stream. */
+  verify(token: string, streamId: string, now = Date.now()): Principal | undefined {
+    const [payload, signature, extra] = token.split('.');
+    if (!payload || !signature || extra !== undefined || token.length > 1024) {
+      return undefined;
+    }
+    const expected = Buffer.from(this.sign(payload), 'base64url');
+    const presented = Buffer.from(signature, 'base64url');
+    if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) {
+      return undefined;
+    }
+    const [tokenStreamId, owner, expiresAt] = JSON.parse(
+      Buffer.from(payload, 'base64url').toString('utf8'),
+    ) as [string, string, number];
+    if (tokenStreamId !== streamId || expiresAt < now) {
+      return undefined;
+    }
+    return { id: owner, strategy: 'resume-token', expiresAt };
+  }
+
+  private sign(payload: string): string {
+    return createHmac('sha256', this.key).update(payload).digest('base64url');
+  }
+}

@@ -1,0 +1,53 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { AuthStrategyName } from '../auth.constants';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from '../auth.module-definition';
+import { AuthError, type AuthStrategy, type Credentials, type Principal } from '../auth.types';
+
+const HASHED = /^sha256:([0-9a-f]{64})$/i;
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+/**
+ * Static API keys, from `AUTH_API_KEYS` in clear or as `sha256:<hex>`. Every key is compared as a
+ * SHA-256 digest with `timingSafeEqual`, against every configured key, so neither the comparison nor
+ * the loop tells how close a guess was. The principal is named by a digest prefix, never by the key.
+ */
+@Injectable()
+@AuthStrategyName('api-key')
+export class ApiKeyStrategy implements AuthStrategy {
+  private readonly digests: Buffer[];
+
+  constructor(@Inject(AUTH_MODULE_OPTIONS) options: AuthModuleOptions) {
+    if (options.apiKeys.length === 0) {
+      throw new Error('AUTH_MODE=api-key needs AUTH_API_KEYS');
+    }
+    this.digests = options.apiKeys.map((key) => {
+      const hashed = HASHED.exec(key);
+      return hashed ? Buffer.from(hashed[1], 'hex') : sha256(key);
+    });
+  }
+
+  async authenticate(credentials: Credentials): Promise<Principal> {
+    const key = credentials.bearer ?? credentials.apiKey;
+    if (!key) {
+      throw new AuthError(
+        'unauthorized',
+        'An API key is required (Authorization: Bearer <key> or X-API-Key).',
+      );
+    }
+    const presented = sha256(key);
+    let match: Buffer | undefined;
+    for (const digest of this.digests) {
+      if (timingSafeEqual(presented, digest)) {
+        match = digest;
+      }
+    }
+    if (!match) {
+      throw new AuthError('unauthorized', 'The API key is not valid.');
+    }
+    return { id: `key:${match.toString('hex').slice(0, 16)}`, strategy: 'api-key' };
+  }
+}

@@ -1,0 +1,25 @@
+import type { ChatMessage, FinishReason, TokenUsage } from '@app/contracts';
+
+export interface ProviderRequest {
+  model: string;
+  messages: ChatMessage[];
+  temperature?: number;
+  maxTokens?: number;
+  topP?: number;
+}
+
+/** What a provider yields, in order: text deltas, then one finish, then usage when the upstream sends it. */
+export type ProviderChunk =
+  | { kind: 'text'; text: string }
+  | { kind: 'finish'; reason: Exclude<FinishReason, 'cancelled'> }
+  | { kind: 'usage'; usage: TokenUsage };
+
+/**
+ * The seam between the completion service and an upstream. A provider knows nothing of transports;
+ * it streams chunks until done, throws `UpstreamError` on failure, and stops its upstream request as
+ * soon as `signal` aborts (that is what saves the tokens nobody will read).
+ */
+export interface CompletionProvider {
+  readonly name: string;
+  stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk>;
+}

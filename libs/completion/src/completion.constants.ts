@@ -1,0 +1,2 @@
+/** Injection token of the `CompletionProvider` the service streams from. */
+export const COMPLETION_PROVIDER = Symbol('COMPLETION_PROVIDER');

@@ -1,0 +1,167 @@
+import type { CompletionEvent } from '@app/contracts';
+import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
+import type { CompletionModuleOptions } from './completion.module-definition';
+import type { CompletionProvider, ProviderChunk, ProviderRequest } from './completion-provider';
+import { CompletionService } from './completion.service';
+import { UpstreamError } from './upstream.error';
+
+const options: CompletionModuleOptions = {
+  defaultModel: 'default-model',
+  firstTokenTimeoutMs: 200,
+  idleTimeoutMs: 100,
+  openai: { maxRetries: 0 },
+};
+const request = { messages: [{ role: 'user' as const, content: 'hi' }] };
+
+/** A provider scripted chunk by chunk, recording what it was asked and whether it was aborted. */
+class ScriptedProvider implements CompletionProvider {
+  readonly name = 'scripted';
+  requests: ProviderRequest[] = [];
+  signal: AbortSignal | undefined;
+
+  constructor(private readonly script: (signal: AbortSignal) => AsyncIterable<ProviderChunk>) {}
+
+  stream(providerRequest: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk> {
+    this.requests.push(providerRequest);
+    this.signal = signal;
+    return this.script(signal);
+  }
+}
+
+async function* chunks(...items: ProviderChunk[]): AsyncIterable<ProviderChunk> {
+  for (const item of items) {
+    yield item;
+  }
+}
+
+function untilAborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+async function* hangs(signal: AbortSignal, ...before: ProviderChunk[]): AsyncIterable<ProviderChunk> {
+  yield* chunks(...before);
+  await untilAborted(signal);
+}
+
+const collect = (service: CompletionService, streamId = 's1', cancel?: AbortSignal) =>
+  lastValueFrom(service.stream(request, { streamId, cancel }).pipe(toArray()));
+
+describe('CompletionService', () => {
+  it('emits start, one token per text chunk, then done with usage, seq rising by one', async () => {
+    const provider = new ScriptedProvider(() =>
+      chunks(
+        { kind: 'text', text: 'Hel' },
+        { kind: 'text', text: 'lo' },
+        { kind: 'finish', reason: 'stop' },
+        { kind: 'usage', usage: { promptTokens: 3, completionTokens: 2, totalTokens: 5 } },
+      ),
+    );
+    const events = await collect(new CompletionService(provider, options));
+
+    expect(events.map(({ type, seq }) => [type, seq])).toEqual([
+      ['start', 0],
+      ['token', 1],
+      ['token', 2],
+      ['done', 3],
+    ]);
+    expect(events[0]).toMatchObject({ streamId: 's1', model: 'default-model' });
+    expect(events[3]).toMatchObject({
+      finishReason: 'stop',
+      usage: { promptTokens: 3, completionTokens: 2, totalTokens: 5 },
+    });
+    expect(provider.requests[0]).toMatchObject({ model: 'default-model', messages: request.messages });
+  });
+
+  it('emits start before the upstream answers', async () => {
+    const provider = new ScriptedProvider((signal) => hangs(signal));
+    const service = new CompletionService(provider, options);
+
+    const first = await firstValueFrom(service.stream(request, { streamId: 's1' }));
+
+    expect(first.type).toBe('start');
+    expect(provider.signal?.aborted).toBe(true);
+  });
+
+  it('aborts the upstream request when the subscriber unsubscribes', async () => {
+    const provider = new ScriptedProvider((signal) => hangs(signal, { kind: 'text', text: 'a' }));
+    const seen: CompletionEvent[] = [];
+    const subscription = new CompletionService(provider, options)
+      .stream(request, { streamId: 's1' })
+      .subscribe((event) => seen.push(event));
+    await new Promise((resolve) => setImmediate(resolve));
+
+    subscription.unsubscribe();
+
+    expect(provider.signal?.aborted).toBe(true);
+    expect(seen.map((event) => event.type)).toEqual(['start', 'token']);
+  });
+
+  it('turns an explicit cancel into done/cancelled and an upstream abort', async () => {
+    const provider = new ScriptedProvider((signal) => hangs(signal, { kind: 'text', text: 'a' }));
+    const cancel = new AbortController();
+    const events = collect(new CompletionService(provider, options), 's1', cancel.signal);
+    await new Promise((resolve) => setImmediate(resolve));
+
+    cancel.abort();
+
+    const done = (await events).at(-1);
+    expect(done).toMatchObject({ type: 'done', seq: 2, finishReason: 'cancelled', usage: null });
+    expect(provider.signal?.aborted).toBe(true);
+  });
+
+  it('ends with the provider error as an error event', async () => {
+    const provider = new ScriptedProvider(async function* () {
+      yield { kind: 'text', text: 'a' } as const;
+      throw new UpstreamError('upstream_rate_limited', 'slow down', 1200);
+    });
+    const events = await collect(new CompletionService(provider, options));
+
+    expect(events.at(-1)).toMatchObject({
+      type: 'error',
+      seq: 2,
+      error: { code: 'upstream_rate_limited', message: 'slow down', retryable: true, retryAfterMs: 1200 },
+    });
+  });
+
+  it('hides an unexpected failure behind a generic internal error', async () => {
+    const provider = new ScriptedProvider(async function* () {
+      yield* [];
+      throw new Error('secret details sk-12345');
+    });
+    const events = await collect(new CompletionService(provider, options));
+
+    expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'internal', retryable: false } });
+    expect(JSON.stringify(events)).not.toContain('sk-12345');
+  });
+
+  it('times out when no token comes in time, and aborts the upstream', async () => {
+    const provider = new ScriptedProvider((signal) => hangs(signal));
+    const events = await collect(new CompletionService(provider, options));
+
+    expect(events.at(-1)).toMatchObject({
+      type: 'error',
+      error: { code: 'upstream_timeout', retryable: true },
+    });
+    expect(provider.signal?.aborted).toBe(true);
+  });
+
+  it('times out when tokens stop mid-answer', async () => {
+    const provider = new ScriptedProvider((signal) => hangs(signal, { kind: 'text', text: 'a' }));
+    const events = await collect(new CompletionService(provider, options));
+
+    expect(events.map((event) => event.type)).toEqual(['start', 'token', 'error']);
+    expect(events.at(-1)).toMatchObject({ error: { code: 'upstream_timeout' } });
+  });
+
+  it('uses the model the request names', async () => {
+    const provider = new ScriptedProvider(() => chunks({ kind: 'finish', reason: 'stop' }));
+    const events = await lastValueFrom(
+      new CompletionService(provider, options)
+        .stream({ ...request, model: 'other' }, { streamId: 's' })
+        .pipe(toArray()),
+    );
+
+    expect(events[0]).toMatchObject({ model: 'other' });
+    expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'stop', usage: null });
+  });
+});

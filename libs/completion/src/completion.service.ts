@@ -1,0 +1,194 @@
+import type {
+  CompletionEvent,
+  CompletionRequest,
+  FinishReason,
+  StreamError,
+  TokenUsage,
+} from '@app/contracts';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Observable, type Subscriber } from 'rxjs';
+import { COMPLETION_PROVIDER } from './completion.constants';
+import { COMPLETION_MODULE_OPTIONS, type CompletionModuleOptions } from './completion.module-definition';
+import type { CompletionProvider, ProviderRequest } from './completion-provider';
+import { UpstreamError } from './upstream.error';
+
+export interface StreamOptions {
+  streamId: string;
+  /** Aborting it is an explicit cancel: the upstream request stops and the stream ends with `done`/`cancelled`. */
+  cancel?: AbortSignal;
+}
+
+/** Epoch milliseconds with sub-millisecond precision, the `ts` of every event. */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Turns a CompletionRequest into the contract's event stream. The Observable is cold: each
+ * subscription is one upstream request, and unsubscribing aborts it.
+ */
+@Injectable()
+export class CompletionService {
+  private readonly logger = new Logger(CompletionService.name);
+
+  constructor(
+    @Inject(COMPLETION_PROVIDER) private readonly provider: CompletionProvider,
+    @Inject(COMPLETION_MODULE_OPTIONS) private readonly options: CompletionModuleOptions,
+  ) {}
+
+  get providerName(): string {
+    return this.provider.name;
+  }
+
+  get defaultModel(): string {
+    return this.options.defaultModel;
+  }
+
+  stream(request: CompletionRequest, { streamId, cancel }: StreamOptions): Observable<CompletionEvent> {
+    return new Observable<CompletionEvent>((subscriber) => {
+      const run = new StreamRun(streamId, subscriber, this.options, this.logger);
+      const model = request.model ?? this.options.defaultModel;
+      run.begin(model);
+      if (cancel?.aborted) {
+        run.finish('cancelled');
+        return undefined;
+      }
+      const onCancel = () => run.finish('cancelled');
+      cancel?.addEventListener('abort', onCancel, { once: true });
+      void run.pump(this.provider, {
+        model,
+        messages: request.messages,
+        temperature: request.temperature,
+        maxTokens: request.maxTokens,
+        topP: request.topP,
+      });
+      return () => {
+        cancel?.removeEventListener('abort', onCancel);
+        run.close();
+      };
+    });
+  }
+}
+
+/** One upstream request and the events it becomes; `ended` guards against anything after the terminal event. */
+class StreamRun {
+  private readonly upstream = new AbortController();
+  private seq = 0;
+  private startedAt = 0;
+  private firstTokenAt: number | undefined;
+  private finishReason: Exclude<FinishReason, 'cancelled'> | undefined;
+  private usage: TokenUsage | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly streamId: string,
+    private readonly subscriber: Subscriber<CompletionEvent>,
+    private readonly options: CompletionModuleOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  begin(model: string): void {
+    this.startedAt = epochNow();
+    this.subscriber.next({ type: 'start', streamId: this.streamId, seq: 0, model, ts: this.startedAt });
+    this.seq = 1;
+    this.timer = setTimeout(() => this.timeOut('first'), this.options.firstTokenTimeoutMs);
+    this.timer.unref();
+  }
+
+  async pump(provider: CompletionProvider, request: ProviderRequest): Promise<void> {
+    try {
+      for await (const chunk of provider.stream(request, this.upstream.signal)) {
+        if (this.ended) {
+          return;
+        }
+        if (chunk.kind === 'text') {
+          const ts = epochNow();
+          if (this.firstTokenAt === undefined) {
+            this.firstTokenAt = ts;
+            this.restartTimer(this.options.idleTimeoutMs);
+          } else {
+            this.timer?.refresh();
+          }
+          this.subscriber.next({
+            type: 'token',
+            streamId: this.streamId,
+            seq: this.seq++,
+            text: chunk.text,
+            ts,
+          });
+        } else if (chunk.kind === 'finish') {
+          this.finishReason = chunk.reason;
+          this.timer?.refresh();
+        } else {
+          this.usage = chunk.usage;
+        }
+      }
+      if (!this.ended) {
+        this.finish(this.finishReason ?? 'stop');
+      }
+    } catch (error) {
+      if (this.ended) {
+        return;
+      }
+      if (error instanceof UpstreamError) {
+        this.fail(error.toStreamError());
+      } else {
+        this.logger.error(
+          `stream ${this.streamId} failed: ${error instanceof Error ? error.stack : String(error)}`,
+        );
+        this.fail({ code: 'internal', message: 'The gateway failed while streaming.', retryable: false });
+      }
+    }
+  }
+
+  finish(reason: FinishReason): void {
+    if (this.ended) {
+      return;
+    }
+    const ts = epochNow();
+    this.end({
+      type: 'done',
+      streamId: this.streamId,
+      seq: this.seq++,
+      ts,
+      finishReason: reason,
+      usage: reason === 'cancelled' ? null : this.usage,
+      timing: { ttftMs: (this.firstTokenAt ?? ts) - this.startedAt, durationMs: ts - this.startedAt },
+    });
+  }
+
+  /** Teardown: whatever state the stream is in, the upstream request stops. */
+  close(): void {
+    this.ended = true;
+    clearTimeout(this.timer);
+    this.upstream.abort();
+  }
+
+  private fail(error: StreamError): void {
+    this.end({ type: 'error', streamId: this.streamId, seq: this.seq++, ts: epochNow(), error });
+  }
+
+  private end(event: CompletionEvent): void {
+    this.close();
+    this.subscriber.next(event);
+    this.subscriber.complete();
+  }
+
+  private timeOut(phase: 'first' | 'idle'): void {
+    this.fail(
+      new UpstreamError(
+        'upstream_timeout',
+        phase === 'first'
+          ? 'The model sent no token in time.'
+          : 'The model stopped sending tokens mid-answer.',
+      ).toStreamError(),
+    );
+  }
+
+  private restartTimer(ms: number): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.timeOut('idle'), ms);
+    this.timer.unref();
+  }
+}

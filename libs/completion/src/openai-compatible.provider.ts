@@ -1,0 +1,191 @@
+import type { TokenUsage } from '@app/contracts';
+import { Logger } from '@nestjs/common';
+import OpenAI from 'openai';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import type { CompletionProvider, ProviderChunk, ProviderRequest } from './completion-provider';
+import { UpstreamError } from './upstream.error';
+
+export interface OpenAiCompatibleOptions {
+  /** Any OpenAI-compatible chat-completions base URL (OpenAI, Azure OpenAI, vLLM, Ollama, LM Studio, the simulator). */
+  baseURL?: string;
+  apiKey?: string;
+  /** Retries before the first byte of a stream (429, 5xx, connection errors), with the SDK's jittered backoff that honours `retry-after-ms` and `retry-after`. */
+  maxRetries: number;
+  /** Shown in `/api/info` and metrics. */
+  name?: string;
+}
+
+const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls']);
+
+/**
+ * Streams through the official `openai` SDK. The SDK owns the wire format (SSE parsing, `[DONE]`,
+ * retries); this class maps its chunks to `ProviderChunk`s and its errors to the contract's codes.
+ */
+export class OpenAiCompatibleProvider implements CompletionProvider {
+  readonly name: string;
+  private readonly client: OpenAI;
+  private readonly logger = new Logger(OpenAiCompatibleProvider.name);
+
+  constructor(private readonly options: OpenAiCompatibleOptions) {
+    this.name = options.name ?? 'openai';
+    this.client = new OpenAI({
+      baseURL: options.baseURL,
+      // The SDK insists on a key; local servers (vLLM, Ollama) ignore it.
+      apiKey: options.apiKey ?? 'unused',
+      maxRetries: options.maxRetries,
+      // Our own first-token and idle timeouts apply; the SDK's 10-minute request timeout stays as a backstop.
+      logger: {
+        error: (message) => this.logger.error(message),
+        warn: (message) => this.logger.warn(message),
+        info: (message) => this.logger.log(message),
+        debug: (message) => this.logger.debug(message),
+      },
+      logLevel: 'warn',
+    });
+  }
+
+  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk> {
+    let upstream: AsyncIterable<ChatCompletionChunk>;
+    try {
+      const { data, request_id } = await this.client.chat.completions
+        .create(
+          {
+            model: request.model,
+            messages: request.messages,
+            stream: true,
+            stream_options: { include_usage: true },
+            temperature: request.temperature,
+            top_p: request.topP,
+            max_tokens: request.maxTokens,
+          },
+          { signal },
+        )
+        .withResponse();
+      this.logger.debug(`upstream request ${request_id ?? 'without id'} streaming`);
+      upstream = data;
+    } catch (error) {
+      throw this.toUpstreamError(error, 'request');
+    }
+    let finished = false;
+    try {
+      for await (const chunk of upstream) {
+        // Chunks with empty `choices` carry usage (include_usage) or nothing at all.
+        const choice = chunk.choices[0];
+        if (choice) {
+          const text = choice.delta?.content;
+          if (text) {
+            yield { kind: 'text', text };
+          }
+          if (choice.finish_reason) {
+            if (!FINISH_REASONS.has(choice.finish_reason)) {
+              throw new UpstreamError('upstream_protocol', 'The model sent an unknown finish reason.');
+            }
+            finished = true;
+            yield { kind: 'finish', reason: choice.finish_reason as 'stop' };
+          }
+        }
+        if (chunk.usage) {
+          yield { kind: 'usage', usage: toUsage(chunk.usage) };
+        }
+      }
+    } catch (error) {
+      throw this.toUpstreamError(error, 'stream');
+    }
+    if (!finished && !signal.aborted) {
+      throw new UpstreamError('upstream_protocol', 'The model stream ended without a finish reason.');
+    }
+  }
+
+  private toUpstreamError(error: unknown, phase: 'request' | 'stream'): UpstreamError {
+    if (error instanceof UpstreamError) {
+      return error;
+    }
+    if (error instanceof OpenAI.APIConnectionTimeoutError) {
+      return new UpstreamError('upstream_timeout', 'The model did not answer in time.');
+    }
+    if (error instanceof OpenAI.APIConnectionError) {
+      return new UpstreamError(
+        'upstream_unavailable',
+        phase === 'request' ? 'The model could not be reached.' : 'The connection to the model was lost.',
+      );
+    }
+    if (error instanceof OpenAI.RateLimitError) {
+      return new UpstreamError(
+        'upstream_rate_limited',
+        'The model is rate limited.',
+        retryAfterMs(error.headers),
+      );
+    }
+    if (error instanceof OpenAI.APIError && error.status !== undefined) {
+      return this.fromStatus(error.status, error);
+    }
+    if (error instanceof OpenAI.APIError) {
+      // An `error` object inside an otherwise healthy stream: the upstream gave up mid-answer.
+      return new UpstreamError('upstream_unavailable', 'The model reported an error mid-stream.');
+    }
+    if (error instanceof SyntaxError) {
+      return new UpstreamError('upstream_protocol', 'The model sent a malformed stream.');
+    }
+    if (phase === 'stream') {
+      // undici's "terminated" and friends: the body broke off.
+      return new UpstreamError('upstream_unavailable', 'The connection to the model was lost.');
+    }
+    this.logger.error(`unexpected upstream failure: ${error instanceof Error ? error.name : typeof error}`);
+    return new UpstreamError('internal', 'The gateway failed to call the model.');
+  }
+
+  /** Upstream 4xx texts can quote the API key (OpenAI masks only part of it): say what happened in our own words. */
+  private fromStatus(status: number, error: InstanceType<typeof OpenAI.APIError>): UpstreamError {
+    switch (status) {
+      case 400:
+      case 422:
+        return new UpstreamError('upstream_rejected', `The model refused the request (${status}).`);
+      case 401:
+      case 403:
+        return new UpstreamError(
+          'upstream_rejected',
+          `The model refused the gateway's credentials (${status}).`,
+        );
+      case 404:
+        return new UpstreamError('upstream_rejected', 'The model does not exist or is not available (404).');
+      case 408:
+        return new UpstreamError('upstream_timeout', 'The model timed out (408).');
+      case 429:
+        return new UpstreamError(
+          'upstream_rate_limited',
+          'The model is rate limited.',
+          retryAfterMs(error.headers),
+        );
+      default:
+        return status >= 500
+          ? new UpstreamError('upstream_unavailable', `The model is unavailable (${status}).`)
+          : new UpstreamError('upstream_rejected', `The model refused the request (${status}).`);
+    }
+  }
+}
+
+function toUsage(usage: OpenAI.CompletionUsage): TokenUsage {
+  return {
+    promptTokens: usage.prompt_tokens,
+    completionTokens: usage.completion_tokens,
+    totalTokens: usage.total_tokens,
+  };
+}
+
+/** `retry-after-ms` (OpenAI's own) wins over `retry-after`, which is seconds or an HTTP date. */
+export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number | undefined {
+  const milliseconds = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
+  if (Number.isFinite(milliseconds) && milliseconds >= 0) {
+    return Math.round(milliseconds);
+  }
+  const retryAfter = headers?.get('retry-after');
+  if (!retryAfter) {
+    return undefined;
+  }
+  const seconds = Number(retryAfter);
+  if (Number.isFinite(seconds) && seconds >= 0) {
+    return Math.round(seconds * 1000);
+  }
+  const date = Date.parse(retryAfter);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}

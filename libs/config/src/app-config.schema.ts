@@ -1,0 +1,93 @@
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const milliseconds = z.coerce
+  .number()
+  .int()
+  .min(0)
+  .max(24 * 60 * 60 * 1000);
+const optionalText = z
+  .string()
+  .trim()
+  .transform((value) => value || undefined)
+  .optional();
+
+export const LLM_PROVIDERS = ['openai', 'simulator'] as const;
+export const SIMULATOR_PROFILES = ['instant', 'fast', 'realistic', 'slow'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/**
+ * Every environment variable the server reads, validated once at start. Names and defaults are the
+ * public contract's (shared/CONTRACT.md, "Configuration"); the rest are documented in docs/configuration.md.
+ */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: port.default(3000),
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  LLM_PROVIDER: z.enum(LLM_PROVIDERS).optional(),
+  OPENAI_API_KEY: optionalText,
+  OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  OPENAI_MODEL: optionalText,
+  OPENAI_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: milliseconds.min(1).default(60_000),
+  UPSTREAM_IDLE_TIMEOUT_MS: milliseconds.min(1).default(30_000),
+  SIMULATOR_PROFILE: z.enum(SIMULATOR_PROFILES).default('realistic'),
+  STREAM_RESUME_GRACE_MS: milliseconds.default(5000),
+  STREAM_RETENTION_MS: milliseconds.default(60_000),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  WEB_ROOT: optionalText,
+  AUTH_MODE: z
+    .string()
+    .trim()
+    .regex(/^[a-z][a-z0-9-]{0,63}$/, 'must be none, api-key, jwt or the name of a registered strategy')
+    .default('none'),
+  AUTH_ALLOW_ANONYMOUS: z.stringbool().default(false),
+  AUTH_API_KEYS: optionalText,
+  AUTH_JWT_SECRET: optionalText,
+  AUTH_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  AUTH_JWT_ISSUER: optionalText,
+  AUTH_JWT_AUDIENCE: optionalText,
+  AUTH_JWT_CLOCK_TOLERANCE_SEC: z.coerce.number().int().min(0).max(300).default(30),
+  AUTH_JWKS_COOLDOWN_MS: milliseconds.default(30_000),
+  AUTH_RESUME_SECRET: optionalText,
+  CORS_ORIGINS: optionalText,
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
+  RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface AppConfig {
+  nodeEnv: Env['NODE_ENV'];
+  port: number;
+  host: string;
+  provider: (typeof LLM_PROVIDERS)[number];
+  openai: {
+    apiKey?: string;
+    baseURL?: string;
+    model: string;
+    maxRetries: number;
+  };
+  upstream: { firstTokenTimeoutMs: number; idleTimeoutMs: number };
+  simulator: { profile: (typeof SIMULATOR_PROFILES)[number] };
+  streams: { resumeGraceMs: number; retentionMs: number };
+  logLevel: Env['LOG_LEVEL'];
+  /** The built Angular client served at `/`. */
+  webRoot: string;
+  auth: {
+    mode: string;
+    apiKeys: string[];
+    jwt: {
+      secret?: string;
+      jwksUrl?: string;
+      issuer?: string;
+      audience?: string;
+      clockToleranceSec: number;
+      jwksCooldownMs: number;
+    };
+    resumeTokenSecret?: string;
+  };
+  /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
+  corsOrigins: string[];
+  limits: { requestsPerMinute: number; maxConcurrentStreams: number };
+}

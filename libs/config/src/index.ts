@@ -1,0 +1,4 @@
+export * from './app-config.module';
+export * from './app-config.schema';
+export * from './config.constants';
+export * from './load-config';

@@ -1,0 +1,77 @@
+import { ConfigError, loadConfig } from './load-config';
+
+describe('loadConfig', () => {
+  it('defaults to the simulator on 127.0.0.1:3000 when no OpenAI settings are given', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 3000,
+      host: '127.0.0.1',
+      provider: 'simulator',
+      openai: { model: 'simulator' },
+      streams: { resumeGraceMs: 5000, retentionMs: 60_000 },
+    });
+  });
+
+  it('chooses openai when a key or a base URL is set, with gpt-4o-mini as the default model', () => {
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test' })).toMatchObject({
+      provider: 'openai',
+      openai: { model: 'gpt-4o-mini' },
+    });
+    expect(loadConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' }).provider).toBe('openai');
+  });
+
+  it('lets LLM_PROVIDER force the simulator even with OpenAI settings', () => {
+    expect(loadConfig({ OPENAI_API_KEY: 'sk-test', LLM_PROVIDER: 'simulator' }).provider).toBe('simulator');
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ LLM_PROVIDER: 'anthropic' }, 'LLM_PROVIDER'],
+    [{ OPENAI_BASE_URL: 'not a url' }, 'OPENAI_BASE_URL'],
+    [{ STREAM_RESUME_GRACE_MS: '-1' }, 'STREAM_RESUME_GRACE_MS'],
+    [{ LLM_PROVIDER: 'openai' }, 'OPENAI_API_KEY'],
+  ])('refuses %j with one line naming %s', (env, variable) => {
+    let error: unknown;
+    try {
+      loadConfig(env);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(variable);
+    expect((error as ConfigError).message).toMatch(
+      new RegExp(`^Invalid configuration: ${variable}: [^\\n]+$`),
+    );
+  });
+
+  it('never echoes a value back in its error', () => {
+    expect(() => loadConfig({ OPENAI_BASE_URL: 'sk-secret-looking-value' })).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('sk-secret') }),
+    );
+  });
+});
+
+describe('loadConfig: auth and limits', () => {
+  it('refuses anonymous mode in production unless explicitly allowed', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_ALLOW_ANONYMOUS: 'true' }).auth.mode).toBe('none');
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_MODE: 'api-key', AUTH_API_KEYS: 'k' }).auth.mode).toBe(
+      'api-key',
+    );
+  });
+
+  it('splits comma-separated lists', () => {
+    const config = loadConfig({
+      AUTH_API_KEYS: ' a, b ,,c',
+      CORS_ORIGINS: 'https://x.example,https://y.example',
+    });
+
+    expect(config.auth.apiKeys).toEqual(['a', 'b', 'c']);
+    expect(config.corsOrigins).toEqual(['https://x.example', 'https://y.example']);
+  });
+
+  it('refuses a malformed AUTH_MODE name', () => {
+    expect(() => loadConfig({ AUTH_MODE: 'Not A Name' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
+  });
+});

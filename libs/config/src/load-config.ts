@@ -1,0 +1,105 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { type AppConfig, envSchema } from './app-config.schema';
+
+export const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';
+/** The simulator's own default model name (it uses the configured latency profile). */
+export const SIMULATOR_DEFAULT_MODEL = 'simulator';
+
+/** A configuration that cannot start the server; `message` is one line naming the variable. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    reason: string,
+  ) {
+    super(`Invalid configuration: ${variable}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Validates the environment and derives the typed configuration. Values are never echoed back in
+ * the error: a mistyped variable may hold a secret.
+ */
+export function loadConfig(env: Record<string, string | undefined>): AppConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const [issue] = parsed.error.issues;
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), describe(issue));
+  }
+  const values = parsed.data;
+  const openaiConfigured = values.OPENAI_API_KEY !== undefined || values.OPENAI_BASE_URL !== undefined;
+  const provider = values.LLM_PROVIDER ?? (openaiConfigured ? 'openai' : 'simulator');
+  if (provider === 'openai' && !openaiConfigured) {
+    throw new ConfigError('OPENAI_API_KEY', 'LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL');
+  }
+  if (values.NODE_ENV === 'production' && values.AUTH_MODE === 'none' && !values.AUTH_ALLOW_ANONYMOUS) {
+    throw new ConfigError(
+      'AUTH_MODE',
+      'none is refused with NODE_ENV=production; choose api-key or jwt, or set AUTH_ALLOW_ANONYMOUS=true',
+    );
+  }
+  return {
+    nodeEnv: values.NODE_ENV,
+    port: values.PORT,
+    host: values.HOST,
+    provider,
+    openai: {
+      apiKey: values.OPENAI_API_KEY,
+      baseURL: values.OPENAI_BASE_URL,
+      model:
+        values.OPENAI_MODEL ?? (provider === 'simulator' ? SIMULATOR_DEFAULT_MODEL : DEFAULT_OPENAI_MODEL),
+      maxRetries: values.OPENAI_MAX_RETRIES,
+    },
+    upstream: {
+      firstTokenTimeoutMs: values.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
+      idleTimeoutMs: values.UPSTREAM_IDLE_TIMEOUT_MS,
+    },
+    simulator: { profile: values.SIMULATOR_PROFILE },
+    streams: { resumeGraceMs: values.STREAM_RESUME_GRACE_MS, retentionMs: values.STREAM_RETENTION_MS },
+    logLevel: values.LOG_LEVEL,
+    webRoot: resolve(values.WEB_ROOT ?? 'dist/web/browser'),
+    auth: {
+      mode: values.AUTH_MODE,
+      apiKeys: list(values.AUTH_API_KEYS),
+      jwt: {
+        secret: values.AUTH_JWT_SECRET,
+        jwksUrl: values.AUTH_JWKS_URL,
+        issuer: values.AUTH_JWT_ISSUER,
+        audience: values.AUTH_JWT_AUDIENCE,
+        clockToleranceSec: values.AUTH_JWT_CLOCK_TOLERANCE_SEC,
+        jwksCooldownMs: values.AUTH_JWKS_COOLDOWN_MS,
+      },
+      resumeTokenSecret: values.AUTH_RESUME_SECRET,
+    },
+    corsOrigins: list(values.CORS_ORIGINS),
+    limits: {
+      requestsPerMinute: values.RATE_LIMIT_PER_MINUTE,
+      maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
+    },
+  };
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_value':
+      return `must be one of ${issue.values.map(String).join(', ')}`;
+    case 'too_small':
+      return `must be at least ${String(issue.minimum)}`;
+    case 'too_big':
+      return `must be at most ${String(issue.maximum)}`;
+    case 'invalid_type':
+      return `must be a ${issue.expected}`;
+    case 'invalid_format':
+      return `must be a valid ${issue.format}`;
+    default:
+      return issue.message;
+  }
+}

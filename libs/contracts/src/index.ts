@@ -1,0 +1,6 @@
+export * from './completion-event';
+export * from './completion-request';
+export * from './error-codes';
+export * from './server-info';
+export * from './socket-events';
+export * from './sse';

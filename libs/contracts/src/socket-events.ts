@@ -1,0 +1,48 @@
+import type { CompletionEvent } from './completion-event';
+import type { CompletionRequest } from './completion-request';
+import type { RefusalCode } from './error-codes';
+
+export const SOCKET_NAMESPACE = '/completions';
+export const SOCKET_PATH = '/socket.io';
+
+export const SOCKET_EVENTS = {
+  start: 'completion:start',
+  cancel: 'completion:cancel',
+  resume: 'completion:resume',
+  event: 'completion',
+} as const;
+
+export interface AckError {
+  code: RefusalCode;
+  message: string;
+  retryAfterMs?: number;
+}
+
+export type StartAck = { ok: true; streamId: string } | { ok: false; error: AckError };
+export type SimpleAck = { ok: true } | { ok: false; error: AckError };
+
+export interface CancelPayload {
+  streamId: string;
+}
+
+export interface ResumePayload {
+  streamId: string;
+  /** The last seq the client holds; -1 replays from the start. */
+  lastSeq: number;
+}
+
+/** Events a client emits. Payloads are typed here and validated on the server all the same. */
+export interface ClientToServerEvents {
+  'completion:start': (request: CompletionRequest, ack: (result: StartAck) => void) => void;
+  'completion:cancel': (payload: CancelPayload, ack: (result: SimpleAck) => void) => void;
+  'completion:resume': (payload: ResumePayload, ack: (result: SimpleAck) => void) => void;
+}
+
+export interface ServerToClientEvents {
+  completion: (event: CompletionEvent) => void;
+}
+
+/** The data a `connect_error` carries when the handshake is refused. */
+export interface ConnectErrorData {
+  code: RefusalCode;
+}

@@ -1,0 +1,3 @@
+export * from './info.constants';
+export * from './info.controller';
+export * from './info.module';

@@ -1,0 +1,210 @@
+import type { ServerResponse } from 'node:http';
+import type { EmissionScheduler, ScheduledTask } from './emission.scheduler';
+import type { LatencyProfile } from './latency.profiles';
+import { ChunkFormat, chatCompletion, type FinishReason, type Usage } from './openai.wire';
+import type { Random } from './seeded.random';
+import type { MidStreamFault } from './sim-directive.parser';
+import type { TokenPiece } from './token.splitter';
+
+/** How a run ended: `faulted` is a drop or malformed stream the simulator caused on purpose. */
+export type RunOutcome = 'completed' | 'aborted' | 'faulted';
+
+export interface RunPlan {
+  id: string;
+  created: number;
+  model: string;
+  stream: boolean;
+  includeUsage: boolean;
+  emitTimestamps: boolean;
+  pieces: readonly TokenPiece[];
+  /** Why the stream ends once every piece is sent: `length` when max_tokens cut the text. */
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+  profile: LatencyProfile;
+  /** Draws the inter-token jitter; seeded, so a seed replays the same schedule. */
+  random: Random;
+  fault?: { kind: MidStreamFault; after: number };
+}
+
+const MALFORMED_FRAME = 'data: {not json\n\n';
+
+/**
+ * One response in progress, stepped by the shared scheduler: each step sends one content delta (a stream) or,
+ * for a non-streaming request, the whole answer once the time to generate it has passed.
+ */
+export class CompletionRun implements ScheduledTask {
+  due = 0;
+  heapIndex = -1;
+  private emitted = 0;
+  private completionTokens = 0;
+  private roleSent = false;
+  private outcome: RunOutcome | undefined;
+  private readonly format: ChunkFormat;
+
+  constructor(
+    private readonly plan: RunPlan,
+    private readonly response: ServerResponse,
+    private readonly scheduler: EmissionScheduler,
+    private readonly onEnd: (outcome: RunOutcome) => void,
+  ) {
+    this.format = new ChunkFormat(plan.id, plan.created, plan.model, plan.includeUsage);
+  }
+
+  start(): void {
+    this.response.on('close', this.onClose);
+    const firstTokenAt = performance.now() + this.plan.profile.ttftMs;
+    if (this.plan.stream) {
+      this.response.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      });
+      // Headers go out now, like OpenAI's: the client learns the request was accepted before the first token.
+      this.response.flushHeaders();
+      this.scheduler.schedule(this, firstTokenAt);
+      return;
+    }
+    const generated = this.plan.fault ? Math.min(this.plan.fault.after, this.plan.pieces.length) : Infinity;
+    let lastTokenAt = firstTokenAt;
+    for (let i = 1; i < Math.min(generated, this.plan.pieces.length); i++) lastTokenAt += this.nextGap();
+    this.scheduler.schedule(this, lastTokenAt);
+  }
+
+  run(): void {
+    if (this.outcome !== undefined) return;
+    if (this.response.destroyed) {
+      this.onClose();
+      return;
+    }
+    if (this.plan.stream) this.step();
+    else this.respondAtOnce();
+  }
+
+  private step(): void {
+    const { pieces, fault } = this.plan;
+    let frames = '';
+    if (!this.roleSent) {
+      this.roleSent = true;
+      frames += this.format.role();
+    }
+    if (fault && (this.emitted >= fault.after || this.emitted >= pieces.length)) {
+      this.streamFault(fault.kind, frames);
+      return;
+    }
+    if (this.emitted < pieces.length) frames += this.format.content(this.contentJson(pieces[this.emitted++]));
+    if (this.emitted >= pieces.length && !fault) {
+      this.finish(frames + this.format.end(this.plan.finishReason, this.usage()), 'completed');
+      return;
+    }
+    this.response.write(frames);
+    this.scheduler.schedule(this, this.due + this.nextGap());
+  }
+
+  private streamFault(kind: MidStreamFault, frames: string): void {
+    switch (kind) {
+      case 'content_filter':
+        this.finish(frames + this.format.end('content_filter', this.usage()), 'completed');
+        return;
+      case 'malformed':
+        this.finish(frames + MALFORMED_FRAME, 'faulted');
+        return;
+      case 'drop':
+        this.drop(frames);
+        return;
+      case 'stall':
+        // Nothing more is sent and nothing is scheduled: the run stays open until the client goes away.
+        if (frames !== '') this.response.write(frames);
+        return;
+    }
+  }
+
+  private respondAtOnce(): void {
+    const { pieces, fault } = this.plan;
+    const kind = fault?.kind;
+    if (kind === 'stall') return;
+    if (kind === 'drop') {
+      this.drop('');
+      return;
+    }
+    if (kind === 'malformed') {
+      this.response.writeHead(200, { 'content-type': 'application/json' });
+      this.finish('{not json', 'faulted');
+      return;
+    }
+    const count = fault ? Math.min(fault.after, pieces.length) : pieces.length;
+    let content = '';
+    for (; this.emitted < count; this.emitted++) {
+      const piece = pieces[this.emitted];
+      this.completionTokens += piece.tokens;
+      content += this.plan.emitTimestamps ? timestamped(piece.text) : piece.text;
+    }
+    const finishReason: FinishReason = kind === 'content_filter' ? 'content_filter' : this.plan.finishReason;
+    const body = chatCompletion(
+      this.plan.id,
+      this.plan.created,
+      this.plan.model,
+      content,
+      finishReason,
+      this.usage(),
+    );
+    this.response.writeHead(200, { 'content-type': 'application/json' });
+    this.finish(JSON.stringify(body), 'completed');
+  }
+
+  private contentJson(piece: TokenPiece): string {
+    this.completionTokens += piece.tokens;
+    return this.plan.emitTimestamps ? JSON.stringify(timestamped(piece.text)) : piece.json;
+  }
+
+  private nextGap(): number {
+    const { tokensPerSecond, jitter } = this.plan.profile;
+    if (tokensPerSecond <= 0) return 0;
+    return (1000 / tokensPerSecond) * (1 + jitter * (2 * this.plan.random() - 1));
+  }
+
+  private usage(): Usage {
+    const { promptTokens } = this.plan;
+    return {
+      prompt_tokens: promptTokens,
+      completion_tokens: this.completionTokens,
+      total_tokens: promptTokens + this.completionTokens,
+    };
+  }
+
+  private finish(body: string, outcome: RunOutcome): void {
+    this.settle(outcome);
+    this.response.end(body);
+  }
+
+  /** Destroys the socket once what was already written is flushed, so the client sees the tokens, then a cut. */
+  private drop(frames: string): void {
+    this.settle('faulted');
+    const cut = (): void => {
+      this.response.socket?.destroy();
+    };
+    if (frames === '') cut();
+    else this.response.write(frames, cut);
+  }
+
+  private settle(outcome: RunOutcome): void {
+    this.outcome = outcome;
+    this.scheduler.cancel(this);
+    this.onEnd(outcome);
+  }
+
+  private readonly onClose = (): void => {
+    if (this.outcome === undefined) this.settle('aborted');
+  };
+}
+
+/**
+ * `[sim emit_ts]` prefixes each content delta with its emission time: `⟨` (U+27E8), the epoch in milliseconds
+ * with exactly three decimals (`performance.timeOrigin + performance.now()`), `⟩` (U+27E9), then the token's
+ * text, e.g. `⟨1767225600123.456⟩ Hello`. A client on the same host measures end-to-end latency from the text
+ * alone, without clock tricks. The pattern captures the time and leaves the token text after the match.
+ */
+export const EMIT_TS_PATTERN = /⟨(\d+\.\d{3})⟩/;
+
+export function timestamped(text: string): string {
+  return `⟨${(performance.timeOrigin + performance.now()).toFixed(3)}⟩${text}`;
+}

@@ -1,0 +1,17 @@
+export { SimulatorServer } from './simulator.server';
+export { SimulatorModule } from './simulator.module';
+export { SimulatorService } from './simulator.service';
+export { SIMULATOR_OPTIONS } from './simulator.constants';
+export type { SimulatorOptions, SimulatorStats } from './simulator-options.interface';
+export {
+  DEFAULT_MODEL_NAME,
+  DEFAULT_PROFILE,
+  LATENCY_PROFILES,
+  PROFILE_NAMES,
+  isProfileName,
+  profileModelName,
+  type LatencyProfile,
+  type ProfileName,
+} from './latency.profiles';
+export { FAULT_KINDS, type FaultKind } from './sim-directive.parser';
+export { EMIT_TS_PATTERN } from './completion.run';

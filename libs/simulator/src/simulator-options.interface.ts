@@ -1,0 +1,23 @@
+import type { ProfileName } from './latency.profiles';
+
+export interface SimulatorOptions {
+  /** The latency profile of the default model. Default `realistic`. */
+  profile?: ProfileName;
+  /** When set, every request must carry `Authorization: Bearer <apiKey>`, as OpenAI requires; else 401. */
+  apiKey?: string;
+  /** The name of the default model (the one that follows `profile`). Default `simulator`. */
+  modelName?: string;
+}
+
+export interface SimulatorStats {
+  /** Chat-completion requests received, refused ones included. */
+  requests: number;
+  /** Responses in progress: open streams, and non-streaming requests still "generating". */
+  active: number;
+  /** Responses the simulator ended itself: `stop`, `length`, or `content_filter`. */
+  completed: number;
+  /** Responses whose client went away before the end; generation stopped at that moment. */
+  aborted: number;
+  /** Requests that carried a `[sim fault=…]` directive. */
+  faults: number;
+}

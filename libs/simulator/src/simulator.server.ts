@@ -1,0 +1,412 @@
+import type { SimulatorProfileInfo } from '@app/contracts';
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { echoPieces, generatedPieces } from './completion.text';
+import { CompletionRun, type RunOutcome } from './completion.run';
+import { EmissionScheduler } from './emission.scheduler';
+import {
+  DEFAULT_MODEL_NAME,
+  DEFAULT_PROFILE,
+  describeProfiles,
+  modelProfiles,
+  type LatencyProfile,
+} from './latency.profiles';
+import { openAiError, type OpenAiError } from './openai.wire';
+import { seededRandom, stableHash } from './seeded.random';
+import {
+  InvalidDirectiveError,
+  parseDirectives,
+  type FaultDirective,
+  type ParsedPrompt,
+  type RefusalFault,
+} from './sim-directive.parser';
+import type { SimulatorOptions, SimulatorStats } from './simulator-options.interface';
+import { countTextTokens, type TokenPiece } from './token.splitter';
+
+/** Far above any real prompt, low enough that a runaway client cannot make the simulator buffer gigabytes. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** OpenAI's documented per-message and per-reply overhead, so prompt_tokens lands where the real API's does. */
+const TOKENS_PER_MESSAGE = 3;
+const TOKENS_PER_REPLY = 3;
+/** Mixed into the seed for the timing PRNG so that the text and the schedule are independent streams. */
+const SCHEDULE_SALT = 0x9e3779b9;
+
+interface ChatMessageBody {
+  role: string;
+  content: unknown;
+}
+
+class RequestError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: OpenAiError,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(body.error.message);
+  }
+}
+
+/**
+ * An OpenAI-compatible chat-completions server on plain `node:http`: no framework between the socket and the
+ * scheduler, so it stays cheap enough to feed the benchmark and can run standalone.
+ */
+export class SimulatorServer {
+  readonly profiles: SimulatorProfileInfo[];
+  private readonly models: ReadonlyMap<string, LatencyProfile>;
+  private readonly defaultModel: string;
+  private readonly authorization: string | undefined;
+  private readonly scheduler = new EmissionScheduler();
+  private readonly server: Server;
+  private readonly counters: SimulatorStats = { requests: 0, active: 0, completed: 0, aborted: 0, faults: 0 };
+  private readonly modelList: string;
+
+  constructor(options: SimulatorOptions) {
+    this.defaultModel = options.modelName ?? DEFAULT_MODEL_NAME;
+    this.models = modelProfiles(this.defaultModel, options.profile ?? DEFAULT_PROFILE);
+    this.profiles = describeProfiles(this.models);
+    this.authorization = options.apiKey === undefined ? undefined : `Bearer ${options.apiKey}`;
+    const created = Math.floor(Date.now() / 1000);
+    this.modelList = JSON.stringify({
+      object: 'list',
+      data: [...this.models.keys()].map((id) => ({ id, object: 'model', created, owned_by: 'simulator' })),
+    });
+    this.server = createServer((request, response) => this.handle(request, response));
+  }
+
+  /** Resolves to the base URL an OpenAI client takes, ending in `/v1`. Port 0 picks a free port. */
+  listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address() as AddressInfo;
+        const hostname = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+        resolve(`http://${hostname}:${address.port}/v1`);
+      });
+    });
+  }
+
+  /** Stops listening and cuts every open connection, stalled streams included, so nothing is left hanging. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) {
+        resolve();
+        return;
+      }
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+      this.scheduler.clear();
+    });
+  }
+
+  stats(): SimulatorStats {
+    return { ...this.counters };
+  }
+
+  private handle(request: IncomingMessage, response: ServerResponse): void {
+    response.setHeader('x-request-id', `req_${randomUUID().replaceAll('-', '')}`);
+    if (this.authorization !== undefined && request.headers.authorization !== this.authorization) {
+      const message = request.headers.authorization
+        ? 'Incorrect API key provided.'
+        : "You didn't provide an API key. Provide it in the Authorization header as `Bearer <key>`.";
+      sendJson(response, 401, openAiError(message, 'invalid_request_error', null, 'invalid_api_key'));
+      return;
+    }
+    const path = (request.url ?? '/').split('?', 1)[0];
+    const route = `${request.method ?? 'GET'} ${path}`;
+    switch (route) {
+      case 'GET /v1/models':
+        sendJson(response, 200, this.modelList);
+        return;
+      case 'GET /v1/simulator/stats':
+        sendJson(response, 200, this.counters);
+        return;
+      case 'POST /v1/chat/completions':
+        this.counters.requests++;
+        readJson(request)
+          .then((body) => this.complete(body, response))
+          .catch((error: unknown) => sendError(response, error));
+        return;
+      default:
+        sendJson(
+          response,
+          404,
+          openAiError(`Unknown request URL: ${route}.`, 'invalid_request_error', null, 'unknown_url'),
+        );
+    }
+  }
+
+  private complete(body: unknown, response: ServerResponse): void {
+    if (response.destroyed) return;
+    const request = validateChatRequest(body);
+    const model = request.model ?? this.defaultModel;
+    const modelProfile = this.models.get(model);
+    if (modelProfile === undefined) {
+      throw new RequestError(
+        404,
+        openAiError(
+          `The model \`${model}\` does not exist or you do not have access to it.`,
+          'invalid_request_error',
+          null,
+          'model_not_found',
+        ),
+      );
+    }
+    const prompt = lastUserPrompt(request.messages);
+    const { directives } = prompt;
+    const fault = directives.fault;
+    if (fault !== undefined) {
+      this.counters.faults++;
+      if (isRefusal(fault)) throw refusal(fault);
+    }
+
+    const seed =
+      request.seed ??
+      stableHash(JSON.stringify(request.messages.map((message) => [message.role, message.content])));
+    const allPieces = directives.echo ? echoPieces(prompt.text) : generatedPieces(seed, directives.tokens);
+    const { pieces, truncated } = capTokens(allPieces, request.maxTokens);
+
+    const run = new CompletionRun(
+      {
+        id: `chatcmpl-${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+        created: Math.floor(Date.now() / 1000),
+        model,
+        stream: request.stream,
+        includeUsage: request.includeUsage,
+        emitTimestamps: directives.emitTimestamps,
+        pieces,
+        finishReason: truncated ? 'length' : 'stop',
+        promptTokens: promptTokens(request.messages),
+        profile: {
+          ttftMs: directives.ttftMs ?? modelProfile.ttftMs,
+          tokensPerSecond: directives.tokensPerSecond ?? modelProfile.tokensPerSecond,
+          jitter: directives.jitter ?? modelProfile.jitter,
+        },
+        random: seededRandom(seed ^ SCHEDULE_SALT),
+        fault: fault !== undefined && 'after' in fault ? fault : undefined,
+      },
+      response,
+      this.scheduler,
+      (outcome) => this.ended(outcome),
+    );
+    this.counters.active++;
+    run.start();
+  }
+
+  private ended(outcome: RunOutcome): void {
+    this.counters.active--;
+    if (outcome === 'completed') this.counters.completed++;
+    else if (outcome === 'aborted') this.counters.aborted++;
+  }
+}
+
+interface ChatRequest {
+  model?: string;
+  messages: ChatMessageBody[];
+  stream: boolean;
+  includeUsage: boolean;
+  maxTokens?: number;
+  seed?: number;
+}
+
+function invalid(message: string, param: string | null, code: string | null = null): RequestError {
+  return new RequestError(400, openAiError(message, 'invalid_request_error', param, code));
+}
+
+/** Checks what the simulator relies on, with OpenAI's messages; the rest of the body is accepted and ignored. */
+function validateChatRequest(body: unknown): ChatRequest {
+  if (!isRecord(body)) throw invalid('The request body must be a JSON object.', null);
+  const { model, messages, stream, stream_options: streamOptions, seed } = body;
+  if (model !== undefined && typeof model !== 'string') {
+    throw invalid(`Invalid type for 'model': expected a string.`, 'model', 'invalid_type');
+  }
+  if (messages === undefined) {
+    throw invalid(`Missing required parameter: 'messages'.`, 'messages', 'missing_required_parameter');
+  }
+  if (!Array.isArray(messages)) {
+    throw invalid(`Invalid type for 'messages': expected an array.`, 'messages', 'invalid_type');
+  }
+  if (messages.length === 0) {
+    throw invalid(
+      `Invalid 'messages': empty array. Expected an array with minimum length 1.`,
+      'messages',
+      'empty_array',
+    );
+  }
+  messages.forEach((message: unknown, index) => {
+    if (!isRecord(message) || typeof message.role !== 'string') {
+      throw invalid(
+        `Invalid 'messages[${index}]': expected an object with a 'role'.`,
+        `messages.[${index}]`,
+        'invalid_type',
+      );
+    }
+  });
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
+    throw invalid(`Invalid type for 'stream': expected a boolean.`, 'stream', 'invalid_type');
+  }
+  const includeUsage = isRecord(streamOptions) && streamOptions.include_usage === true;
+  if (seed !== undefined && seed !== null && !Number.isInteger(seed)) {
+    throw invalid(`Invalid type for 'seed': expected an integer.`, 'seed', 'invalid_type');
+  }
+  return {
+    model,
+    messages: messages as ChatMessageBody[],
+    stream: stream === true,
+    includeUsage: stream === true && includeUsage,
+    maxTokens: maxTokens(body, 'max_completion_tokens') ?? maxTokens(body, 'max_tokens'),
+    // Hashing keeps every integer (negative, or beyond 32 bits) a valid, well-spread PRNG seed.
+    seed: typeof seed === 'number' ? stableHash(String(seed)) : undefined,
+  };
+}
+
+function maxTokens(body: Record<string, unknown>, key: string): number | undefined {
+  const value = body[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw invalid(`Invalid '${key}': expected an integer of at least 1.`, key, 'invalid_value');
+  }
+  return value;
+}
+
+/** Directives and `echo` read the last user message; content may be a string or OpenAI's array of parts. */
+function lastUserPrompt(messages: readonly ChatMessageBody[]): ParsedPrompt {
+  const last = messages.findLast((message) => message.role === 'user');
+  try {
+    return parseDirectives(last === undefined ? '' : contentText(last.content));
+  } catch (error: unknown) {
+    if (error instanceof InvalidDirectiveError) throw invalid(error.message, 'messages');
+    throw error;
+  }
+}
+
+function contentText(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content
+    .map((part: unknown) => (isRecord(part) && typeof part.text === 'string' ? part.text : ''))
+    .join('');
+}
+
+function promptTokens(messages: readonly ChatMessageBody[]): number {
+  let total = TOKENS_PER_REPLY;
+  for (const message of messages) total += TOKENS_PER_MESSAGE + countTextTokens(contentText(message.content));
+  return total;
+}
+
+/** max_tokens counts BPE tokens; a piece that would cross the cap is left out whole rather than split. */
+function capTokens(
+  pieces: readonly TokenPiece[],
+  cap: number | undefined,
+): { pieces: readonly TokenPiece[]; truncated: boolean } {
+  if (cap === undefined) return { pieces, truncated: false };
+  let tokens = 0;
+  for (let i = 0; i < pieces.length; i++) {
+    tokens += pieces[i].tokens;
+    if (tokens > cap) return { pieces: pieces.slice(0, i), truncated: true };
+  }
+  return { pieces, truncated: false };
+}
+
+function isRefusal(fault: FaultDirective): fault is Extract<FaultDirective, { kind: RefusalFault }> {
+  return !('after' in fault);
+}
+
+/** The status, headers and error body OpenAI sends for each kind of refusal. */
+function refusal(fault: Extract<FaultDirective, { kind: RefusalFault }>): RequestError {
+  switch (fault.kind) {
+    case 'rate_limit':
+      return new RequestError(
+        429,
+        openAiError(
+          `Rate limit reached for requests. Please try again in ${fault.retryAfterMs}ms.`,
+          'requests',
+          null,
+          'rate_limit_exceeded',
+        ),
+        {
+          'retry-after': String(Math.ceil(fault.retryAfterMs / 1000)),
+          'retry-after-ms': String(fault.retryAfterMs),
+        },
+      );
+    case 'server_error':
+      return new RequestError(
+        500,
+        openAiError(
+          'The server had an error while processing your request. Sorry about that!',
+          'server_error',
+        ),
+      );
+    case 'unavailable':
+      return new RequestError(
+        503,
+        openAiError('The engine is currently overloaded, please try again later.', 'server_error'),
+      );
+    case 'unauthorized':
+      return new RequestError(
+        401,
+        openAiError('Incorrect API key provided.', 'invalid_request_error', null, 'invalid_api_key'),
+      );
+    case 'bad_request':
+      return invalid('The simulator was asked to refuse this request ([sim fault=bad_request]).', 'messages');
+  }
+}
+
+function readJson(request: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) {
+        chunks.push(chunk);
+        return;
+      }
+      // Answer at once and let the rest drain unread; `connection: close` then frees the socket.
+      request.off('data', onData);
+      request.resume();
+      reject(
+        new RequestError(
+          413,
+          openAiError(`The request body exceeds ${MAX_BODY_BYTES} bytes.`, 'invalid_request_error'),
+          { connection: 'close' },
+        ),
+      );
+    };
+    request.on('data', onData);
+    request.on('error', reject);
+    request.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(
+          invalid(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)",
+            null,
+          ),
+        );
+      }
+    });
+  });
+}
+
+function sendError(response: ServerResponse, error: unknown): void {
+  if (error instanceof RequestError) {
+    for (const [name, value] of Object.entries(error.headers)) response.setHeader(name, value);
+    sendJson(response, error.status, error.body);
+    return;
+  }
+  console.error('simulator: unexpected error', error);
+  sendJson(response, 500, openAiError('The simulator failed unexpectedly.', 'server_error'));
+}
+
+function sendJson(response: ServerResponse, status: number, body: object | string): void {
+  if (response.headersSent || response.destroyed) return;
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json' }).end(text);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,180 @@
+import { AuthService, authenticateHandshake, type Principal, principalStillValid } from '@app/auth';
+import {
+  type AckError,
+  type CancelPayload,
+  type ClientToServerEvents,
+  type CompletionEvent,
+  type ResumePayload,
+  type ServerToClientEvents,
+  type SimpleAck,
+  SOCKET_EVENTS,
+  SOCKET_NAMESPACE,
+  type StartAck,
+} from '@app/contracts';
+import { StreamRegistry, StreamStarter } from '@app/streams';
+import { Logger } from '@nestjs/common';
+import {
+  Ack,
+  ConnectedSocket,
+  MessageBody,
+  type OnGatewayDisconnect,
+  type OnGatewayInit,
+  SubscribeMessage,
+  WebSocketGateway,
+} from '@nestjs/websockets';
+import type { Observable, Subscription } from 'rxjs';
+import type { Namespace, Socket } from 'socket.io';
+import { z } from 'zod';
+
+/** What the gateway keeps per socket. */
+export interface SocketData {
+  principal?: Principal;
+  /** The streams this socket listens to, by id. */
+  listening?: Map<string, Subscription>;
+}
+
+type CompletionSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+type Reply<T> = ((result: T) => void) | undefined;
+
+const cancelSchema = z.strictObject({
+  streamId: z.string().min(1).max(128),
+}) satisfies z.ZodType<CancelPayload>;
+const resumeSchema = z.strictObject({
+  streamId: z.string().min(1).max(128),
+  lastSeq: z.number().int().min(-1),
+}) satisfies z.ZodType<ResumePayload>;
+
+const EXPIRED: { ok: false; error: AckError } = {
+  ok: false,
+  error: { code: 'unauthorized', message: 'The credentials have expired; reconnect with new ones.' },
+};
+
+/**
+ * The Socket.IO transport. The handshake is authenticated by namespace middleware (Nest guards do not
+ * run on connections) and every event re-checks the principal's expiry. Handlers answer through the
+ * ack themselves (`@Ack()`): a thrown exception would reach the client as a generic 'exception' event
+ * and leave its ack hanging, and the ack must go out before the stream's first event.
+ */
+@WebSocketGateway({ namespace: SOCKET_NAMESPACE })
+export class CompletionsGateway implements OnGatewayInit, OnGatewayDisconnect {
+  private readonly logger = new Logger(CompletionsGateway.name);
+
+  constructor(
+    private readonly auth: AuthService,
+    private readonly starter: StreamStarter,
+    private readonly registry: StreamRegistry,
+  ) {}
+
+  afterInit(namespace: Namespace): void {
+    namespace.use(authenticateHandshake(this.auth));
+  }
+
+  @SubscribeMessage(SOCKET_EVENTS.start)
+  async startStream(
+    @ConnectedSocket() socket: CompletionSocket,
+    @MessageBody() payload: unknown,
+    @Ack() ack: Reply<StartAck>,
+  ): Promise<void> {
+    if (!principalStillValid(socket)) {
+      ack?.(EXPIRED);
+      return;
+    }
+    const owner = (socket.data.principal as Principal).id;
+    let result: StartAck;
+    try {
+      const outcome = await this.starter.start(payload, owner);
+      result = outcome.ok
+        ? { ok: true, streamId: outcome.streamId }
+        : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
+    } catch (error) {
+      this.logger.error(`completion:start failed: ${error instanceof Error ? error.stack : String(error)}`);
+      result = refusal('internal', 'The server failed to start the stream.');
+    }
+    ack?.(result);
+    if (result.ok) {
+      this.listen(socket, result.streamId, this.registry.listen(result.streamId, owner));
+    }
+  }
+
+  @SubscribeMessage(SOCKET_EVENTS.cancel)
+  cancelStream(
+    @ConnectedSocket() socket: CompletionSocket,
+    @MessageBody() payload: unknown,
+    @Ack() ack: Reply<SimpleAck>,
+  ): void {
+    if (!principalStillValid(socket)) {
+      ack?.(EXPIRED);
+      return;
+    }
+    const parsed = cancelSchema.safeParse(payload);
+    if (!parsed.success) {
+      ack?.(refusal('invalid_request', 'completion:cancel takes { streamId }.'));
+      return;
+    }
+    const cancelled = this.registry.cancel(parsed.data.streamId, (socket.data.principal as Principal).id);
+    ack?.(cancelled ? { ok: true } : refusal('not_found', 'No such stream.'));
+  }
+
+  @SubscribeMessage(SOCKET_EVENTS.resume)
+  resumeStream(
+    @ConnectedSocket() socket: CompletionSocket,
+    @MessageBody() payload: unknown,
+    @Ack() ack: Reply<SimpleAck>,
+  ): void {
+    if (!principalStillValid(socket)) {
+      ack?.(EXPIRED);
+      return;
+    }
+    const parsed = resumeSchema.safeParse(payload);
+    if (!parsed.success) {
+      ack?.(refusal('invalid_request', 'completion:resume takes { streamId, lastSeq }.'));
+      return;
+    }
+    const { streamId, lastSeq } = parsed.data;
+    const events = this.registry.listen(streamId, (socket.data.principal as Principal).id, lastSeq);
+    if (!events) {
+      ack?.(refusal('not_found', 'No such stream, or it is no longer available.'));
+      return;
+    }
+    ack?.({ ok: true });
+    this.listen(socket, streamId, events);
+  }
+
+  handleDisconnect(socket: CompletionSocket): void {
+    // Stop listening; the registry keeps each stream for the resume grace, then aborts its upstream.
+    for (const subscription of socket.data.listening?.values() ?? []) {
+      subscription.unsubscribe();
+    }
+    socket.data.listening?.clear();
+  }
+
+  private listen(
+    socket: CompletionSocket,
+    streamId: string,
+    events: Observable<CompletionEvent> | undefined,
+  ): void {
+    if (!events) {
+      return;
+    }
+    const listening = (socket.data.listening ??= new Map());
+    listening.get(streamId)?.unsubscribe();
+    const subscription = events.subscribe({
+      next: (event) => socket.emit(SOCKET_EVENTS.event, event),
+      complete: () => listening.delete(streamId),
+    });
+    if (!subscription.closed) {
+      listening.set(streamId, subscription);
+    }
+  }
+}
+
+function refusal(
+  code: AckError['code'],
+  message: string,
+  retryAfterMs?: number,
+): { ok: false; error: AckError } {
+  return {
+    ok: false,
+    error: retryAfterMs === undefined ? { code, message } : { code, message, retryAfterMs },
+  };
+}

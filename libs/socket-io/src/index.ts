@@ -1,0 +1,3 @@
+export * from './completions.gateway';
+export * from './socket-io.module';
+export * from './completions-io.adapter';

@@ -1,0 +1,3 @@
+export * from './sse-writer';
+export * from './sse.controller';
+export * from './sse.module';

@@ -1,0 +1,6 @@
+export * from './live-stream';
+export * from './stream-registry.service';
+export * from './stream-starter.service';
+export * from './streams.constants';
+export * from './streams.module';
+export * from './streams.module-definition';

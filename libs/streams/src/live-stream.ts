@@ -1,0 +1,132 @@
+import { type CompletionEvent, isTerminalEvent } from '@app/contracts';
+import { Observable, type Subscriber, type Subscription } from 'rxjs';
+import { MAX_BUFFERED_EVENTS } from './streams.constants';
+
+/**
+ * One stream as the registry holds it: the upstream subscription, the events so far (for resume)
+ * and the transports currently listening. Events are pushed to listeners directly, without a Subject
+ * per stream, because this is the per-token hot path.
+ */
+export class LiveStream {
+  private readonly events: CompletionEvent[] = [];
+  private readonly listeners = new Set<Subscriber<CompletionEvent>>();
+  private readonly canceller = new AbortController();
+  private upstream: Subscription | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private firstBufferedSeq = 0;
+  finished = false;
+
+  constructor(
+    readonly id: string,
+    readonly owner: string,
+    private readonly onIdle: (stream: LiveStream) => void,
+    private readonly onFinished: (stream: LiveStream) => void,
+  ) {}
+
+  get cancelSignal(): AbortSignal {
+    return this.canceller.signal;
+  }
+
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  run(source: Observable<CompletionEvent>): void {
+    this.upstream = source.subscribe({
+      next: (event) => this.publish(event),
+      // The completion service always ends with a terminal event, so completion here needs no handling;
+      // an error notification would be a bug in it, and is turned into a stream error rather than lost.
+      error: () =>
+        this.publish({
+          type: 'error',
+          streamId: this.id,
+          seq: this.nextSeq(),
+          ts: performance.timeOrigin + performance.now(),
+          error: { code: 'internal', message: 'The gateway failed while streaming.', retryable: false },
+        }),
+    });
+  }
+
+  /** Events after `afterSeq`, then live ones; undefined when events after `afterSeq` are no longer buffered. */
+  listen(afterSeq: number): Observable<CompletionEvent> | undefined {
+    if (afterSeq + 1 < this.firstBufferedSeq) {
+      return undefined;
+    }
+    return new Observable<CompletionEvent>((subscriber) => {
+      for (const event of this.events) {
+        if (event.seq > afterSeq) {
+          subscriber.next(event);
+        }
+      }
+      if (this.finished) {
+        subscriber.complete();
+        return undefined;
+      }
+      this.listeners.add(subscriber);
+      this.clearGrace();
+      return () => {
+        this.listeners.delete(subscriber);
+        if (this.listeners.size === 0 && !this.finished) {
+          this.onIdle(this);
+        }
+      };
+    });
+  }
+
+  cancel(): void {
+    this.canceller.abort();
+  }
+
+  /** Ends the upstream request without a terminal event: only for a stream being discarded. */
+  dispose(): void {
+    this.clearGrace();
+    this.upstream?.unsubscribe();
+    for (const listener of this.listeners) {
+      listener.complete();
+    }
+    this.listeners.clear();
+  }
+
+  startGrace(ms: number): void {
+    this.clearGrace();
+    this.graceTimer = setTimeout(() => this.cancel(), ms);
+    this.graceTimer.unref();
+  }
+
+  private clearGrace(): void {
+    if (this.graceTimer) {
+      clearTimeout(this.graceTimer);
+      this.graceTimer = undefined;
+    }
+  }
+
+  private publish(event: CompletionEvent): void {
+    if (this.finished) {
+      return;
+    }
+    this.events.push(event);
+    if (this.events.length > MAX_BUFFERED_EVENTS) {
+      this.events.shift();
+      this.firstBufferedSeq = this.events[0].seq;
+    }
+    const terminal = isTerminalEvent(event);
+    if (terminal) {
+      this.finished = true;
+      this.clearGrace();
+    }
+    for (const listener of this.listeners) {
+      listener.next(event);
+      if (terminal) {
+        listener.complete();
+      }
+    }
+    if (terminal) {
+      this.listeners.clear();
+      this.onFinished(this);
+    }
+  }
+
+  private nextSeq(): number {
+    return this.events.length === 0 ? 0 : this.events[this.events.length - 1].seq + 1;
+  }
+}

@@ -1,0 +1,174 @@
+import type { CompletionService } from '@app/completion';
+import type { CompletionEvent, CompletionRequest } from '@app/contracts';
+import { Observable, type Subscriber } from 'rxjs';
+import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+
+/** A completion stream driven by hand: the test pushes events and sees cancel and unsubscribe. */
+class HandDriven {
+  subscriber: Subscriber<CompletionEvent> | undefined;
+  cancel: AbortSignal | undefined;
+  unsubscribed = false;
+  private seq = 0;
+  streamId = '';
+
+  readonly service = {
+    stream: (_request: CompletionRequest, options: { streamId: string; cancel?: AbortSignal }) =>
+      new Observable<CompletionEvent>((subscriber) => {
+        this.subscriber = subscriber;
+        this.cancel = options.cancel;
+        this.streamId = options.streamId;
+        this.push({ type: 'start', model: 'm' });
+        options.cancel?.addEventListener('abort', () => this.finish('cancelled'));
+        return () => {
+          this.unsubscribed = true;
+        };
+      }),
+  } as unknown as CompletionService;
+
+  token(text: string): void {
+    this.push({ type: 'token', text });
+  }
+
+  finish(finishReason: 'stop' | 'cancelled' = 'stop'): void {
+    this.push({ type: 'done', finishReason, usage: null, timing: { ttftMs: 1, durationMs: 2 } });
+    this.subscriber?.complete();
+  }
+
+  private push(partial: Record<string, unknown>): void {
+    this.subscriber?.next({
+      ...partial,
+      streamId: this.streamId,
+      seq: this.seq++,
+      ts: Date.now(),
+    } as CompletionEvent);
+  }
+}
+
+const request: CompletionRequest = { messages: [{ role: 'user', content: 'hi' }] };
+
+function collect(registry: StreamRegistry, id: string, owner: string, afterSeq = -1) {
+  const events: CompletionEvent[] = [];
+  let completed = false;
+  const subscription = registry
+    .listen(id, owner, afterSeq)
+    ?.subscribe({ next: (event) => events.push(event), complete: () => (completed = true) });
+  return { events, subscription, isCompleted: () => completed };
+}
+
+describe('StreamRegistry', () => {
+  let upstream: HandDriven;
+
+  beforeEach(() => {
+    jest.useFakeTimers();
+    upstream = new HandDriven();
+  });
+  afterEach(() => jest.useRealTimers());
+
+  const registryWith = (resumeGraceMs: number, retentionMs = 60_000) =>
+    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs });
+
+  it('buffers the start event until a transport listens, then relays live events', () => {
+    const registry = registryWith(5000);
+    const id = registry.start(request, 'alice');
+    const listener = collect(registry, id, 'alice');
+
+    upstream.token('a');
+    upstream.finish();
+
+    expect(listener.events.map((event) => event.type)).toEqual(['start', 'token', 'done']);
+    expect(listener.isCompleted()).toBe(true);
+  });
+
+  it('makes unguessable ids unless the client chose one, and refuses a duplicate', () => {
+    const registry = registryWith(5000);
+    const first = registry.start(request, 'alice');
+
+    expect(first).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(registry.start({ ...request, streamId: 'chosen-id' }, 'alice')).toBe('chosen-id');
+    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'bob')).toThrow(StreamIdConflictError);
+  });
+
+  it('hides a stream from another principal, as if it did not exist', () => {
+    const registry = registryWith(5000);
+    const id = registry.start(request, 'alice');
+
+    expect(registry.listen(id, 'mallory')).toBeUndefined();
+    expect(registry.cancel(id, 'mallory')).toBe(false);
+    expect(registry.cancel('unknown', 'alice')).toBe(false);
+    expect(upstream.cancel?.aborted).toBe(false);
+  });
+
+  it('cancels at once on an explicit cancel', () => {
+    const registry = registryWith(5000);
+    const id = registry.start(request, 'alice');
+    const listener = collect(registry, id, 'alice');
+
+    expect(registry.cancel(id, 'alice')).toBe(true);
+
+    expect(upstream.cancel?.aborted).toBe(true);
+    expect(listener.events.at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+  });
+
+  it('keeps a stream nobody listens to for the resume grace, then cancels it', () => {
+    const registry = registryWith(5000);
+    const id = registry.start(request, 'alice');
+    collect(registry, id, 'alice').subscription?.unsubscribe();
+
+    jest.advanceTimersByTime(4999);
+    expect(upstream.cancel?.aborted).toBe(false);
+
+    jest.advanceTimersByTime(1);
+    expect(upstream.cancel?.aborted).toBe(true);
+  });
+
+  it('lets a resume within the grace keep the stream alive, replaying what was missed', () => {
+    const registry = registryWith(5000);
+    const id = registry.start(request, 'alice');
+    const first = collect(registry, id, 'alice');
+    upstream.token('a');
+    first.subscription?.unsubscribe();
+    upstream.token('b');
+    jest.advanceTimersByTime(3000);
+
+    const resumed = collect(registry, id, 'alice', first.events.at(-1)?.seq);
+    jest.advanceTimersByTime(10_000);
+    upstream.finish();
+
+    expect(upstream.cancel?.aborted).toBe(false);
+    expect(resumed.events.map((event) => event.seq)).toEqual([2, 3]);
+  });
+
+  it('cancels at once when the grace is 0', () => {
+    const registry = registryWith(0);
+    const id = registry.start(request, 'alice');
+    collect(registry, id, 'alice').subscription?.unsubscribe();
+
+    expect(upstream.cancel?.aborted).toBe(true);
+  });
+
+  it('keeps a finished stream for the retention time, then forgets it', () => {
+    const registry = registryWith(5000, 60_000);
+    const id = registry.start(request, 'alice');
+    collect(registry, id, 'alice');
+    upstream.finish();
+
+    jest.advanceTimersByTime(59_999);
+    const replay = collect(registry, id, 'alice', 0);
+    expect(replay.events.map((event) => event.type)).toEqual(['done']);
+    expect(replay.isCompleted()).toBe(true);
+
+    jest.advanceTimersByTime(1);
+    expect(registry.listen(id, 'alice')).toBeUndefined();
+    expect(registry.size).toBe(0);
+  });
+
+  it('stops every upstream request on shutdown', () => {
+    const registry = registryWith(5000);
+    registry.start(request, 'alice');
+
+    registry.onApplicationShutdown();
+
+    expect(upstream.unsubscribed).toBe(true);
+    expect(registry.size).toBe(0);
+  });
+});

@@ -1,0 +1,114 @@
+import { CompletionService } from '@app/completion';
+import type { CompletionEvent, CompletionRequest } from '@app/contracts';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { Observable } from 'rxjs';
+import { LiveStream } from './live-stream';
+import type { StreamRegistryOptions } from './streams.constants';
+import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
+
+export class StreamIdConflictError extends Error {
+  constructor() {
+    super('streamId is already in use');
+    this.name = 'StreamIdConflictError';
+  }
+}
+
+/**
+ * Every running and recently finished stream, whichever transport started it. A transport starts a
+ * stream, listens to it, and stops listening when its client goes; the registry decides when the
+ * upstream request is aborted (explicit cancel: at once; nobody listening: after the resume grace).
+ * Ownership is checked here so that no transport can forget it: an unknown stream and another
+ * principal's stream look the same (`undefined` / `false`).
+ */
+@Injectable()
+export class StreamRegistry implements OnApplicationShutdown {
+  private readonly streams = new Map<string, LiveStream>();
+  private readonly activeByOwner = new Map<string, number>();
+
+  constructor(
+    private readonly completion: CompletionService,
+    @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
+  ) {}
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /** Streams of `owner` that have not ended yet. */
+  activeCount(owner: string): number {
+    return this.activeByOwner.get(owner) ?? 0;
+  }
+
+  /**
+   * Starts the upstream request at once; events are buffered until a transport listens, which it
+   * must do in the same tick (the resume grace only starts once a listener has come and gone).
+   */
+  start(request: CompletionRequest, owner: string): string {
+    const id = request.streamId ?? randomUUID();
+    if (this.streams.has(id)) {
+      throw new StreamIdConflictError();
+    }
+    const stream = new LiveStream(
+      id,
+      owner,
+      (idle) => this.whenIdle(idle),
+      (finished) => this.retain(finished),
+    );
+    this.streams.set(id, stream);
+    this.activeByOwner.set(owner, this.activeCount(owner) + 1);
+    stream.run(this.completion.stream(request, { streamId: id, cancel: stream.cancelSignal }));
+    return id;
+  }
+
+  /** The stream's events after `afterSeq` (-1: all), then live ones until its terminal event. */
+  listen(id: string, owner: string, afterSeq = -1): Observable<CompletionEvent> | undefined {
+    const stream = this.streams.get(id);
+    return stream && stream.owner === owner ? stream.listen(afterSeq) : undefined;
+  }
+
+  /** Aborts the upstream request now; the stream ends with `done`/`cancelled`. False when unknown or not the owner's. */
+  cancel(id: string, owner: string): boolean {
+    const stream = this.streams.get(id);
+    if (!stream || stream.owner !== owner) {
+      return false;
+    }
+    stream.cancel();
+    return true;
+  }
+
+  onApplicationShutdown(): void {
+    for (const stream of this.streams.values()) {
+      stream.dispose();
+    }
+    this.streams.clear();
+    this.activeByOwner.clear();
+  }
+
+  private whenIdle(stream: LiveStream): void {
+    if (this.options.resumeGraceMs === 0) {
+      stream.cancel();
+    } else {
+      stream.startGrace(this.options.resumeGraceMs);
+    }
+  }
+
+  private retain(stream: LiveStream): void {
+    const active = this.activeCount(stream.owner) - 1;
+    if (active > 0) {
+      this.activeByOwner.set(stream.owner, active);
+    } else {
+      this.activeByOwner.delete(stream.owner);
+    }
+    const forget = () => {
+      if (this.streams.get(stream.id) === stream) {
+        this.streams.delete(stream.id);
+      }
+    };
+    if (this.options.retentionMs === 0) {
+      forget();
+      return;
+    }
+    setTimeout(forget, this.options.retentionMs).unref();
+  }
+}

@@ -1,0 +1,71 @@
+import { describeViolations, parseCompletionRequest, type RequestViolation } from '@app/completion';
+import type { RefusalCode } from '@app/contracts';
+import { Inject, Injectable } from '@nestjs/common';
+import { ThrottlerStorage } from '@nestjs/throttler';
+import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
+
+export type StartOutcome =
+  | { ok: true; streamId: string }
+  | { ok: false; code: RefusalCode; message: string; retryAfterMs?: number; violations?: RequestViolation[] };
+
+/**
+ * What every transport does to start a stream, in one place: validate the payload with the one
+ * schema, apply the principal's limits, start it in the registry. A transport only maps the outcome
+ * to its own framing (problem+json, an ack).
+ */
+@Injectable()
+export class StreamStarter {
+  constructor(
+    private readonly registry: StreamRegistry,
+    @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
+    @Inject(ThrottlerStorage) private readonly store: ThrottlerStorage,
+  ) {}
+
+  async start(payload: unknown, owner: string): Promise<StartOutcome> {
+    const parsed = parseCompletionRequest(payload);
+    if (!parsed.ok) {
+      return {
+        ok: false,
+        code: 'invalid_request',
+        message: describeViolations(parsed.violations),
+        violations: parsed.violations,
+      };
+    }
+    if (this.registry.activeCount(owner) >= this.limits.maxConcurrentStreams) {
+      return {
+        ok: false,
+        code: 'rate_limited',
+        message: `At most ${this.limits.maxConcurrentStreams} streams may run at once; wait for one to end.`,
+        retryAfterMs: 1000,
+      };
+    }
+    const window = await this.store.increment(
+      `streams:${owner}`,
+      60_000,
+      this.limits.requestsPerMinute,
+      0,
+      'streams-per-minute',
+    );
+    if (window.totalHits > this.limits.requestsPerMinute) {
+      return {
+        ok: false,
+        code: 'rate_limited',
+        message: `At most ${this.limits.requestsPerMinute} streams may start per minute.`,
+        retryAfterMs: Math.max(1, window.timeToExpire) * 1000,
+      };
+    }
+    try {
+      return { ok: true, streamId: this.registry.start(parsed.request, owner) };
+    } catch (error) {
+      if (error instanceof StreamIdConflictError) {
+        return {
+          ok: false,
+          code: 'invalid_request',
+          message: 'streamId is already in use; choose another or omit it.',
+        };
+      }
+      throw error;
+    }
+  }
+}

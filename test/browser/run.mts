@@ -1,0 +1,324 @@
+/**
+ * The browser suite: starts the built API (with the simulator) on a free port, drives the built Angular client
+ * in Chromium through its data-testid hooks, saves a screenshot of every state under test-results/, and measures
+ * what rendering a fast stream costs (long tasks and frame timing). Run it with `npm run test:e2e`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Browser, type Page, chromium } from 'playwright-core';
+
+const RESULTS = 'test-results/browser';
+const STATUS_TIMEOUT_MS = 30_000;
+
+interface Check {
+  name: string;
+  run: (page: Page) => Promise<void>;
+}
+
+function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+async function startServer(): Promise<{ url: string; server: ChildProcess }> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LLM_PROVIDER: 'simulator',
+    AUTH_MODE: 'none',
+  };
+  delete env['OPENAI_API_KEY'];
+  delete env['OPENAI_BASE_URL'];
+  const server = spawn(process.execPath, ['dist/apps/api/main.js'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`the API did not start:\n${output}`)), 20_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    server.stdout?.on('data', onData);
+    server.stderr?.on('data', onData);
+    server.once('exit', (code) => reject(new Error(`the API exited with ${code}:\n${output}`)));
+  });
+  return { url, server };
+}
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(RESULTS, `${name}.png`), fullPage: true });
+}
+
+async function waitForStatus(
+  page: Page,
+  expected: string | string[],
+  timeout = STATUS_TIMEOUT_MS,
+): Promise<string> {
+  const wanted = Array.isArray(expected) ? expected : [expected];
+  await page.waitForFunction(
+    (states) => states.includes(document.querySelector('[data-testid="status"]')?.textContent?.trim() ?? ''),
+    wanted,
+    { timeout, polling: 50 },
+  );
+  return (await page.getByTestId('status').textContent())?.trim() ?? '';
+}
+
+async function sendPrompt(page: Page, mode: string, prompt: string): Promise<void> {
+  await page.getByTestId('transport').selectOption(mode);
+  await page.getByTestId('prompt').fill(prompt);
+  await page.getByTestId('prompt').press('Enter');
+}
+
+async function startNewChat(page: Page): Promise<void> {
+  const button = page.getByRole('button', { name: 'New chat' });
+  if (await button.isEnabled()) await button.click();
+}
+
+function readNumber(text: string | null): number {
+  return Number.parseFloat(text ?? '');
+}
+
+/** Samples the answer's length while it streams: it must grow in several steps, not appear all at once. */
+async function streamsVisibly(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
+  await startNewChat(page);
+  await sendPrompt(page, mode, `Tell me about transports. [sim tokens=300 tps=100]`);
+  const lengths: number[] = [];
+  const answer = page.getByTestId('answer');
+  for (;;) {
+    const status = (await page.getByTestId('status').textContent())?.trim();
+    lengths.push(((await answer.textContent()) ?? '').length);
+    if (status === 'done' || status === 'error' || status === 'cancelled') break;
+    if (lengths.length === 15) await screenshot(page, `streaming-${mode.replace('.', '')}`);
+    await page.waitForTimeout(100);
+    assert(lengths.length < 300, 'the stream never finished');
+  }
+  assert((await page.getByTestId('status').textContent())?.trim() === 'done', `status is not done`);
+  const growth = lengths.filter((length, i) => i > 0 && length > lengths[i - 1]).length;
+  assert(growth >= 5, `the answer grew in only ${growth} steps (${lengths.join(',')})`);
+  assert((await answer.getAttribute('data-transport')) === mode, 'the answer pane names another transport');
+  const ttft = readNumber(await page.getByTestId('ttft').textContent());
+  const delay = readNumber(await page.getByTestId('transport-delay').textContent());
+  assert(ttft > 0, `ttft is not a positive number of ms`);
+  assert(Number.isFinite(delay), `transport delay is not a number`);
+  console.warn(`    ${mode}: grew in ${growth} steps, ttft ${ttft} ms, transport delay p50 ${delay} ms`);
+  await screenshot(page, `done-${mode.replace('.', '')}`);
+}
+
+const checks: Check[] = [
+  { name: 'a prompt over SSE shows text growing over time', run: (page) => streamsVisibly(page, 'sse') },
+  {
+    name: 'a prompt over Socket.IO shows text growing over time',
+    run: (page) => streamsVisibly(page, 'socket.io'),
+  },
+  {
+    name: 'a multi-turn conversation sends the history',
+    run: async (page) => {
+      await sendPrompt(page, 'sse', 'And a follow-up? [sim tokens=20 tps=200]');
+      await waitForStatus(page, 'done');
+      assert((await page.locator('.message.user').count()) >= 2, 'the earlier turn is gone');
+    },
+  },
+  {
+    name: 'race mode fills both panes and the chart',
+    run: async (page) => {
+      await sendPrompt(page, 'race', 'Race! [sim tokens=200 tps=100]');
+      await page.waitForFunction(() => document.querySelectorAll('[data-testid="answer"]').length === 2);
+      await page.waitForTimeout(800);
+      await screenshot(page, 'race-streaming');
+      await waitForStatus(page, 'done');
+      const sse = (await page.locator('[data-testid="answer"][data-transport="sse"]').textContent()) ?? '';
+      const socket =
+        (await page.locator('[data-testid="answer"][data-transport="socket.io"]').textContent()) ?? '';
+      assert(sse.length > 100 && socket.length > 100, 'a race pane stayed empty');
+      assert(sse === socket, 'the two transports did not receive the same text');
+      await page.waitForFunction(
+        () =>
+          Number(
+            document
+              .querySelector('[data-testid="race-chart"]')
+              ?.closest('app-race-timeline')
+              ?.getAttribute('data-points'),
+          ) >= 400,
+        undefined,
+        { timeout: 5000 },
+      );
+      const summary = await page.getByTestId('race-summary').textContent();
+      assert(/ahead|same time/.test(summary ?? ''), `no race summary: ${summary}`);
+      console.warn(`    ${summary?.replace(/\s+/g, ' ').trim()}`);
+      await screenshot(page, 'race-done');
+    },
+  },
+  ...(['sse', 'socket.io'] as const).map((mode) => ({
+    name: `Stop ends a ${mode} stream as cancelled`,
+    run: async (page: Page) => {
+      await sendPrompt(page, mode, 'A long one. [sim tokens=2000 tps=50]');
+      await waitForStatus(page, 'streaming');
+      await page.waitForTimeout(500);
+      await page.getByTestId('stop').click();
+      assert(
+        (await waitForStatus(page, ['cancelled', 'done', 'error'], 8000)) === 'cancelled',
+        'not cancelled',
+      );
+      const length = ((await page.getByTestId('answer').textContent()) ?? '').length;
+      await page.waitForTimeout(500);
+      assert(
+        ((await page.getByTestId('answer').textContent()) ?? '').length === length,
+        'text kept arriving after Stop',
+      );
+      await screenshot(page, `cancelled-${mode.replace('.', '')}`);
+    },
+  })),
+  {
+    name: 'an upstream error shows its message, with a retry',
+    run: async (page) => {
+      await sendPrompt(page, 'sse', 'Please fail. [sim fault=server_error]');
+      await waitForStatus(page, 'error');
+      const message = (await page.getByTestId('error').textContent())?.trim() ?? '';
+      assert(message.length > 5, 'no error message shown');
+      assert(await page.getByTestId('retry').isVisible(), 'no retry button for a retryable error');
+      console.warn(`    error shown: "${message}"`);
+      await screenshot(page, 'error');
+    },
+  },
+  {
+    name: 'the history survives a reload',
+    run: async (page) => {
+      const rows = await page.locator('[data-testid="history"] tbody tr').count();
+      assert(rows >= 7, `expected at least 7 history rows, found ${rows}`);
+      await page.reload();
+      await page.getByTestId('history').waitFor();
+      const after = await page.locator('[data-testid="history"] tbody tr').count();
+      assert(after === rows, `${rows} rows before the reload, ${after} after`);
+      await screenshot(page, 'history-after-reload');
+    },
+  },
+  ...(['sse', 'socket.io'] as const).map((mode) => ({
+    name: `rendering cost while 2,000 tokens stream at 100 tokens/s over ${mode}`,
+    run: (page: Page) => measureRendering(page, mode),
+  })),
+];
+
+interface RenderingCost {
+  longTasks: number;
+  longTaskTotalMs: number;
+  longestTaskMs: number;
+  frames: number;
+  frameP50Ms: number;
+  frameP95Ms: number;
+  frameMaxMs: number;
+  droppedFrames: number;
+  streamMs: number;
+}
+
+/** Long Tasks (> 50 ms on the main thread) and the interval between animation frames, over the whole stream. */
+async function measureRendering(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
+  await startNewChat(page);
+  await page.evaluate(() => {
+    const probe = {
+      longTasks: [] as number[],
+      frames: [] as number[],
+      running: true,
+      startedAt: performance.now(),
+    };
+    new PerformanceObserver((list) =>
+      list.getEntries().forEach((entry) => probe.longTasks.push(entry.duration)),
+    ).observe({
+      type: 'longtask',
+    });
+    let last = performance.now();
+    const frame = (now: number) => {
+      probe.frames.push(now - last);
+      last = now;
+      if (probe.running) requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+    Object.assign(window, { renderingProbe: probe });
+  });
+  await sendPrompt(page, mode, 'Stream hard. [sim tokens=2000 tps=100]');
+  await waitForStatus(page, 'streaming');
+  await page.waitForTimeout(10_000);
+  await screenshot(page, `rendering-${mode.replace('.', '')}-mid-stream`);
+  assert(
+    (await waitForStatus(page, ['done', 'error', 'cancelled'], 40_000)) === 'done',
+    'the long stream did not finish',
+  );
+  const cost = await page.evaluate((): RenderingCost => {
+    const probe = (
+      window as unknown as {
+        renderingProbe: { longTasks: number[]; frames: number[]; running: boolean; startedAt: number };
+      }
+    ).renderingProbe;
+    probe.running = false;
+    const frames = [...probe.frames].sort((a, b) => a - b);
+    const at = (p: number) => frames[Math.min(frames.length - 1, Math.floor((p / 100) * frames.length))];
+    return {
+      longTasks: probe.longTasks.length,
+      longTaskTotalMs: probe.longTasks.reduce((sum, duration) => sum + duration, 0),
+      longestTaskMs: Math.max(0, ...probe.longTasks),
+      frames: frames.length,
+      frameP50Ms: at(50),
+      frameP95Ms: at(95),
+      frameMaxMs: frames[frames.length - 1],
+      droppedFrames: frames.filter((interval) => interval > 1000 / 60 + 8).length,
+      streamMs: performance.now() - probe.startedAt,
+    };
+  });
+  const text = (await page.getByTestId('answer').textContent()) ?? '';
+  const tokens = Number(
+    await page.locator('[data-testid="history"] tbody tr').first().locator('td').nth(6).textContent(),
+  );
+  assert(tokens === 2000, `expected 2000 tokens, the history says ${tokens}`);
+  console.warn(
+    `    ${mode}: ${tokens} tokens, ${text.length} chars in ${(cost.streamMs / 1000).toFixed(1)} s; long tasks ${cost.longTasks} ` +
+      `(total ${cost.longTaskTotalMs.toFixed(0)} ms, longest ${cost.longestTaskMs.toFixed(0)} ms); ` +
+      `frames ${cost.frames}, interval p50 ${cost.frameP50Ms.toFixed(1)} / p95 ${cost.frameP95Ms.toFixed(1)} / ` +
+      `max ${cost.frameMaxMs.toFixed(1)} ms, ${cost.droppedFrames} late frames`,
+  );
+  await screenshot(page, `rendering-${mode.replace('.', '')}-done`);
+  assert(cost.longestTaskMs < 250, `a long task of ${cost.longestTaskMs.toFixed(0)} ms froze the page`);
+}
+
+async function main(): Promise<void> {
+  await mkdir(RESULTS, { recursive: true });
+  const { url, server } = await startServer();
+  let browser: Browser | null = null;
+  let failures = 0;
+  try {
+    browser = await chromium.launch({
+      executablePath: process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
+    page.on('pageerror', (error) => console.error(`    page error: ${error.message}`));
+    await page.goto(url);
+    await page.getByTestId('prompt').waitFor();
+    console.warn(`browser suite against ${url}`);
+    for (const check of checks) {
+      const started = Date.now();
+      try {
+        await check.run(page);
+        console.warn(`  ✓ ${check.name} (${Date.now() - started} ms)`);
+      } catch (error) {
+        failures++;
+        console.error(`  ✗ ${check.name}: ${error instanceof Error ? error.message : String(error)}`);
+        await screenshot(page, `failed-${checks.indexOf(check)}`).catch(() => undefined);
+      }
+    }
+  } finally {
+    await browser?.close();
+    server.kill('SIGTERM');
+  }
+  console.warn(
+    failures === 0 ? `all ${checks.length} checks passed` : `${failures} of ${checks.length} checks failed`,
+  );
+  process.exitCode = failures === 0 ? 0 : 1;
+}
+
+await main();

@@ -1,0 +1,49 @@
+import { loadConfig } from '@app/config';
+import { SimulatorService } from '@app/simulator';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { createApp, type CreateAppOptions } from '../../apps/api/src/create-app';
+
+export interface TestApp {
+  app: NestExpressApplication;
+  url: string;
+  simulator: SimulatorService;
+  close(): Promise<void>;
+}
+
+/**
+ * The real application on 127.0.0.1, port 0, with the built-in simulator as the model. Timeouts are
+ * short so that the fault tests finish quickly; everything else is the production wiring.
+ */
+export async function startTestApp(
+  env: Record<string, string> = {},
+  options: Omit<CreateAppOptions, 'logger'> = {},
+): Promise<TestApp> {
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    SIMULATOR_PROFILE: 'instant',
+    OPENAI_MAX_RETRIES: '0',
+    STREAM_RESUME_GRACE_MS: '0',
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '15000',
+    UPSTREAM_IDLE_TIMEOUT_MS: '500',
+    WEB_ROOT: '/nonexistent',
+    RATE_LIMIT_PER_MINUTE: '100000',
+    RATE_LIMIT_CONCURRENT_STREAMS: '10000',
+    ...env,
+  });
+  const app = await createApp(config, { ...options, logger: false });
+  await app.listen(0, '127.0.0.1');
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  return { app, url, simulator: app.get(SimulatorService), close: () => app.close() };
+}
+
+/** Polls until `check` holds or the time is up; for effects that land asynchronously (an upstream abort). */
+export async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
