@@ -1,7 +1,7 @@
 import { SetMetadata } from '@nestjs/common';
 
-/** Injection token of the strategy classes `AUTH_MODE` chooses from. */
-export const AUTH_STRATEGY_TYPES = Symbol('AUTH_STRATEGY_TYPES');
+/** Injection token of the strategy class `AUTH_MODE` selected. */
+export const AUTH_STRATEGY_TYPE = Symbol('AUTH_STRATEGY_TYPE');
 export const AUTH_STRATEGY_NAME = Symbol('AUTH_STRATEGY_NAME');
 
 /** Names a strategy class: `AUTH_MODE=<name>` selects it. */

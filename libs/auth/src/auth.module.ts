@@ -1,8 +1,9 @@
-import { Module } from '@nestjs/common';
-import { AUTH_STRATEGY_TYPES } from './auth.constants';
+import { Module, type Type } from '@nestjs/common';
+import { AUTH_STRATEGY_NAME, AUTH_STRATEGY_TYPE } from './auth.constants';
 import { AuthGuard } from './auth.guard';
 import { AUTH_MODULE_OPTIONS, AuthModuleBase, type AUTH_OPTIONS_TYPE } from './auth.module-definition';
 import { AuthService } from './auth.service';
+import type { AuthStrategy } from './auth.types';
 import { ResumeTokenService } from './resume-token.service';
 import { ApiKeyStrategy } from './strategies/api-key.strategy';
 import { JwtStrategy } from './strategies/jwt.strategy';
@@ -22,8 +23,19 @@ export class AuthModule extends AuthModuleBase {
       ...definition,
       providers: [
         ...(definition.providers ?? []),
-        { provide: AUTH_STRATEGY_TYPES, useValue: [...BUILT_IN_STRATEGIES, ...(options.strategies ?? [])] },
+        { provide: AUTH_STRATEGY_TYPE, useValue: selectStrategy(options.mode, options.strategies ?? []) },
       ],
     };
   }
+}
+
+/** Chosen while the module is composed, so an unknown AUTH_MODE stops the server before anything starts. */
+function selectStrategy(mode: string, custom: Type<AuthStrategy>[]): Type<AuthStrategy> {
+  const candidates = [...BUILT_IN_STRATEGIES, ...custom];
+  const selected = candidates.find((type) => Reflect.getMetadata(AUTH_STRATEGY_NAME, type) === mode);
+  if (!selected) {
+    const known = candidates.map((type) => String(Reflect.getMetadata(AUTH_STRATEGY_NAME, type))).join(', ');
+    throw new Error(`Invalid configuration: AUTH_MODE: no strategy named "${mode}" (known: ${known})`);
+  }
+  return selected;
 }

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type OnModuleInit, type Type } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { AUTH_STRATEGY_NAME, AUTH_STRATEGY_TYPES } from './auth.constants';
+import { AUTH_STRATEGY_TYPE } from './auth.constants';
 import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from './auth.module-definition';
 import { AuthError, type AuthStrategy, type Credentials, type Principal } from './auth.types';
 
@@ -16,22 +16,12 @@ export class AuthService implements OnModuleInit {
   constructor(
     private readonly moduleRef: ModuleRef,
     @Inject(AUTH_MODULE_OPTIONS) private readonly options: AuthModuleOptions,
-    @Inject(AUTH_STRATEGY_TYPES) private readonly strategyTypes: Type<AuthStrategy>[],
+    @Inject(AUTH_STRATEGY_TYPE) private readonly strategyType: Type<AuthStrategy>,
   ) {}
 
+  /** Only the selected strategy is constructed: the others may lack their settings, legitimately. */
   async onModuleInit(): Promise<void> {
-    const named = this.strategyTypes.map((type) => ({
-      type,
-      name: Reflect.getMetadata(AUTH_STRATEGY_NAME, type) as string | undefined,
-    }));
-    const selected = named.find(({ name }) => name === this.options.mode);
-    if (!selected) {
-      const known = named.map(({ name }) => name).join(', ');
-      throw new Error(
-        `Invalid configuration: AUTH_MODE: no strategy named "${this.options.mode}" (known: ${known})`,
-      );
-    }
-    this.strategy = await this.moduleRef.create(selected.type);
+    this.strategy = await this.moduleRef.create(this.strategyType);
   }
 
   get mode(): string {

@@ -71,6 +71,11 @@ describe('loadConfig: auth and limits', () => {
     expect(config.corsOrigins).toEqual(['https://x.example', 'https://y.example']);
   });
 
+  it('refuses api-key without keys and jwt without a secret or JWKS URL', () => {
+    expect(() => loadConfig({ AUTH_MODE: 'api-key' })).toThrow(/^Invalid configuration: AUTH_API_KEYS: /);
+    expect(() => loadConfig({ AUTH_MODE: 'jwt' })).toThrow(/^Invalid configuration: AUTH_JWT_SECRET: /);
+  });
+
   it('refuses a malformed AUTH_MODE name', () => {
     expect(() => loadConfig({ AUTH_MODE: 'Not A Name' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
   });

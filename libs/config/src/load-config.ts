@@ -39,6 +39,12 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       'none is refused with NODE_ENV=production; choose api-key or jwt, or set AUTH_ALLOW_ANONYMOUS=true',
     );
   }
+  if (values.AUTH_MODE === 'api-key' && !values.AUTH_API_KEYS) {
+    throw new ConfigError('AUTH_API_KEYS', 'AUTH_MODE=api-key needs at least one key');
+  }
+  if (values.AUTH_MODE === 'jwt' && !values.AUTH_JWT_SECRET && !values.AUTH_JWKS_URL) {
+    throw new ConfigError('AUTH_JWT_SECRET', 'AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_URL');
+  }
   return {
     nodeEnv: values.NODE_ENV,
     port: values.PORT,
