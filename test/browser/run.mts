@@ -20,13 +20,16 @@ function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(message);
 }
 
-async function startServer(): Promise<{ url: string; server: ChildProcess }> {
+async function startServer(
+  overrides: Record<string, string> = {},
+): Promise<{ url: string; server: ChildProcess }> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     PORT: '0',
     HOST: '127.0.0.1',
     LLM_PROVIDER: 'simulator',
     AUTH_MODE: 'none',
+    ...overrides,
   };
   delete env['OPENAI_API_KEY'];
   delete env['OPENAI_BASE_URL'];
@@ -199,6 +202,25 @@ const checks: Check[] = [
       await screenshot(page, 'history-after-reload');
     },
   },
+  {
+    name: 'settings list the simulator profiles, and the dark theme applies',
+    run: async (page) => {
+      await page.getByRole('button', { name: 'Settings' }).click();
+      const profiles = await page.locator('#profile option').count();
+      assert(profiles > 1, 'no simulator profiles offered');
+      await page.getByRole('button', { name: 'Dark theme' }).click();
+      await page.waitForFunction(
+        () => document.documentElement.getAttribute('data-theme') === 'dark',
+        undefined,
+        {
+          timeout: 2000,
+        },
+      );
+      await screenshot(page, 'settings-dark');
+      await page.getByRole('button', { name: 'Light theme' }).click();
+      await page.getByRole('button', { name: 'Settings' }).click();
+    },
+  },
   ...(['sse', 'socket.io'] as const).map((mode) => ({
     name: `rendering cost while 2,000 tokens stream at 100 tokens/s over ${mode}`,
     run: (page: Page) => measureRendering(page, mode),
@@ -285,40 +307,105 @@ async function measureRendering(page: Page, mode: 'sse' | 'socket.io'): Promise<
   assert(cost.longestTaskMs < 250, `a long task of ${cost.longestTaskMs.toFixed(0)} ms froze the page`);
 }
 
+const API_KEY = 'browser-suite-key';
+
+/** Against a server that wants an API key: both transports say so in words, and the key from Settings works. */
+const authChecks: Check[] = [
+  ...(['sse', 'socket.io'] as const).map((mode) => ({
+    name: `without credentials, ${mode} asks for them`,
+    run: async (page: Page) => {
+      await sendPrompt(page, mode, 'Hello? [sim tokens=20 tps=200]');
+      await waitForStatus(page, 'error');
+      const message = (await page.getByTestId('error').textContent())?.trim();
+      assert(
+        await page.getByRole('button', { name: 'Enter credentials' }).isVisible(),
+        'no credentials prompt',
+      );
+      console.warn(`    ${mode}: "${message}"`);
+      await screenshot(page, `unauthorized-${mode.replace('.', '')}`);
+    },
+  })),
+  {
+    name: 'with the key entered in Settings, both transports stream',
+    run: async (page) => {
+      await page.getByRole('button', { name: 'Enter credentials' }).click();
+      await page.locator('#token').fill(API_KEY);
+      await page.locator('#token').press('Enter');
+      for (const mode of ['sse', 'socket.io']) {
+        await page.getByRole('button', { name: 'Regenerate' }).waitFor();
+        await sendPrompt(page, mode, `Now? [sim tokens=20 tps=200]`);
+        assert((await waitForStatus(page, ['done', 'error'])) === 'done', `${mode} still refused`);
+      }
+      const inUrl = page.url().includes(API_KEY);
+      assert(!inUrl, 'the key leaked into the URL');
+    },
+  },
+];
+
+interface Tally {
+  passed: number;
+  failed: number;
+}
+
+async function runChecks(page: Page, list: Check[]): Promise<Tally> {
+  let failures = 0;
+  for (const check of list) {
+    const started = Date.now();
+    try {
+      await check.run(page);
+      console.warn(`  ✓ ${check.name} (${Date.now() - started} ms)`);
+    } catch (error) {
+      failures++;
+      console.error(`  ✗ ${check.name}: ${error instanceof Error ? error.message : String(error)}`);
+      await screenshot(page, `failed-${check.name.replace(/\W+/g, '-')}`).catch(() => undefined);
+    }
+  }
+  return { passed: list.length - failures, failed: failures };
+}
+
+async function openClient(browser: Browser, url: string): Promise<Page> {
+  const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
+  page.on('pageerror', (error) => console.error(`    page error: ${error.message}`));
+  await page.goto(url);
+  await page.getByTestId('prompt').waitFor();
+  return page;
+}
+
+/** The same client against a server with AUTH_MODE=api-key: the credential prompts and a working key. */
+async function runAuthChecks(browser: Browser): Promise<Tally> {
+  const { url, server } = await startServer({ AUTH_MODE: 'api-key', AUTH_API_KEYS: API_KEY });
+  try {
+    console.warn(`browser suite against ${url} (AUTH_MODE=api-key)`);
+    return await runChecks(await openClient(browser, url), authChecks);
+  } finally {
+    server.kill('SIGTERM');
+  }
+}
+
 async function main(): Promise<void> {
   await mkdir(RESULTS, { recursive: true });
   const { url, server } = await startServer();
   let browser: Browser | null = null;
-  let failures = 0;
+  const tally: Tally = { passed: 0, failed: 0 };
+  const add = ({ passed, failed }: Tally) => {
+    tally.passed += passed;
+    tally.failed += failed;
+  };
   try {
     browser = await chromium.launch({
       executablePath: process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium',
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
     });
-    const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
-    page.on('pageerror', (error) => console.error(`    page error: ${error.message}`));
-    await page.goto(url);
-    await page.getByTestId('prompt').waitFor();
+    const page = await openClient(browser, url);
     console.warn(`browser suite against ${url}`);
-    for (const check of checks) {
-      const started = Date.now();
-      try {
-        await check.run(page);
-        console.warn(`  ✓ ${check.name} (${Date.now() - started} ms)`);
-      } catch (error) {
-        failures++;
-        console.error(`  ✗ ${check.name}: ${error instanceof Error ? error.message : String(error)}`);
-        await screenshot(page, `failed-${checks.indexOf(check)}`).catch(() => undefined);
-      }
-    }
+    add(await runChecks(page, checks));
+    add(await runAuthChecks(browser));
   } finally {
     await browser?.close();
     server.kill('SIGTERM');
   }
-  console.warn(
-    failures === 0 ? `all ${checks.length} checks passed` : `${failures} of ${checks.length} checks failed`,
-  );
-  process.exitCode = failures === 0 ? 0 : 1;
+  console.warn(`${tally.passed} passed, ${tally.failed} failed`);
+  process.exitCode = tally.failed === 0 && tally.passed > 0 ? 0 : 1;
 }
 
 await main();

@@ -17,7 +17,7 @@ import { computeRunMetrics } from '../metrics/run-metrics';
 import { summarizeRace } from '../race/race-summary';
 import { ServerConnection } from '../server/server-connection';
 import { Settings } from '../settings/settings';
-import { Milliseconds } from '../metrics/milliseconds';
+import { formatMs } from '../metrics/milliseconds';
 import { AnswerPane } from './answer-pane';
 import { ChatSession } from './chat-session';
 
@@ -26,7 +26,7 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
 @Component({
   selector: 'app-chat',
   changeDetection: ChangeDetectionStrategy.OnPush,
-  imports: [AnswerPane, RunMetricsPanel, RaceTimeline, Milliseconds],
+  imports: [AnswerPane, RunMetricsPanel, RaceTimeline],
   template: `
     <section class="panel chat" aria-labelledby="chat-title">
       <header class="panel-header">
@@ -210,25 +210,7 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
           }
         </div>
         @if (lanes().length > 1) {
-          <p class="race-summary" aria-live="polite" data-testid="race-summary">
-            @if (race(); as summary) {
-              @if (summary.ahead) {
-                <strong>{{ labels[summary.ahead] }}</strong> was ahead by {{ summary.medianLeadMs | ms }} ms
-                per token (median over {{ summary.comparedTokens }} tokens)
-              } @else {
-                Both transports delivered the tokens at the same time (median over
-                {{ summary.comparedTokens }} tokens)
-              }
-              @if (summary.ttftLeadMs !== null) {
-                · first token {{ summary.ttftLeadMs | ms }} ms sooner
-              }
-              @if (summary.transportDelayLeadMs !== null) {
-                · transport delay p50 {{ summary.transportDelayLeadMs | ms }} ms lower
-              }
-            } @else {
-              Waiting for tokens on both transports…
-            }
-          </p>
+          <p class="race-summary" aria-live="polite" data-testid="race-summary">{{ raceSentence() }}</p>
           <app-race-timeline [lanes]="lanes()" />
         }
       </section>
@@ -266,6 +248,29 @@ export class Chat {
     const clock = this.clock.offset();
     const [a, b] = lanes;
     return summarizeRace(a, computeRunMetrics(a, clock), b, computeRunMetrics(b, clock));
+  });
+
+  /** The race in one sentence: who led, by how much per token, and what that means for TTFT and delay. */
+  protected readonly raceSentence = computed(() => {
+    const summary = this.race();
+    if (!summary) return 'Waiting for tokens on both transports…';
+    const over = `(median over ${summary.comparedTokens} tokens)`;
+    if (!summary.ahead || !summary.behind)
+      return `Both transports delivered the tokens at the same time ${over}.`;
+    const ahead = TRANSPORT_LABELS[summary.ahead];
+    const parts = [`${ahead} was ahead by ${formatMs(summary.medianLeadMs)} ms per token ${over}`];
+    if (summary.ttftLeadMs !== null) {
+      parts.push(
+        `its first token came ${formatMs(Math.abs(summary.ttftLeadMs))} ms ${summary.ttftLeadMs >= 0 ? 'sooner' : 'later'}`,
+      );
+    }
+    if (summary.transportDelayLeadMs !== null) {
+      const direction = summary.transportDelayLeadMs >= 0 ? 'lower' : 'higher';
+      parts.push(
+        `its transport delay p50 was ${formatMs(Math.abs(summary.transportDelayLeadMs))} ms ${direction}`,
+      );
+    }
+    return parts.join('; ') + '.';
   });
 
   constructor() {

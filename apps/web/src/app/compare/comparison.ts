@@ -21,39 +21,41 @@ const DEFAULT_RACE_PROMPT = 'Explain what a transport adds to token latency. [si
       <h2 id="compare-title">Compare transports</h2>
       <div class="compare-grid">
         <div>
-          <table class="aggregates">
-            <caption class="visually-hidden">
-              Aggregates per transport
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">Transport</th>
-                <th scope="col" class="num">Runs</th>
-                <th scope="col" class="num">Median TTFT ms</th>
-                <th scope="col" class="num">Delay p50 ms</th>
-                <th scope="col" class="num">Delay p95 ms</th>
-                <th scope="col" class="num">Median tokens/s</th>
-              </tr>
-            </thead>
-            <tbody>
-              @for (aggregate of aggregates(); track aggregate.transport) {
+          <div class="table-scroll">
+            <table class="aggregates">
+              <caption class="visually-hidden">
+                Aggregates per transport
+              </caption>
+              <thead>
                 <tr>
-                  <th scope="row">{{ aggregate.transport }}</th>
-                  <td class="num">{{ aggregate.runs }}</td>
-                  <td class="num">{{ aggregate.medianTtftMs | ms }}</td>
-                  <td class="num">{{ aggregate.transportDelayP50Ms | ms }}</td>
-                  <td class="num">{{ aggregate.transportDelayP95Ms | ms }}</td>
-                  <td class="num">
-                    {{
-                      aggregate.medianTokensPerSecond === null
-                        ? '–'
-                        : (aggregate.medianTokensPerSecond | number: '1.0-1')
-                    }}
-                  </td>
+                  <th scope="col">Transport</th>
+                  <th scope="col" class="num">Runs</th>
+                  <th scope="col" class="num">Median TTFT ms</th>
+                  <th scope="col" class="num">Delay p50 ms</th>
+                  <th scope="col" class="num">Delay p95 ms</th>
+                  <th scope="col" class="num">Median tokens/s</th>
                 </tr>
-              }
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                @for (aggregate of aggregates(); track aggregate.transport) {
+                  <tr>
+                    <th scope="row">{{ aggregate.transport }}</th>
+                    <td class="num">{{ aggregate.runs }}</td>
+                    <td class="num">{{ aggregate.medianTtftMs | ms }}</td>
+                    <td class="num">{{ aggregate.transportDelayP50Ms | ms }}</td>
+                    <td class="num">{{ aggregate.transportDelayP95Ms | ms }}</td>
+                    <td class="num">
+                      {{
+                        aggregate.medianTokensPerSecond === null
+                          ? '–'
+                          : (aggregate.medianTokensPerSecond | number: '1.0-1')
+                      }}
+                    </td>
+                  </tr>
+                }
+              </tbody>
+            </table>
+          </div>
           <form class="race-form" (submit)="$event.preventDefault(); runRaces()">
             <label>
               Races

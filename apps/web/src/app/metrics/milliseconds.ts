@@ -4,8 +4,12 @@ import { Pipe, type PipeTransform } from '@angular/core';
 @Pipe({ name: 'ms' })
 export class Milliseconds implements PipeTransform {
   transform(value: number | null | undefined): string {
-    if (value === null || value === undefined || !Number.isFinite(value)) return '–';
-    const digits = Math.abs(value) < 10 ? 2 : Math.abs(value) < 100 ? 1 : 0;
-    return value.toFixed(digits);
+    return formatMs(value);
   }
+}
+
+export function formatMs(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '–';
+  const digits = Math.abs(value) < 10 ? 2 : Math.abs(value) < 100 ? 1 : 0;
+  return value.toFixed(digits);
 }
