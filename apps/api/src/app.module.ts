@@ -1,7 +1,9 @@
 import { AuthModule, type AuthStrategy } from '@app/auth';
 import { CompletionModule } from '@app/completion';
 import { type AppConfig, AppConfigModule } from '@app/config';
+import { HealthModule } from '@app/health';
 import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
+import { MetricsModule } from '@app/metrics';
 import { SimulatorModule, SimulatorService } from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
@@ -29,6 +31,7 @@ export class AppModule {
       module: AppModule,
       imports: [
         AppConfigModule.forRoot(config),
+        MetricsModule,
         ...(simulator
           ? [
               SimulatorModule.forRoot({ profile: config.simulator.profile }),
@@ -68,6 +71,7 @@ export class AppModule {
         StreamsModule.forRoot({ ...config.streams, limits: config.limits }),
         SseModule,
         SocketIoModule,
+        HealthModule,
         InfoModule.forRoot(
           simulator
             ? {

@@ -7,6 +7,7 @@ import { RESUME_TOKEN_HEADER } from '@app/sse';
 import type { LoggerService, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
 import { AppModule } from './app.module';
 
@@ -53,6 +54,18 @@ export async function createApp(
   app.useGlobalFilters(new ProblemDetailsFilter());
   app.useWebSocketAdapter(new CompletionsIoAdapter(app, config.corsOrigins));
   app.disable('x-powered-by');
+  const openApi = new DocumentBuilder()
+    .setTitle('llm-stream-gateway')
+    .setDescription(
+      'The HTTP surface: SSE streaming, resume, cancel, time, health and metrics. Events and the Socket.IO transport: docs/protocol.md.',
+    )
+    .setVersion('1')
+    .addBearerAuth()
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')
+    .build();
+  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, openApi), {
+    jsonDocumentUrl: 'api/docs-json',
+  });
   app.enableShutdownHooks();
   return app;
 }

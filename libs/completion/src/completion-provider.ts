@@ -1,6 +1,8 @@
 import type { ChatMessage, FinishReason, TokenUsage } from '@app/contracts';
 
 export interface ProviderRequest {
+  /** For log lines only: which stream this upstream request serves. */
+  streamId: string;
   model: string;
   messages: ChatMessage[];
   temperature?: number;
@@ -22,4 +24,6 @@ export type ProviderChunk =
 export interface CompletionProvider {
   readonly name: string;
   stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk>;
+  /** Resolves when the upstream answers at all (readiness); rejects otherwise. */
+  ping(signal: AbortSignal): Promise<void>;
 }

@@ -16,6 +16,7 @@ const request = { messages: [{ role: 'user' as const, content: 'hi' }] };
 /** A provider scripted chunk by chunk, recording what it was asked and whether it was aborted. */
 class ScriptedProvider implements CompletionProvider {
   readonly name = 'scripted';
+  readonly ping = async () => undefined;
   requests: ProviderRequest[] = [];
   signal: AbortSignal | undefined;
 

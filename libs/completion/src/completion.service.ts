@@ -44,6 +44,11 @@ export class CompletionService {
     return this.options.defaultModel;
   }
 
+  /** Whether the upstream answers; for readiness. */
+  ping(signal: AbortSignal): Promise<void> {
+    return this.provider.ping(signal);
+  }
+
   stream(request: CompletionRequest, { streamId, cancel }: StreamOptions): Observable<CompletionEvent> {
     return new Observable<CompletionEvent>((subscriber) => {
       const run = new StreamRun(streamId, subscriber, this.options, this.logger);
@@ -56,6 +61,7 @@ export class CompletionService {
       const onCancel = () => run.finish('cancelled');
       cancel?.addEventListener('abort', onCancel, { once: true });
       void run.pump(this.provider, {
+        streamId,
         model,
         messages: request.messages,
         temperature: request.temperature,

@@ -61,7 +61,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
           { signal },
         )
         .withResponse();
-      this.logger.debug(`upstream request ${request_id ?? 'without id'} streaming`);
+      this.logger.log(`stream ${request.streamId}: upstream request id ${request_id ?? 'none'}`);
       upstream = data;
     } catch (error) {
       throw this.toUpstreamError(error, 'request');
@@ -94,6 +94,10 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
     if (!finished && !signal.aborted) {
       throw new UpstreamError('upstream_protocol', 'The model stream ended without a finish reason.');
     }
+  }
+
+  async ping(signal: AbortSignal): Promise<void> {
+    await this.client.models.list({ signal, maxRetries: 0 });
   }
 
   private toUpstreamError(error: unknown, phase: 'request' | 'stream'): UpstreamError {

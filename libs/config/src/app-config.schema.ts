@@ -34,6 +34,7 @@ export const envSchema = z.object({
   SIMULATOR_PROFILE: z.enum(SIMULATOR_PROFILES).default('realistic'),
   STREAM_RESUME_GRACE_MS: milliseconds.default(5000),
   STREAM_RETENTION_MS: milliseconds.default(60_000),
+  SHUTDOWN_GRACE_MS: milliseconds.default(10_000),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   WEB_ROOT: optionalText,
   AUTH_MODE: z
@@ -70,7 +71,7 @@ export interface AppConfig {
   };
   upstream: { firstTokenTimeoutMs: number; idleTimeoutMs: number };
   simulator: { profile: (typeof SIMULATOR_PROFILES)[number] };
-  streams: { resumeGraceMs: number; retentionMs: number };
+  streams: { resumeGraceMs: number; retentionMs: number; shutdownGraceMs: number };
   logLevel: Env['LOG_LEVEL'];
   /** The built Angular client served at `/`. */
   webRoot: string;

@@ -62,7 +62,11 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       idleTimeoutMs: values.UPSTREAM_IDLE_TIMEOUT_MS,
     },
     simulator: { profile: values.SIMULATOR_PROFILE },
-    streams: { resumeGraceMs: values.STREAM_RESUME_GRACE_MS, retentionMs: values.STREAM_RETENTION_MS },
+    streams: {
+      resumeGraceMs: values.STREAM_RESUME_GRACE_MS,
+      retentionMs: values.STREAM_RETENTION_MS,
+      shutdownGraceMs: values.SHUTDOWN_GRACE_MS,
+    },
     logLevel: values.LOG_LEVEL,
     webRoot: resolve(values.WEB_ROOT ?? 'dist/web/browser'),
     auth: {

@@ -11,12 +11,14 @@ import {
   SOCKET_NAMESPACE,
   type StartAck,
 } from '@app/contracts';
-import { StreamRegistry, StreamStarter } from '@app/streams';
+import { MetricsService } from '@app/metrics';
+import { ShutdownCoordinator, StreamRegistry, StreamStarter } from '@app/streams';
 import { Logger } from '@nestjs/common';
 import {
   Ack,
   ConnectedSocket,
   MessageBody,
+  type OnGatewayConnection,
   type OnGatewayDisconnect,
   type OnGatewayInit,
   SubscribeMessage,
@@ -44,6 +46,13 @@ const resumeSchema = z.strictObject({
   lastSeq: z.number().int().min(-1),
 }) satisfies z.ZodType<ResumePayload>;
 
+/**
+ * Packets the engine may hold for a socket that is not reading. The websocket transport stays
+ * unwritable until the kernel takes what it was given, so this queue grows only for a stalled reader;
+ * 4,096 token events (a whole maximal answer) is about 1 MB.
+ */
+export const MAX_PENDING_PACKETS = 4096;
+
 const EXPIRED: { ok: false; error: AckError } = {
   ok: false,
   error: { code: 'unauthorized', message: 'The credentials have expired; reconnect with new ones.' },
@@ -56,17 +65,20 @@ const EXPIRED: { ok: false; error: AckError } = {
  * and leave its ack hanging, and the ack must go out before the stream's first event.
  */
 @WebSocketGateway({ namespace: SOCKET_NAMESPACE })
-export class CompletionsGateway implements OnGatewayInit, OnGatewayDisconnect {
+export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
   private readonly logger = new Logger(CompletionsGateway.name);
 
   constructor(
     private readonly auth: AuthService,
     private readonly starter: StreamStarter,
     private readonly registry: StreamRegistry,
+    private readonly metrics: MetricsService,
+    private readonly shutdown: ShutdownCoordinator,
   ) {}
 
   afterInit(namespace: Namespace): void {
     namespace.use(authenticateHandshake(this.auth));
+    this.shutdown.beforeClose(() => flushed(namespace));
   }
 
   @SubscribeMessage(SOCKET_EVENTS.start)
@@ -82,7 +94,7 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayDisconnect {
     const owner = (socket.data.principal as Principal).id;
     let result: StartAck;
     try {
-      const outcome = await this.starter.start(payload, owner);
+      const outcome = await this.starter.start(payload, owner, 'socket.io');
       result = outcome.ok
         ? { ok: true, streamId: outcome.streamId }
         : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
@@ -137,10 +149,16 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayDisconnect {
       return;
     }
     ack?.({ ok: true });
+    this.metrics.resumed('socket.io');
     this.listen(socket, streamId, events);
   }
 
+  handleConnection(): void {
+    this.metrics.connectionOpened('socket.io');
+  }
+
   handleDisconnect(socket: CompletionSocket): void {
+    this.metrics.connectionClosed('socket.io');
     // Stop listening; the registry keeps each stream for the resume grace, then aborts its upstream.
     for (const subscription of socket.data.listening?.values() ?? []) {
       subscription.unsubscribe();
@@ -159,12 +177,36 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayDisconnect {
     const listening = (socket.data.listening ??= new Map());
     listening.get(streamId)?.unsubscribe();
     const subscription = events.subscribe({
-      next: (event) => socket.emit(SOCKET_EVENTS.event, event),
+      next: (event) => {
+        if (pendingPackets(socket) > MAX_PENDING_PACKETS) {
+          // The client stopped reading: drop it rather than let its backlog grow; it resumes on reconnect.
+          this.metrics.slowClientDropped('socket.io');
+          socket.disconnect(true);
+          return;
+        }
+        socket.emit(SOCKET_EVENTS.event, event);
+      },
       complete: () => listening.delete(streamId),
     });
     if (!subscription.closed) {
       listening.set(streamId, subscription);
     }
+  }
+}
+
+/** engine.io keeps the queue private but it is the one measure of a stalled reader it has; read it, never write it. */
+function pendingPackets(socket: Pick<Socket, 'conn'>): number {
+  return (socket.conn as unknown as { writeBuffer: unknown[] }).writeBuffer.length;
+}
+
+const FLUSH_LIMIT_MS = 2000;
+
+/** Resolves when no socket of the namespace has packets queued (the terminal events went out), or after a bound. */
+async function flushed(namespace: Namespace): Promise<void> {
+  const deadline = Date.now() + FLUSH_LIMIT_MS;
+  const pending = () => [...namespace.sockets.values()].some((socket) => pendingPackets(socket) > 0);
+  while (pending() && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 

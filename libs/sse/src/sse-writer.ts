@@ -29,6 +29,7 @@ export class SseWriter {
   constructor(
     private readonly response: Response,
     streamId: string,
+    private readonly onDropped: () => void = () => undefined,
   ) {
     response.status(200);
     for (const [name, value] of Object.entries(SSE_HEADERS)) {
@@ -62,6 +63,7 @@ export class SseWriter {
     if (this.response.writableLength > MAX_PENDING_BYTES) {
       // A reader this far behind is stalled; keeping its backlog would let it grow the heap without bound.
       this.response.destroy();
+      this.onDropped();
     }
   }
 }

@@ -1,5 +1,7 @@
+import { completionRequestSchema } from '@app/completion';
 import { AllowResumeToken, AuthGuard, CurrentPrincipal, type Principal, ResumeTokenService } from '@app/auth';
 import type { CompletionEvent } from '@app/contracts';
+import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
 import { StreamRegistry, StreamStarter } from '@app/streams';
 import {
@@ -16,7 +18,21 @@ import {
   Res,
   UseGuards,
 } from '@nestjs/common';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiHeader,
+  ApiNoContentResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiQuery,
+  ApiSecurity,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { Request, Response } from 'express';
+import { z } from 'zod';
 import type { Observable } from 'rxjs';
 import { RESUME_TOKEN_HEADER, SseWriter } from './sse-writer';
 
@@ -26,6 +42,14 @@ import { RESUME_TOKEN_HEADER, SseWriter } from './sse-writer';
  * `event:` lines with `id:` taken from the event's seq, an idle ping, and a cap on what a slow reader
  * may leave buffered; and each event is serialised once, straight to the socket.
  */
+const EVENT_STREAM_DESCRIPTION =
+  'text/event-stream: `id: <seq>`, `event: start|token|done|error`, `data: <CompletionEvent JSON>`; `: ping` every 15 s while idle. See docs/protocol.md.';
+const REFUSALS =
+  'Refusals are application/problem+json with `code`: 400, 401, 403, 404, 413, 415, 429 (Retry-After), 503.';
+
+@ApiTags('completions')
+@ApiBearerAuth()
+@ApiSecurity('api-key')
 @Controller('api/completions')
 @UseGuards(AuthGuard)
 export class SseController {
@@ -33,10 +57,15 @@ export class SseController {
     private readonly starter: StreamStarter,
     private readonly registry: StreamRegistry,
     private readonly resumeTokens: ResumeTokenService,
+    private readonly metrics: MetricsService,
   ) {}
 
   @Post('stream')
   @HttpCode(200)
+  @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
+  @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
+  @ApiProduces('text/event-stream')
+  @ApiOkResponse({ description: `${EVENT_STREAM_DESCRIPTION} Headers: X-Stream-Id, X-Resume-Token.` })
   async startStream(
     @Req() request: Request,
     @Res() response: Response,
@@ -46,7 +75,7 @@ export class SseController {
     if (!request.is('application/json')) {
       throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
     }
-    const outcome = await this.starter.start(body, principal.id);
+    const outcome = await this.starter.start(body, principal.id, 'sse');
     if (!outcome.ok) {
       throw new ProblemException(outcome.code, outcome.message, {
         errors: outcome.violations,
@@ -67,6 +96,17 @@ export class SseController {
    */
   @Get(':streamId/stream')
   @AllowResumeToken()
+  @ApiOperation({ summary: 'Resume a stream after Last-Event-ID (header or query), then follow it live' })
+  @ApiHeader({
+    name: 'Last-Event-ID',
+    required: false,
+    description: 'the last seq received; absent: from the start',
+  })
+  @ApiQuery({ name: 'lastEventId', required: false })
+  @ApiQuery({ name: 'resumeToken', required: false, description: 'from X-Resume-Token, for EventSource' })
+  @ApiProduces('text/event-stream')
+  @ApiOkResponse({ description: EVENT_STREAM_DESCRIPTION })
+  @ApiNotFoundResponse({ description: 'unknown, expired, or another principal’s stream' })
   resumeStream(
     @Param('streamId') streamId: string,
     @Headers('last-event-id') lastEventIdHeader: string | undefined,
@@ -85,11 +125,17 @@ export class SseController {
     if (!events) {
       throw new ProblemException('not_found', 'No such stream, or it is no longer available.');
     }
+    this.metrics.resumed('sse');
     this.pipe(streamId, events, response);
   }
 
   @Delete(':streamId')
   @HttpCode(204)
+  @ApiOperation({
+    summary: 'Cancel a stream: the upstream request is aborted and the stream ends with done/cancelled',
+  })
+  @ApiNoContentResponse({ description: 'cancelled' })
+  @ApiNotFoundResponse({ description: 'unknown, finished, or another principal’s stream' })
   cancelStream(@Param('streamId') streamId: string, @CurrentPrincipal() principal: Principal): void {
     if (!this.registry.cancel(streamId, principal.id)) {
       throw new ProblemException('not_found', 'No such stream.');
@@ -97,13 +143,15 @@ export class SseController {
   }
 
   private pipe(streamId: string, events: Observable<CompletionEvent>, response: Response): void {
-    const writer = new SseWriter(response, streamId);
+    const writer = new SseWriter(response, streamId, () => this.metrics.slowClientDropped('sse'));
+    this.metrics.connectionOpened('sse');
     const subscription = events.subscribe({
       next: (event) => writer.send(event),
       complete: () => writer.end(),
     });
     // The client went away (or was dropped as too slow): stop listening; the registry keeps the stream for a resume.
     response.on('close', () => {
+      this.metrics.connectionClosed('sse');
       subscription.unsubscribe();
       writer.end();
     });

@@ -1,4 +1,5 @@
 export * from './live-stream';
+export * from './shutdown-coordinator.service';
 export * from './stream-registry.service';
 export * from './stream-starter.service';
 export * from './streams.constants';

@@ -1,4 +1,5 @@
-import { type CompletionEvent, isTerminalEvent } from '@app/contracts';
+import { type CompletionEvent, isTerminalEvent, type StreamError } from '@app/contracts';
+import type { StreamOutcome, TransportName } from '@app/metrics';
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { MAX_BUFFERED_EVENTS } from './streams.constants';
 
@@ -19,6 +20,7 @@ export class LiveStream {
   constructor(
     readonly id: string,
     readonly owner: string,
+    readonly transport: TransportName,
     private readonly onIdle: (stream: LiveStream) => void,
     private readonly onFinished: (stream: LiveStream) => void,
   ) {}
@@ -37,14 +39,40 @@ export class LiveStream {
       // The completion service always ends with a terminal event, so completion here needs no handling;
       // an error notification would be a bug in it, and is turned into a stream error rather than lost.
       error: () =>
-        this.publish({
-          type: 'error',
-          streamId: this.id,
-          seq: this.nextSeq(),
-          ts: performance.timeOrigin + performance.now(),
-          error: { code: 'internal', message: 'The gateway failed while streaming.', retryable: false },
-        }),
+        this.fail({ code: 'internal', message: 'The gateway failed while streaming.', retryable: false }),
     });
+  }
+
+  /** Ends a running stream with an error event of the gateway's own (shutdown), aborting its upstream request. */
+  fail(error: StreamError): void {
+    if (this.finished) {
+      return;
+    }
+    this.upstream?.unsubscribe();
+    this.publish({
+      type: 'error',
+      streamId: this.id,
+      seq: this.nextSeq(),
+      ts: performance.timeOrigin + performance.now(),
+      error,
+    });
+  }
+
+  /** The figures metrics want, computed once when the stream has ended. */
+  outcome(provider: string): StreamOutcome {
+    const first = this.events[0];
+    const last = this.events[this.events.length - 1];
+    const firstToken = this.events.find((event) => event.type === 'token');
+    const start = first?.type === 'start' ? first.ts : undefined;
+    return {
+      transport: this.transport,
+      provider,
+      tokens: this.events.filter((event) => event.type === 'token').length,
+      ttftMs: start !== undefined && firstToken ? firstToken.ts - start : undefined,
+      durationMs: start !== undefined && last ? last.ts - start : 0,
+      cancelled: last?.type === 'done' && last.finishReason === 'cancelled',
+      errorCode: last?.type === 'error' ? last.error.code : undefined,
+    };
   }
 
   /** Events after `afterSeq`, then live ones; undefined when events after `afterSeq` are no longer buffered. */

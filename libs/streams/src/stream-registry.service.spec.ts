@@ -65,11 +65,11 @@ describe('StreamRegistry', () => {
   afterEach(() => jest.useRealTimers());
 
   const registryWith = (resumeGraceMs: number, retentionMs = 60_000) =>
-    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs });
+    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 });
 
   it('buffers the start event until a transport listens, then relays live events', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
     const listener = collect(registry, id, 'alice');
 
     upstream.token('a');
@@ -81,16 +81,18 @@ describe('StreamRegistry', () => {
 
   it('makes unguessable ids unless the client chose one, and refuses a duplicate', () => {
     const registry = registryWith(5000);
-    const first = registry.start(request, 'alice');
+    const first = registry.start(request, 'alice', 'sse');
 
     expect(first).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    expect(registry.start({ ...request, streamId: 'chosen-id' }, 'alice')).toBe('chosen-id');
-    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'bob')).toThrow(StreamIdConflictError);
+    expect(registry.start({ ...request, streamId: 'chosen-id' }, 'alice', 'sse')).toBe('chosen-id');
+    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'bob', 'sse')).toThrow(
+      StreamIdConflictError,
+    );
   });
 
   it('hides a stream from another principal, as if it did not exist', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
 
     expect(registry.listen(id, 'mallory')).toBeUndefined();
     expect(registry.cancel(id, 'mallory')).toBe(false);
@@ -100,7 +102,7 @@ describe('StreamRegistry', () => {
 
   it('cancels at once on an explicit cancel', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
     const listener = collect(registry, id, 'alice');
 
     expect(registry.cancel(id, 'alice')).toBe(true);
@@ -111,7 +113,7 @@ describe('StreamRegistry', () => {
 
   it('keeps a stream nobody listens to for the resume grace, then cancels it', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
     collect(registry, id, 'alice').subscription?.unsubscribe();
 
     jest.advanceTimersByTime(4999);
@@ -123,7 +125,7 @@ describe('StreamRegistry', () => {
 
   it('lets a resume within the grace keep the stream alive, replaying what was missed', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
     const first = collect(registry, id, 'alice');
     upstream.token('a');
     first.subscription?.unsubscribe();
@@ -140,7 +142,7 @@ describe('StreamRegistry', () => {
 
   it('cancels at once when the grace is 0', () => {
     const registry = registryWith(0);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
     collect(registry, id, 'alice').subscription?.unsubscribe();
 
     expect(upstream.cancel?.aborted).toBe(true);
@@ -148,7 +150,7 @@ describe('StreamRegistry', () => {
 
   it('keeps a finished stream for the retention time, then forgets it', () => {
     const registry = registryWith(5000, 60_000);
-    const id = registry.start(request, 'alice');
+    const id = registry.start(request, 'alice', 'sse');
     collect(registry, id, 'alice');
     upstream.finish();
 
@@ -164,7 +166,7 @@ describe('StreamRegistry', () => {
 
   it('stops every upstream request on shutdown', () => {
     const registry = registryWith(5000);
-    registry.start(request, 'alice');
+    registry.start(request, 'alice', 'sse');
 
     registry.onApplicationShutdown();
 

@@ -1,6 +1,7 @@
 import { CompletionService } from '@app/completion';
-import type { CompletionEvent, CompletionRequest } from '@app/contracts';
-import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import type { CompletionEvent, CompletionRequest, StreamError } from '@app/contracts';
+import { MetricsService, type TransportName } from '@app/metrics';
+import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { Observable } from 'rxjs';
 import { LiveStream } from './live-stream';
@@ -25,11 +26,41 @@ export class StreamIdConflictError extends Error {
 export class StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
   private readonly activeByOwner = new Map<string, number>();
+  private readonly logger = new Logger(StreamRegistry.name);
+  private activeTotal = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly completion: CompletionService,
     @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
+    @Optional() private readonly metrics?: MetricsService,
   ) {}
+
+  /** Streams that have not ended yet, all owners together. */
+  get running(): number {
+    return this.activeTotal;
+  }
+
+  /** Resolves once no stream is running, or after `timeoutMs`, whichever comes first. */
+  whenAllEnded(timeoutMs: number): Promise<void> {
+    if (this.activeTotal === 0) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Ends every running stream with `error`, aborting their upstream requests. */
+  failRunning(error: StreamError): void {
+    for (const stream of this.streams.values()) {
+      stream.fail(error);
+    }
+  }
 
   get size(): number {
     return this.streams.size;
@@ -44,7 +75,7 @@ export class StreamRegistry implements OnApplicationShutdown {
    * Starts the upstream request at once; events are buffered until a transport listens, which it
    * must do in the same tick (the resume grace only starts once a listener has come and gone).
    */
-  start(request: CompletionRequest, owner: string): string {
+  start(request: CompletionRequest, owner: string, transport: TransportName): string {
     const id = request.streamId ?? randomUUID();
     if (this.streams.has(id)) {
       throw new StreamIdConflictError();
@@ -52,11 +83,14 @@ export class StreamRegistry implements OnApplicationShutdown {
     const stream = new LiveStream(
       id,
       owner,
+      transport,
       (idle) => this.whenIdle(idle),
       (finished) => this.retain(finished),
     );
     this.streams.set(id, stream);
     this.activeByOwner.set(owner, this.activeCount(owner) + 1);
+    this.activeTotal += 1;
+    this.metrics?.streamStarted(transport);
     stream.run(this.completion.stream(request, { streamId: id, cancel: stream.cancelSignal }));
     return id;
   }
@@ -94,6 +128,18 @@ export class StreamRegistry implements OnApplicationShutdown {
   }
 
   private retain(stream: LiveStream): void {
+    const outcome = stream.outcome(this.completion.providerName);
+    this.metrics?.streamEnded(outcome);
+    this.logger.log(
+      `stream ${stream.id} ended: ${outcome.errorCode ?? (outcome.cancelled ? 'cancelled' : 'done')}, ` +
+        `${outcome.tokens} tokens, ${Math.round(outcome.durationMs)} ms (${stream.transport})`,
+    );
+    this.activeTotal -= 1;
+    if (this.activeTotal === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      waiters.forEach((wake) => wake());
+    }
     const active = this.activeCount(stream.owner) - 1;
     if (active > 0) {
       this.activeByOwner.set(stream.owner, active);

@@ -1,7 +1,9 @@
 import { describeViolations, parseCompletionRequest, type RequestViolation } from '@app/completion';
 import type { RefusalCode } from '@app/contracts';
+import type { TransportName } from '@app/metrics';
 import { Inject, Injectable } from '@nestjs/common';
 import { ThrottlerStorage } from '@nestjs/throttler';
+import { ShutdownCoordinator } from './shutdown-coordinator.service';
 import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
 import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
 
@@ -20,9 +22,18 @@ export class StreamStarter {
     private readonly registry: StreamRegistry,
     @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
     @Inject(ThrottlerStorage) private readonly store: ThrottlerStorage,
+    private readonly shutdown: ShutdownCoordinator,
   ) {}
 
-  async start(payload: unknown, owner: string): Promise<StartOutcome> {
+  async start(payload: unknown, owner: string, transport: TransportName): Promise<StartOutcome> {
+    if (this.shutdown.draining) {
+      return {
+        ok: false,
+        code: 'shutting_down',
+        message: 'The server is shutting down; retry shortly.',
+        retryAfterMs: 1000,
+      };
+    }
     const parsed = parseCompletionRequest(payload);
     if (!parsed.ok) {
       return {
@@ -56,7 +67,7 @@ export class StreamStarter {
       };
     }
     try {
-      return { ok: true, streamId: this.registry.start(parsed.request, owner) };
+      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport) };
     } catch (error) {
       if (error instanceof StreamIdConflictError) {
         return {

@@ -3,6 +3,8 @@ export interface StreamRegistryOptions {
   resumeGraceMs: number;
   /** How long a finished stream's events stay available for resume. */
   retentionMs: number;
+  /** On shutdown, how long running streams may go on before they end with `shutting_down`. */
+  shutdownGraceMs: number;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ThrottlerStorage, ThrottlerStorageService } from '@nestjs/throttler';
+import { ShutdownCoordinator } from './shutdown-coordinator.service';
 import { StreamRegistry } from './stream-registry.service';
 import { StreamStarter } from './stream-starter.service';
 import { STREAM_LIMITS } from './streams.constants';
@@ -18,6 +19,7 @@ import {
   providers: [
     StreamRegistry,
     StreamStarter,
+    ShutdownCoordinator,
     { provide: ThrottlerStorage, useClass: ThrottlerStorageService },
     {
       provide: STREAM_LIMITS,
@@ -25,6 +27,6 @@ import {
       useFactory: (options: StreamsModuleOptions) => options.limits,
     },
   ],
-  exports: [StreamRegistry, StreamStarter],
+  exports: [StreamRegistry, StreamStarter, ShutdownCoordinator],
 })
 export class StreamsModule extends StreamsModuleBase {}

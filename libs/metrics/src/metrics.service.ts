@@ -1,0 +1,134 @@
+import type { StreamErrorCode } from '@app/contracts';
+import { Injectable } from '@nestjs/common';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export type TransportName = 'sse' | 'socket.io';
+
+/** What a finished stream reports, once: per-stream figures are cheap where per-token ones would not be. */
+export interface StreamOutcome {
+  transport: TransportName;
+  provider: string;
+  tokens: number;
+  ttftMs: number | undefined;
+  durationMs: number;
+  cancelled: boolean;
+  errorCode: StreamErrorCode | undefined;
+}
+
+const LATENCY_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const DURATION_BUCKETS_SECONDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/**
+ * The gateway's Prometheus metrics, in a registry of its own (not prom-client's global one, so that
+ * several apps in one process, as in the e2e suites, do not collide). Nothing is updated per token:
+ * streams report their counts when they end.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+
+  private readonly activeStreams = new Gauge({
+    name: 'llm_gateway_active_streams',
+    help: 'Streams running now, by the transport that started them.',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+  private readonly connections = new Gauge({
+    name: 'llm_gateway_connections',
+    help: 'Open client connections: SSE responses being written, connected Socket.IO sockets.',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+  private readonly streams = new Counter({
+    name: 'llm_gateway_streams_total',
+    help: 'Streams ended, by transport, provider and outcome (done, cancelled, error).',
+    labelNames: ['transport', 'provider', 'outcome'],
+    registers: [this.registry],
+  });
+  private readonly tokens = new Counter({
+    name: 'llm_gateway_tokens_total',
+    help: 'Token events delivered to streams.',
+    labelNames: ['transport', 'provider'],
+    registers: [this.registry],
+  });
+  private readonly ttft = new Histogram({
+    name: 'llm_gateway_time_to_first_token_seconds',
+    help: 'From the request to the first token, as the gateway saw it.',
+    labelNames: ['transport', 'provider'],
+    buckets: LATENCY_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
+  private readonly duration = new Histogram({
+    name: 'llm_gateway_stream_duration_seconds',
+    help: 'From the request to the terminal event.',
+    labelNames: ['transport', 'provider'],
+    buckets: DURATION_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
+  private readonly upstreamErrors = new Counter({
+    name: 'llm_gateway_upstream_errors_total',
+    help: 'Streams that ended with an error event, by contract error code.',
+    labelNames: ['code', 'provider'],
+    registers: [this.registry],
+  });
+  private readonly cancellations = new Counter({
+    name: 'llm_gateway_cancellations_total',
+    help: 'Streams cancelled, explicitly or after the resume grace, so their upstream request was aborted.',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+  private readonly resumes = new Counter({
+    name: 'llm_gateway_resumes_total',
+    help: 'Resumes of a stream (GET with Last-Event-ID, completion:resume).',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+  private readonly droppedSlowClients = new Counter({
+    name: 'llm_gateway_dropped_slow_clients_total',
+    help: 'Connections dropped because the client stopped reading and its pending data passed the cap.',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  streamStarted(transport: TransportName): void {
+    this.activeStreams.inc({ transport });
+  }
+
+  streamEnded(outcome: StreamOutcome): void {
+    const { transport, provider } = outcome;
+    this.activeStreams.dec({ transport });
+    const result = outcome.errorCode ? 'error' : outcome.cancelled ? 'cancelled' : 'done';
+    this.streams.inc({ transport, provider, outcome: result });
+    this.tokens.inc({ transport, provider }, outcome.tokens);
+    this.duration.observe({ transport, provider }, outcome.durationMs / 1000);
+    if (outcome.ttftMs !== undefined) {
+      this.ttft.observe({ transport, provider }, outcome.ttftMs / 1000);
+    }
+    if (outcome.errorCode) {
+      this.upstreamErrors.inc({ code: outcome.errorCode, provider });
+    }
+    if (outcome.cancelled) {
+      this.cancellations.inc({ transport });
+    }
+  }
+
+  connectionOpened(transport: TransportName): void {
+    this.connections.inc({ transport });
+  }
+
+  connectionClosed(transport: TransportName): void {
+    this.connections.dec({ transport });
+  }
+
+  resumed(transport: TransportName): void {
+    this.resumes.inc({ transport });
+  }
+
+  slowClientDropped(transport: TransportName): void {
+    this.droppedSlowClients.inc({ transport });
+  }
+}
