@@ -55,6 +55,15 @@ async function startServer(
   return { url, server };
 }
 
+/** The server's count of cancelled streams (each one an aborted upstream request), from /metrics. */
+async function cancellations(page: Page, transport: string): Promise<number> {
+  const metrics = await (await fetch(new URL('/metrics', page.url()))).text();
+  const match = new RegExp(`llm_gateway_cancellations_total\\{transport="${transport}"\\} (\\d+)`).exec(
+    metrics,
+  );
+  return match ? Number(match[1]) : 0;
+}
+
 async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(RESULTS, `${name}.png`), fullPage: true });
 }
@@ -161,6 +170,7 @@ const checks: Check[] = [
   ...(['sse', 'socket.io'] as const).map((mode) => ({
     name: `Stop ends a ${mode} stream as cancelled`,
     run: async (page: Page) => {
+      const cancellationsBefore = await cancellations(page, mode);
       await sendPrompt(page, mode, 'A long one. [sim tokens=2000 tps=50]');
       await waitForStatus(page, 'streaming');
       await page.waitForTimeout(500);
@@ -168,6 +178,11 @@ const checks: Check[] = [
       assert(
         (await waitForStatus(page, ['cancelled', 'done', 'error'], 8000)) === 'cancelled',
         'not cancelled',
+      );
+      // The server's own account: the stream was cancelled, which aborts its upstream request.
+      assert(
+        (await cancellations(page, mode)) === cancellationsBefore + 1,
+        'the server did not count the cancellation',
       );
       const length = ((await page.getByTestId('answer').textContent()) ?? '').length;
       await page.waitForTimeout(500);

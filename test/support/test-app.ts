@@ -27,6 +27,7 @@ export async function startTestApp(
     UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '15000',
     UPSTREAM_IDLE_TIMEOUT_MS: '500',
     WEB_ROOT: '/nonexistent',
+    LOG_LEVEL: 'silent',
     RATE_LIMIT_PER_MINUTE: '100000',
     RATE_LIMIT_CONCURRENT_STREAMS: '10000',
     ...env,

@@ -10,6 +10,9 @@ import { SseModule } from '@app/sse';
 import { StreamsModule } from '@app/streams';
 import { type DynamicModule, Logger, Module, type Type } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
+import { LoggerModule } from 'nestjs-pino';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { existsSync } from 'node:fs';
 
 /**
@@ -31,6 +34,38 @@ export class AppModule {
       module: AppModule,
       imports: [
         AppConfigModule.forRoot(config),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            level: config.logLevel,
+            genReqId: (request: IncomingMessage) => {
+              const given = request.headers['x-request-id'];
+              return typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+            },
+            // Credentials never reach a log line: headers are redacted and the query string (resumeToken) dropped.
+            redact: [
+              'req.headers.authorization',
+              'req.headers["x-api-key"]',
+              'req.headers.cookie',
+              'res.headers["x-resume-token"]',
+            ],
+            serializers: {
+              req: (request: {
+                id: unknown;
+                method: string;
+                url: string;
+                headers: Record<string, unknown>;
+              }) => ({
+                id: request.id,
+                method: request.method,
+                path: request.url.split('?')[0],
+                headers: request.headers,
+              }),
+            },
+            autoLogging: {
+              ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
+            },
+          },
+        }),
         MetricsModule,
         ...(simulator
           ? [

@@ -9,6 +9,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
+import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 
 export interface CreateAppOptions {
@@ -27,9 +28,14 @@ export async function createApp(
     {
       // Only JSON bodies, with the documented size limit; anything else is refused with 415 by the controllers.
       bodyParser: false,
-      logger: options.logger ?? ['error', 'warn', 'log'],
+      // Structured JSON logs through pino once the app is built; `false` keeps the e2e suites quiet.
+      logger: options.logger,
+      bufferLogs: options.logger === undefined,
     },
   );
+  if (options.logger === undefined) {
+    app.useLogger(app.get(Logger));
+  }
   app.useBodyParser('json', { limit: REQUEST_LIMITS.maxBodyBytes });
   app.use(
     helmet({
@@ -38,6 +44,8 @@ export async function createApp(
           // Angular's component styles are inline; scripts stay same-origin only.
           'style-src': ["'self'", "'unsafe-inline'"],
           'connect-src': ["'self'"],
+          // Plain-HTTP deployments (a LAN host, a dev box) must keep working; TLS is the proxy's to enforce.
+          'upgrade-insecure-requests': null,
         },
       },
     }),

@@ -4,23 +4,23 @@ import { createApp } from './create-app';
 
 async function bootstrap(): Promise<void> {
   if (existsSync('.env')) {
+    // Variables already in the environment win over the file.
     process.loadEnvFile('.env');
   }
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      // One clear line and no half-started server.
-      console.error(error.message);
-      process.exit(1);
-    }
-    throw error;
-  }
+  const config = loadConfig(process.env);
   const app = await createApp(config);
-  await app.listen(config.port, config.host);
-  const url = await app.getUrl();
-  console.warn(`llm-stream-gateway listening on ${url} (model: ${config.provider})`);
+  try {
+    await app.listen(config.port, config.host);
+  } catch (error) {
+    throw (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+      ? new ConfigError('PORT', `${config.host}:${config.port} is already in use`)
+      : error;
+  }
+  console.warn(`llm-stream-gateway listening on ${await app.getUrl()} (model: ${config.provider})`);
 }
 
-void bootstrap();
+bootstrap().catch((error: unknown) => {
+  // A configuration mistake is the common start-up failure: one clear line, no stack, no half-started server.
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

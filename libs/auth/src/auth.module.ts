@@ -1,3 +1,4 @@
+import { ConfigError } from '@app/config';
 import { Module, type Type } from '@nestjs/common';
 import { AUTH_STRATEGY_NAME, AUTH_STRATEGY_TYPE } from './auth.constants';
 import { AuthGuard } from './auth.guard';
@@ -35,7 +36,7 @@ function selectStrategy(mode: string, custom: Type<AuthStrategy>[]): Type<AuthSt
   const selected = candidates.find((type) => Reflect.getMetadata(AUTH_STRATEGY_NAME, type) === mode);
   if (!selected) {
     const known = candidates.map((type) => String(Reflect.getMetadata(AUTH_STRATEGY_NAME, type))).join(', ');
-    throw new Error(`Invalid configuration: AUTH_MODE: no strategy named "${mode}" (known: ${known})`);
+    throw new ConfigError('AUTH_MODE', `no strategy named "${mode}" (known: ${known})`);
   }
   return selected;
 }
