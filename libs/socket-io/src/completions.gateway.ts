@@ -114,17 +114,11 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     @MessageBody() payload: unknown,
     @Ack() ack: Reply<SimpleAck>,
   ): void {
-    if (!principalStillValid(socket)) {
-      ack?.(EXPIRED);
-      return;
+    const request = this.accept(socket, cancelSchema, payload, 'completion:cancel takes { streamId }.', ack);
+    if (request) {
+      const cancelled = this.registry.cancel(request.streamId, request.owner);
+      ack?.(cancelled ? { ok: true } : refusal('not_found', 'No such stream.'));
     }
-    const parsed = cancelSchema.safeParse(payload);
-    if (!parsed.success) {
-      ack?.(refusal('invalid_request', 'completion:cancel takes { streamId }.'));
-      return;
-    }
-    const cancelled = this.registry.cancel(parsed.data.streamId, (socket.data.principal as Principal).id);
-    ack?.(cancelled ? { ok: true } : refusal('not_found', 'No such stream.'));
   }
 
   @SubscribeMessage(SOCKET_EVENTS.resume)
@@ -133,24 +127,24 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     @MessageBody() payload: unknown,
     @Ack() ack: Reply<SimpleAck>,
   ): void {
-    if (!principalStillValid(socket)) {
-      ack?.(EXPIRED);
+    const request = this.accept(
+      socket,
+      resumeSchema,
+      payload,
+      'completion:resume takes { streamId, lastSeq }.',
+      ack,
+    );
+    if (!request) {
       return;
     }
-    const parsed = resumeSchema.safeParse(payload);
-    if (!parsed.success) {
-      ack?.(refusal('invalid_request', 'completion:resume takes { streamId, lastSeq }.'));
-      return;
-    }
-    const { streamId, lastSeq } = parsed.data;
-    const events = this.registry.listen(streamId, (socket.data.principal as Principal).id, lastSeq);
+    const events = this.registry.listen(request.streamId, request.owner, request.lastSeq);
     if (!events) {
       ack?.(refusal('not_found', 'No such stream, or it is no longer available.'));
       return;
     }
     ack?.({ ok: true });
     this.metrics.resumed('socket.io');
-    this.listen(socket, streamId, events);
+    this.listen(socket, request.streamId, events);
   }
 
   handleConnection(): void {
@@ -164,6 +158,26 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       subscription.unsubscribe();
     }
     socket.data.listening?.clear();
+  }
+
+  /** The payload with the acting owner, or undefined once the ack has said why not (expired credentials, bad payload). */
+  private accept<T>(
+    socket: CompletionSocket,
+    schema: z.ZodType<T>,
+    payload: unknown,
+    usage: string,
+    ack: Reply<SimpleAck>,
+  ): (T & { owner: string }) | undefined {
+    if (!principalStillValid(socket)) {
+      ack?.(EXPIRED);
+      return undefined;
+    }
+    const parsed = schema.safeParse(payload);
+    if (!parsed.success) {
+      ack?.(refusal('invalid_request', usage));
+      return undefined;
+    }
+    return { ...parsed.data, owner: (socket.data.principal as Principal).id };
   }
 
   private listen(
