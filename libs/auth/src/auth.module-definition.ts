@@ -1,23 +1,12 @@
 import { ConfigurableModuleBuilder, type Type } from '@nestjs/common';
+import type { AppConfig } from '@app/config';
 import type { AuthStrategy } from './auth.types';
 
-export interface AuthModuleOptions {
-  /** The name of the strategy in force (`AUTH_MODE`). */
-  mode: string;
-  apiKeys: string[];
-  jwt: {
-    secret?: string;
-    jwksUrl?: string;
-    issuer?: string;
-    audience?: string;
-    clockToleranceSec: number;
-    /** Least time between two JWKS fetches; an unknown `kid` refetches once it has passed. */
-    jwksCooldownMs: number;
-  };
-  /** Signs resume tokens; random per process when unset (set it when several instances serve one stream). */
-  resumeTokenSecret?: string;
-  resumeTokenTtlMs: number;
-}
+/**
+ * The validated `AUTH_*` settings (their meaning: docs/configuration.md), plus how long a resume token lives,
+ * which the application derives from the stream timings.
+ */
+export type AuthModuleOptions = AppConfig['auth'] & { resumeTokenTtlMs: number };
 
 export interface AuthModuleExtras {
   /** Custom strategies, besides the built-in `none`, `api-key` and `jwt`. */

@@ -84,8 +84,10 @@ export interface AppConfig {
       issuer?: string;
       audience?: string;
       clockToleranceSec: number;
+      /** Least time between two JWKS fetches; an unknown `kid` refetches once it has passed. */
       jwksCooldownMs: number;
     };
+    /** Signs resume tokens; random per process when unset (set it when several instances serve one stream). */
     resumeTokenSecret?: string;
   };
   /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
