@@ -124,6 +124,49 @@ async function streamsVisibly(page: Page, mode: 'sse' | 'socket.io'): Promise<vo
 }
 
 const checks: Check[] = [
+  {
+    name: "a browser's native EventSource resumes a stream after Last-Event-ID",
+    run: async (page) => {
+      const outcome = await page.evaluate(async () => {
+        const response = await fetch('/api/completions/stream', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({
+            messages: [{ role: 'user', content: '[sim tokens=30 tps=200] resume me' }],
+          }),
+        });
+        const streamId = response.headers.get('X-Stream-Id') ?? '';
+        const token = response.headers.get('X-Resume-Token') ?? '';
+        const all = (await response.text())
+          .split('\n\n')
+          .filter((block) => block.startsWith('id: '))
+          .map(
+            (block) => JSON.parse(block.slice(block.indexOf('data: ') + 6)) as { seq: number; type: string },
+          );
+        const resumed = await new Promise<{ seq: number; type: string }[]>((resolve, reject) => {
+          const events: { seq: number; type: string }[] = [];
+          const source = new EventSource(
+            `/api/completions/${streamId}/stream?lastEventId=10&resumeToken=${encodeURIComponent(token)}`,
+          );
+          const collect = (message: MessageEvent<string>) => {
+            events.push(JSON.parse(message.data) as { seq: number; type: string });
+            if (message.type === 'done' || message.type === 'error') {
+              source.close();
+              resolve(events);
+            }
+          };
+          for (const type of ['token', 'done', 'error']) source.addEventListener(type, collect);
+          source.onerror = () => reject(new Error('EventSource failed'));
+        });
+        return { all: all.map((event) => event.seq), resumed: resumed.map((event) => event.seq) };
+      });
+      assert(outcome.all.length > 20, `the stream had only ${outcome.all.length} events`);
+      assert(
+        JSON.stringify(outcome.resumed) === JSON.stringify(outcome.all.slice(11)),
+        `resumed ${outcome.resumed.join(',')}, expected ${outcome.all.slice(11).join(',')}`,
+      );
+    },
+  },
   { name: 'a prompt over SSE shows text growing over time', run: (page) => streamsVisibly(page, 'sse') },
   {
     name: 'a prompt over Socket.IO shows text growing over time',
