@@ -364,25 +364,24 @@ describe('SimulatorServer timing', () => {
     return { ttft: times[0], gaps: times.slice(1).map((time, index) => time - times[index]) };
   }
 
-  it('roughly follows the profile: ttft first, then tokens at the profile rate', async () => {
-    const fast = await arrivals('simulator-fast', '[sim tokens=20]');
-    // fast: ~50 ms to the first token, then 250 tok/s (4 ms apart): the whole stream in well under a second.
+  // Timers never fire early, so a schedule shows as lower bounds on arrival times, which hold however loaded the
+  // machine is. Upper bounds would not (a busy CI box delays any token), so none is asserted here; the benchmark
+  // is where the simulator's pacing is measured.
+  it('follows the profile: nothing before its time to first token, no faster than its token rate', async () => {
+    const fast = await arrivals('simulator-fast', '[sim tokens=20 jitter=0]');
+    // fast: 50 ms to the first token.
     expect(fast.ttft).toBeGreaterThanOrEqual(45);
-    const fastTotal = fast.ttft + fast.gaps.reduce((sum, gap) => sum + gap, 0);
-    expect(fastTotal).toBeLessThan(1000);
 
-    const realistic = await arrivals('simulator', '[sim tokens=10]');
+    const realistic = await arrivals('simulator', '[sim tokens=10 jitter=0]');
+    // realistic: 350 ms to the first token, then 60 tok/s: the tenth token cannot come before 350 + 9 × 16.7 ms.
     expect(realistic.ttft).toBeGreaterThanOrEqual(300);
-    const meanGap = realistic.gaps.reduce((sum, gap) => sum + gap, 0) / realistic.gaps.length;
-    // 60 tok/s is ~16.7 ms apart: slower than fast, nowhere near slow (~67 ms).
-    expect(meanGap).toBeGreaterThan(10);
-    expect(meanGap).toBeLessThan(45);
+    expect(realistic.ttft + realistic.gaps.reduce((sum, gap) => sum + gap, 0)).toBeGreaterThanOrEqual(480);
   });
 
   it('lets directives override the profile', async () => {
+    // The slow profile waits 1,200 ms for the first token and paces 15 tok/s; the directives say 0 ms and 100 tok/s.
     const timed = await arrivals('simulator-slow', '[sim tokens=6 ttft=0 tps=100 jitter=0]');
-    expect(timed.ttft).toBeLessThan(300);
-    for (const gap of timed.gaps) expect(gap).toBeLessThan(60);
+    expect(timed.ttft).toBeLessThan(1200);
     const total = timed.gaps.reduce((sum, gap) => sum + gap, 0);
     expect(total).toBeGreaterThanOrEqual(40);
   });
