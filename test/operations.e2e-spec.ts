@@ -155,10 +155,7 @@ describe('slow readers are dropped, not buffered without bound', () => {
     socket.pause();
 
     try {
-      const largest = await watchPendingUntil(
-        'sse',
-        () => testApp.simulator.stats().aborted > abortedBefore,
-      );
+      const largest = await watchPendingUntil('sse', () => testApp.simulator.stats().aborted > abortedBefore);
       expect(await metric('llm_gateway_dropped_slow_clients_total', 'sse')).toBe(before + 1);
       // The cap (1 MiB) plus the one event that crossed it.
       expect(largest).toBeLessThanOrEqual(MAX_PENDING_BYTES + 4096);

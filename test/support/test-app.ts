@@ -6,6 +6,7 @@ import { createApp, type CreateAppOptions } from '../../apps/api/src/create-app'
 export interface TestApp {
   app: NestExpressApplication;
   url: string;
+  /** The built-in upstream; only when the app runs with it (no OPENAI_BASE_URL given). */
   simulator: SimulatorService;
   close(): Promise<void>;
 }
@@ -16,7 +17,7 @@ export interface TestApp {
  */
 export async function startTestApp(
   env: Record<string, string> = {},
-  options: Omit<CreateAppOptions, 'logger'> = {},
+  options: CreateAppOptions = {},
 ): Promise<TestApp> {
   const config = loadConfig({
     PORT: '0',
@@ -32,10 +33,18 @@ export async function startTestApp(
     RATE_LIMIT_CONCURRENT_STREAMS: '10000',
     ...env,
   });
-  const app = await createApp(config, { ...options, logger: false });
+  // Quiet unless a suite passes a logger of its own (to read what is logged).
+  const app = await createApp(config, { ...options, logger: options.logger ?? false });
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
-  return { app, url, simulator: app.get(SimulatorService), close: () => app.close() };
+  return {
+    app,
+    url,
+    get simulator() {
+      return app.get(SimulatorService);
+    },
+    close: () => app.close(),
+  };
 }
 
 /** Polls until `check` holds or the time is up; for effects that land asynchronously (an upstream abort). */
