@@ -82,10 +82,19 @@ async function waitForStatus(
   return (await page.getByTestId('status').textContent())?.trim() ?? '';
 }
 
+/**
+ * Sends a prompt and returns once the client has rendered the new run: the composer empties in the same
+ * render that shows the new run's status, so a status read after this is never the previous run's.
+ */
 async function sendPrompt(page: Page, mode: string, prompt: string): Promise<void> {
   await page.getByTestId('transport').selectOption(mode);
   await page.getByTestId('prompt').fill(prompt);
   await page.getByTestId('prompt').press('Enter');
+  await page.waitForFunction(
+    () => document.querySelector<HTMLTextAreaElement>('[data-testid="prompt"]')?.value === '',
+    undefined,
+    { timeout: STATUS_TIMEOUT_MS, polling: 20 },
+  );
 }
 
 async function startNewChat(page: Page): Promise<void> {
