@@ -8,7 +8,7 @@ import { SimulatorModule, SimulatorService } from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
 import { StreamsModule } from '@app/streams';
-import { type DynamicModule, Logger, Module, type Type } from '@nestjs/common';
+import { type DynamicModule, Logger, Module, type OnModuleInit, type Type } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
@@ -132,11 +132,27 @@ export class AppModule {
   }
 }
 
+/** Says once, through the app's logger (so as JSON, and not at all in the e2e suites), that there is no client. */
+class MissingWebClientNotice implements OnModuleInit {
+  constructor(private readonly webRoot: string) {}
+
+  onModuleInit(): void {
+    new Logger(AppModule.name).warn(`no web client at ${this.webRoot}: run npm run build to serve it`);
+  }
+}
+
+@Module({})
+class MissingWebClientModule {}
+
 /** The built Angular client at `/`, when it has been built (`npm run build:web`). */
 function webClient(webRoot: string): DynamicModule[] {
   if (!existsSync(webRoot)) {
-    new Logger(AppModule.name).warn(`no web client at ${webRoot}: run npm run build to serve it`);
-    return [];
+    return [
+      {
+        module: MissingWebClientModule,
+        providers: [{ provide: MissingWebClientNotice, useValue: new MissingWebClientNotice(webRoot) }],
+      },
+    ];
   }
   return [
     ServeStaticModule.forRoot({

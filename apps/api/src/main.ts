@@ -16,6 +16,7 @@ async function bootstrap(): Promise<void> {
       ? new ConfigError('PORT', `${config.host}:${config.port} is already in use`)
       : error;
   }
+  // One plain line on stderr whatever LOG_LEVEL says: scripts (bench, the browser suite) wait for it.
   console.warn(`llm-stream-gateway listening on ${await app.getUrl()} (model: ${config.provider})`);
 }
 

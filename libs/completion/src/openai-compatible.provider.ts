@@ -61,9 +61,15 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
           { signal },
         )
         .withResponse();
-      this.logger.log(`stream ${request.streamId}: upstream request id ${request_id ?? 'none'}`);
+      this.logger.log({ streamId: request.streamId, upstreamRequestId: request_id }, 'upstream answered');
       upstream = data;
     } catch (error) {
+      if (error instanceof OpenAI.APIError && error.status !== undefined) {
+        this.logger.warn(
+          { streamId: request.streamId, upstreamRequestId: error.requestID, status: error.status },
+          'upstream refused the request',
+        );
+      }
       throw this.toUpstreamError(error, 'request');
     }
     let finished = false;

@@ -1,5 +1,6 @@
 import type { CompletionService } from '@app/completion';
 import type { CompletionEvent, CompletionRequest } from '@app/contracts';
+import { Logger } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
 import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
 
@@ -56,6 +57,8 @@ function collect(registry: StreamRegistry, id: string, owner: string, afterSeq =
 }
 
 describe('StreamRegistry', () => {
+  // The registry logs each start and end; the app sends that to pino, here it would only be noise.
+  beforeAll(() => Logger.overrideLogger(false));
   let upstream: HandDriven;
 
   beforeEach(() => {

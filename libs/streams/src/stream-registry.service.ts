@@ -91,6 +91,7 @@ export class StreamRegistry implements OnApplicationShutdown {
     this.activeByOwner.set(owner, this.activeCount(owner) + 1);
     this.activeTotal += 1;
     this.metrics?.streamStarted(transport);
+    this.logger.log({ streamId: id, transport }, 'stream started');
     stream.run(this.completion.stream(request, { streamId: id, cancel: stream.cancelSignal }));
     return id;
   }
@@ -130,9 +131,17 @@ export class StreamRegistry implements OnApplicationShutdown {
   private retain(stream: LiveStream): void {
     const outcome = stream.outcome(this.completion.providerName);
     this.metrics?.streamEnded(outcome);
+    // Ids and counts only: prompts and answers never reach a log line.
     this.logger.log(
-      `stream ${stream.id} ended: ${outcome.errorCode ?? (outcome.cancelled ? 'cancelled' : 'done')}, ` +
-        `${outcome.tokens} tokens, ${Math.round(outcome.durationMs)} ms (${stream.transport})`,
+      {
+        streamId: stream.id,
+        transport: stream.transport,
+        outcome: outcome.errorCode ?? (outcome.cancelled ? 'cancelled' : 'done'),
+        tokens: outcome.tokens,
+        ttftMs: outcome.ttftMs === undefined ? undefined : Math.round(outcome.ttftMs),
+        durationMs: Math.round(outcome.durationMs),
+      },
+      'stream ended',
     );
     this.activeTotal -= 1;
     if (this.activeTotal === 0) {
