@@ -1,7 +1,9 @@
 import type { CompletionEvent, StartAck } from '@app/contracts';
+import { MAX_SOCKET_PENDING_BYTES } from '@app/socket-io';
+import { MAX_PENDING_BYTES } from '@app/sse';
 import { connect as connectTcp } from 'node:net';
 import { postStream } from './support/sse-client';
-import { type CompletionClient, connect, streamOver } from './support/socket-client';
+import { connect, streamOver } from './support/socket-client';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
 
 const user = (content: string) => ({ messages: [{ role: 'user' as const, content }] });
@@ -62,54 +64,7 @@ describe('health, metrics and API docs', () => {
   });
 });
 
-describe('graceful shutdown', () => {
-  it('refuses new streams, lets short ones finish, ends the rest with shutting_down: every stream gets its terminal event', async () => {
-    const testApp = await startTestApp({ SHUTDOWN_GRACE_MS: '6000', SIMULATOR_PROFILE: 'fast' });
-    const sockets = await Promise.all([1, 2, 3, 4].map(() => connect(testApp.url)));
-    const long = user('[sim tokens=400 tps=20]');
-    // One second long: they finish well inside the grace; the long ones (20 s) cannot.
-    const short = user('[sim tokens=20 tps=20]');
-    const runs: Promise<CompletionEvent[]>[] = [];
-    for (let index = 0; index < 100; index += 1) {
-      const request = index % 10 === 0 ? short : long;
-      runs.push(
-        index % 2 === 0
-          ? postStream(testApp.url, request).then(({ events }) => events)
-          : streamOver(sockets[index % 4], request).then(({ events }) => events),
-      );
-    }
-    await eventually(() => testApp.simulator.stats().active >= 100, 10_000);
-
-    const closing = testApp.close();
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const refusedHttp = await fetch(`${testApp.url}/api/completions/stream`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(short),
-    });
-    const refusedSocket = await new Promise<StartAck>((resolve) =>
-      sockets[0].emit('completion:start', short, resolve),
-    );
-    const readiness = await fetch(`${testApp.url}/health/ready`);
-    const results = await Promise.all(runs);
-    await closing;
-    sockets.forEach((socket: CompletionClient) => socket.disconnect());
-
-    expect(refusedHttp.status).toBe(503);
-    expect(await refusedHttp.json()).toMatchObject({ code: 'shutting_down' });
-    expect(refusedSocket).toMatchObject({ ok: false, error: { code: 'shutting_down' } });
-    expect(readiness.status).toBe(503);
-    const endings = results.map((events) => {
-      const last = events.at(-1);
-      return last?.type === 'error' ? last.error.code : last?.type === 'done' ? last.finishReason : 'none';
-    });
-    expect(endings.filter((ending) => ending === 'stop')).toHaveLength(10);
-    expect(endings.filter((ending) => ending === 'shutting_down')).toHaveLength(90);
-    const shuttingDown = results.find((events) => events.at(-1)?.type === 'error')?.at(-1);
-    expect(shuttingDown).toMatchObject({ error: { retryable: true } });
-    expect(testApp.simulator.stats().active).toBe(0);
-  }, 30_000);
-});
+// Graceful shutdown is tested on the real process, SIGTERM and exit code included: process.e2e-spec.ts.
 
 describe('slow readers are dropped, not buffered without bound', () => {
   let testApp: TestApp;
@@ -119,16 +74,28 @@ describe('slow readers are dropped, not buffered without bound', () => {
   });
   afterAll(() => testApp.close());
 
-  async function droppedCount(transport: string): Promise<number> {
+  async function metric(name: string, transport: string): Promise<number> {
     const text = await (await fetch(`${testApp.url}/metrics`)).text();
-    const match = new RegExp(
-      `llm_gateway_dropped_slow_clients_total\\{transport="${transport}"\\} (\\d+)`,
-    ).exec(text);
+    const match = new RegExp(`${name}\\{transport="${transport}"\\} (\\d+)`).exec(text);
     return match ? Number(match[1]) : 0;
   }
 
+  /** Samples the server's pending bytes for `transport` until `done` holds; returns the largest seen. */
+  async function watchPendingUntil(transport: string, done: () => boolean): Promise<number> {
+    const deadline = Date.now() + 20_000;
+    let largest = 0;
+    while (!done()) {
+      if (Date.now() > deadline) {
+        throw new Error('the stalled reader was not dropped in time');
+      }
+      largest = Math.max(largest, await metric('llm_gateway_pending_bytes', transport));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return largest;
+  }
+
   it('SSE: a client that stops reading is disconnected once its pending bytes pass the cap', async () => {
-    const before = await droppedCount('sse');
+    const before = await metric('llm_gateway_dropped_slow_clients_total', 'sse');
     const abortedBefore = testApp.simulator.stats().aborted;
     const { port } = new URL(testApp.url);
     // 100,000 events (~17 MB) outgrow what loopback's kernel buffers absorb, whatever their autotuning.
@@ -141,26 +108,30 @@ describe('slow readers are dropped, not buffered without bound', () => {
     socket.pause();
 
     try {
-      await eventually(() => testApp.simulator.stats().aborted > abortedBefore, 20_000);
-      expect(await droppedCount('sse')).toBe(before + 1);
+      const largest = await watchPendingUntil('sse', () => testApp.simulator.stats().aborted > abortedBefore);
+      expect(await metric('llm_gateway_dropped_slow_clients_total', 'sse')).toBe(before + 1);
+      // The cap (1 MiB) plus the one event that crossed it.
+      expect(largest).toBeLessThanOrEqual(MAX_PENDING_BYTES + 4096);
+      expect(await metric('llm_gateway_pending_bytes', 'sse')).toBe(0);
     } finally {
       socket.destroy();
     }
   }, 30_000);
 
-  it('Socket.IO: a socket that stops reading is disconnected once its pending packets pass the cap', async () => {
-    const before = await droppedCount('socket.io');
+  it('Socket.IO: a socket that stops reading is disconnected once its pending bytes pass the cap', async () => {
+    const before = await metric('llm_gateway_dropped_slow_clients_total', 'socket.io');
     const abortedBefore = testApp.simulator.stats().aborted;
     const socket = await connect(testApp.url);
     // The client's own TCP socket, to stop reading from it: socket.io-client has no API for a stalled reader.
     const tcp = (
       socket.io.engine as unknown as { transport: { ws: { _socket: { pause(): void; destroy(): void } } } }
     ).transport.ws._socket;
+    // 3 × 40,000 events (~18 MB) on one socket: far past the cap once the kernel's buffers are full.
     const acks = await Promise.all(
       [1, 2, 3].map(
         () =>
           new Promise<StartAck>((resolve) =>
-            socket.emit('completion:start', user('[sim tokens=20000]'), resolve),
+            socket.emit('completion:start', user('[sim tokens=40000]'), resolve),
           ),
       ),
     );
@@ -168,11 +139,34 @@ describe('slow readers are dropped, not buffered without bound', () => {
     tcp.pause();
 
     try {
-      await eventually(() => testApp.simulator.stats().aborted >= abortedBefore + 3, 20_000);
-      expect(await droppedCount('socket.io')).toBe(before + 1);
+      const largest = await watchPendingUntil(
+        'socket.io',
+        () => testApp.simulator.stats().aborted >= abortedBefore + 3,
+      );
+      expect(await metric('llm_gateway_dropped_slow_clients_total', 'socket.io')).toBe(before + 1);
+      expect(largest).toBeGreaterThan(0);
+      expect(largest).toBeLessThanOrEqual(MAX_SOCKET_PENDING_BYTES + 4096);
     } finally {
       tcp.destroy();
       socket.disconnect();
     }
   }, 30_000);
+
+  it('Socket.IO: a resume replaying a long answer at once is not mistaken for a stalled reader', async () => {
+    const socket = await connect(testApp.url);
+    const { ack, events } = await streamOver(socket, { ...user('[sim tokens=5000]'), maxTokens: 4096 });
+    const other = await connect(testApp.url);
+    const replayed: CompletionEvent[] = [];
+    other.on('completion', (event) => replayed.push(event));
+
+    await new Promise((resolve) =>
+      other.emit('completion:resume', { streamId: ack.ok ? ack.streamId : '', lastSeq: -1 }, resolve),
+    );
+    await eventually(() => replayed.at(-1)?.type === 'done', 5000);
+    socket.disconnect();
+    other.disconnect();
+
+    expect(replayed).toHaveLength(events.length);
+    expect(events.length).toBeGreaterThan(4096);
+  });
 });

@@ -74,6 +74,8 @@ export async function createApp(
   SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, openApi), {
     jsonDocumentUrl: 'api/docs-json',
   });
-  app.enableShutdownHooks();
+  // SIGTERM/SIGINT: drain (ShutdownCoordinator), close, then exit 0; a process killed by its own signal would
+  // report failure to the orchestrator for what was an orderly stop.
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT'], { useProcessExit: true });
   return app;
 }

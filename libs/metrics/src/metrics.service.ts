@@ -90,8 +90,26 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly pendingSources = new Map<TransportName, () => number>();
+  private readonly pendingBytes: Gauge<'transport'> = new Gauge({
+    name: 'llm_gateway_pending_bytes',
+    help: 'Bytes written to clients and not yet taken by the kernel (slow readers), summed per transport at scrape time.',
+    labelNames: ['transport'],
+    registers: [this.registry],
+    collect: () => {
+      for (const [transport, measure] of this.pendingSources) {
+        this.pendingBytes.set({ transport }, measure());
+      }
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A transport tells how to sum what its connections have pending; asked only when /metrics is scraped. */
+  measurePendingBytes(transport: TransportName, measure: () => number): void {
+    this.pendingSources.set(transport, measure);
   }
 
   streamStarted(transport: TransportName): void {

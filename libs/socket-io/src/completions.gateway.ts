@@ -27,6 +27,7 @@ import {
 import type { Observable, Subscription } from 'rxjs';
 import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
+import { MAX_SOCKET_PENDING_BYTES, pendingBytes } from './engine-queue';
 
 /** What the gateway keeps per socket. */
 export interface SocketData {
@@ -45,13 +46,6 @@ const resumeSchema = z.strictObject({
   streamId: z.string().min(1).max(128),
   lastSeq: z.number().int().min(-1),
 }) satisfies z.ZodType<ResumePayload>;
-
-/**
- * Packets the engine may hold for a socket that is not reading. The websocket transport stays
- * unwritable until the kernel takes what it was given, so this queue grows only for a stalled reader;
- * 4,096 token events (a whole maximal answer) is about 1 MB.
- */
-export const MAX_PENDING_PACKETS = 4096;
 
 const EXPIRED: { ok: false; error: AckError } = {
   ok: false,
@@ -79,6 +73,13 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
   afterInit(namespace: Namespace): void {
     namespace.use(authenticateHandshake(this.auth));
     this.shutdown.beforeClose(() => flushed(namespace));
+    this.metrics.measurePendingBytes('socket.io', () => {
+      let total = 0;
+      for (const socket of namespace.sockets.values()) {
+        total += pendingBytes(socket);
+      }
+      return total;
+    });
   }
 
   @SubscribeMessage(SOCKET_EVENTS.start)
@@ -192,7 +193,7 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     listening.get(streamId)?.unsubscribe();
     const subscription = events.subscribe({
       next: (event) => {
-        if (pendingPackets(socket) > MAX_PENDING_PACKETS) {
+        if (pendingBytes(socket) > MAX_SOCKET_PENDING_BYTES) {
           // The client stopped reading: drop it rather than let its backlog grow; it resumes on reconnect.
           this.metrics.slowClientDropped('socket.io');
           socket.disconnect(true);
@@ -208,17 +209,12 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
   }
 }
 
-/** engine.io keeps the queue private but it is the one measure of a stalled reader it has; read it, never write it. */
-function pendingPackets(socket: Pick<Socket, 'conn'>): number {
-  return (socket.conn as unknown as { writeBuffer: unknown[] }).writeBuffer.length;
-}
-
 const FLUSH_LIMIT_MS = 2000;
 
 /** Resolves when no socket of the namespace has packets queued (the terminal events went out), or after a bound. */
 async function flushed(namespace: Namespace): Promise<void> {
   const deadline = Date.now() + FLUSH_LIMIT_MS;
-  const pending = () => [...namespace.sockets.values()].some((socket) => pendingPackets(socket) > 0);
+  const pending = () => [...namespace.sockets.values()].some((socket) => pendingBytes(socket) > 0);
   while (pending() && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }

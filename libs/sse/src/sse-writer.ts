@@ -43,6 +43,11 @@ export class SseWriter {
     this.pingTimer.unref();
   }
 
+  /** Written and not yet taken by the kernel. */
+  get pendingBytes(): number {
+    return this.response.writableLength;
+  }
+
   send(event: CompletionEvent): void {
     this.write(formatSseEvent(event));
     this.pingTimer.refresh();

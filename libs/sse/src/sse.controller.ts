@@ -53,12 +53,22 @@ const REFUSALS =
 @Controller('api/completions')
 @UseGuards(AuthGuard)
 export class SseController {
+  private readonly writers = new Set<SseWriter>();
+
   constructor(
     private readonly starter: StreamStarter,
     private readonly registry: StreamRegistry,
     private readonly resumeTokens: ResumeTokenService,
     private readonly metrics: MetricsService,
-  ) {}
+  ) {
+    metrics.measurePendingBytes('sse', () => {
+      let total = 0;
+      for (const writer of this.writers) {
+        total += writer.pendingBytes;
+      }
+      return total;
+    });
+  }
 
   @Post('stream')
   @HttpCode(200)
@@ -144,6 +154,7 @@ export class SseController {
 
   private pipe(streamId: string, events: Observable<CompletionEvent>, response: Response): void {
     const writer = new SseWriter(response, streamId, () => this.metrics.slowClientDropped('sse'));
+    this.writers.add(writer);
     this.metrics.connectionOpened('sse');
     const subscription = events.subscribe({
       next: (event) => writer.send(event),
@@ -152,6 +163,7 @@ export class SseController {
     // The client went away (or was dropped as too slow): stop listening; the registry keeps the stream for a resume.
     response.on('close', () => {
       this.metrics.connectionClosed('sse');
+      this.writers.delete(writer);
       subscription.unsubscribe();
       writer.end();
     });
