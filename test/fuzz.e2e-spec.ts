@@ -45,6 +45,20 @@ const almostRequest = fc.record(
   { requiredKeys: [] },
 );
 
+/** The response status, read to the end; undefined when fetch itself refuses to send the headers (undici's own checks). */
+async function sent(url: string, init: RequestInit): Promise<number | undefined> {
+  try {
+    const response = await fetch(url, init);
+    await response.text();
+    return response.status;
+  } catch (error) {
+    if ((error as { cause?: { code?: string } }).cause?.code === 'UND_ERR_INVALID_ARG') {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
 describe('fuzz: malformed input is always a refusal, never a 5xx or a crash', () => {
   let testApp: TestApp;
   let socket: CompletionClient;
@@ -137,6 +151,62 @@ describe('fuzz: malformed input is always a refusal, never a 5xx or a crash', ()
       ),
       { numRuns: 150 },
     );
+  });
+
+  it('HTTP headers: Last-Event-ID, X-Request-Id, Authorization and Content-Type of any shape are a 4xx at worst', async () => {
+    const { headers } = await postStream(testApp.url, { messages: [{ role: 'user', content: 'resume me' }] });
+    const known = headers.get('x-stream-id') as string;
+    // What fetch can send at all: header values are Latin-1 without CR, LF or NUL.
+    const headerValue = fc.oneof(
+      fc.string({ unit: fc.integer({ min: 0x20, max: 0xff }).map((code) => String.fromCharCode(code)) }),
+      fc.constantFrom('-1', '1e3', '0x10', '99999999999999999999', ' 3', '3 ', '', '\u00ff'.repeat(4000)),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.boolean(),
+        headerValue,
+        headerValue,
+        headerValue,
+        headerValue,
+        async (knownStream, lastEventId, requestId, authorization, contentType) => {
+          const statuses = await Promise.all([
+            sent(`${testApp.url}/api/completions/${knownStream ? known : 'no-such-stream'}/stream`, {
+              headers: { 'last-event-id': lastEventId, 'x-request-id': requestId, authorization },
+            }),
+            sent(`${testApp.url}/api/completions/stream`, {
+              method: 'POST',
+              headers: { 'content-type': contentType, 'x-request-id': requestId },
+              body: '{"messages":[{"role":"user","content":"hi"}]}',
+            }),
+          ]);
+          return statuses.every(
+            (status) => status === undefined || status === 200 || (status >= 400 && status < 500),
+          );
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('Socket.IO: a flood of 3,000 malformed messages without waiting gets 3,000 ack errors, and the socket lives on', async () => {
+    const payloads = fc.sample(hostileValue.value, { numRuns: 3000, seed: 7 });
+    const acks = await Promise.all(
+      payloads.map(
+        (payload, index) =>
+          new Promise<StartAck | SimpleAck>((resolve) =>
+            socket.emit(
+              (['completion:cancel', 'completion:resume'] as const)[index % 2],
+              payload as never,
+              resolve,
+            ),
+          ),
+      ),
+    );
+
+    expect(
+      acks.filter((ack) => !ack.ok && ['invalid_request', 'not_found'].includes(ack.error.code)),
+    ).toHaveLength(3000);
+    expect(socket.connected).toBe(true);
   });
 
   it('keeps serving normal requests on both transports afterwards', async () => {

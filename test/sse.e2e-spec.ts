@@ -1,4 +1,4 @@
-import type { CompletionEvent, DoneEvent, ErrorEvent, ProblemDetails } from '@app/contracts';
+import type { DoneEvent, ProblemDetails } from '@app/contracts';
 import { REQUEST_LIMITS } from '@app/contracts';
 import { postStream, readStream, textOf } from './support/sse-client';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
@@ -124,39 +124,7 @@ describe('SSE transport (POST /api/completions/stream)', () => {
     await eventually(() => testApp.simulator.stats().active === 0, 2000);
   });
 
-  describe('upstream faults end the stream with the contract error, and the server serves the next request', () => {
-    it.each<[string, Partial<ErrorEvent['error']>]>([
-      [
-        '[sim fault=rate_limit retry_after_ms=1500]',
-        { code: 'upstream_rate_limited', retryable: true, retryAfterMs: 1500 },
-      ],
-      ['[sim fault=server_error]', { code: 'upstream_unavailable', retryable: true }],
-      ['[sim fault=unavailable]', { code: 'upstream_unavailable', retryable: true }],
-      ['[sim fault=unauthorized]', { code: 'upstream_rejected', retryable: false }],
-      ['[sim fault=bad_request]', { code: 'upstream_rejected', retryable: false }],
-      ['[sim fault=drop after=3]', { code: 'upstream_unavailable', retryable: true }],
-      ['[sim fault=malformed after=3]', { code: 'upstream_protocol', retryable: false }],
-      ['[sim fault=stall after=2]', { code: 'upstream_timeout', retryable: true }],
-    ])('%s', async (prompt, expected) => {
-      const { status, events } = await postStream(testApp.url, user(prompt));
-
-      expect(status).toBe(200);
-      const last = events.at(-1) as CompletionEvent;
-      expect(last.type).toBe('error');
-      expect((last as ErrorEvent).error).toMatchObject(expected);
-      expect((last as ErrorEvent).error.message).toEqual(expect.any(String));
-      expect(events.filter((event) => event.type === 'error' || event.type === 'done')).toHaveLength(1);
-
-      const next = await postStream(testApp.url, user('and now a normal answer'));
-      expect(next.events.at(-1)).toMatchObject({ type: 'done', finishReason: 'stop' });
-    });
-
-    it('ends with content_filter when the model filters the answer', async () => {
-      const { events } = await postStream(testApp.url, user('[sim fault=content_filter after=2]'));
-
-      expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'content_filter' });
-    });
-  });
+  // Upstream faults, before and after the first token, on both transports: upstream-faults.e2e-spec.ts.
 
   describe('refusals before streaming are problem+json with the contract code', () => {
     async function refusal(
