@@ -31,7 +31,7 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '/dist/', '<rootDir>/test/browser/'],
   moduleNameMapper,
   transform: { '^.+\\.(t|j|mj)s$': swc },
-  transformIgnorePatterns: ['/node_modules/(?!(eventsource-parser|@angular|marked)/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(eventsource|eventsource-parser|@angular|marked)/)'],
   moduleFileExtensions: ['ts', 'js', 'mjs', 'json'],
   testTimeout: 30_000,
 };
