@@ -1,142 +1,123 @@
 /**
- * The load generator, one process per run so its CPU never counts against a target: opens `streams` streams at a
- * controlled rate through real clients, reads every token, and prints one JSON summary line on stdout.
- * Each token's text starts with `⟨emission time⟩` (the simulator's emit_ts), so added latency is receipt minus
- * emission on one host's clock, without clock tricks.
+ * The load generator, one process per run so that its CPU never counts against a target. It warms the target and
+ * its own clients up, waits for the orchestrator's `go` (which snapshots CPU and memory first), opens the streams
+ * on an absolute schedule, reads every token, and reports over IPC how many streams are streaming, every 250 ms,
+ * then the summary.
+ *
+ * Each token's text starts with `⟨emission time⟩` (the simulator's emit_ts), so the added latency is receipt
+ * minus emission on one host's clock, without clock tricks.
  */
-import { createParser } from 'eventsource-parser';
-import { io } from 'socket.io-client';
-import WebSocket from 'ws';
-import { summarise, type RunSpec, type StreamResult } from './measure.mts';
+import { CLIENTS } from './clients.mts';
+import { type LoadgenMessage, type RunSpec, type StreamResult, streamPrompt, summarise } from './measure.mts';
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as RunSpec;
+const client = CLIENTS[spec.target];
+const STAMP = /^⟨(\d+\.\d{3})⟩/;
 const now = (): number => performance.timeOrigin + performance.now();
-const prompt = `[sim emit_ts tokens=${spec.tokens} tps=${spec.tps} ttft=0 jitter=0] benchmark`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const send = (message: LoadgenMessage, then?: () => void) => process.send?.(message, undefined, {}, then);
 
-type Sink = { token: (text: string) => void };
-
-async function readSse(
-  response: Response,
-  onData: (event: string | undefined, data: string) => void,
-): Promise<void> {
-  if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
-  const parser = createParser({ onEvent: (message) => onData(message.event, message.data) });
-  const decoder = new TextDecoder();
-  for await (const chunk of response.body) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+/** The message, and its cause's code: undici's "fetch failed" alone says nothing. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause as { code?: string; message?: string } | undefined;
+  const detail = cause?.code ?? cause?.message;
+  return (detail ? `${error.message} (${detail})` : error.message).slice(0, 200);
 }
 
-const clients: Record<RunSpec['target'], (sink: Sink) => Promise<void>> = {
-  direct: (sink) =>
-    fetch(`${spec.url}/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        model: 'simulator',
-        stream: true,
-        messages: [{ role: 'user', content: prompt }],
-      }),
-    }).then((response) =>
-      readSse(response, (_event, data) => {
-        if (data === '[DONE]') return;
-        const text = (JSON.parse(data) as { choices: { delta?: { content?: string } }[] }).choices[0]?.delta
-          ?.content;
-        if (text) sink.token(text);
-      }),
-    ),
-  'raw-sse': (sink) =>
-    fetch(`${spec.url}/stream`, { method: 'POST', body: JSON.stringify({ content: prompt }) }).then(
-      (response) =>
-        readSse(response, (event, data) => {
-          if (event === undefined) sink.token((JSON.parse(data) as { text: string }).text);
-        }),
-    ),
-  'gateway-sse': (sink) =>
-    fetch(`${spec.url}/api/completions/stream`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: prompt }] }),
-    }).then((response) =>
-      readSse(response, (event, data) => {
-        if (event === 'token') sink.token((JSON.parse(data) as { text: string }).text);
-        if (event === 'error') throw new Error(data);
-      }),
-    ),
-  'raw-socket.io': (sink) =>
-    new Promise((resolve, reject) => {
-      const socket = io(spec.url, { transports: ['websocket'], forceNew: true, reconnection: false });
-      socket.on('connect', () => socket.emit('start', { id: 1, content: prompt }));
-      socket.on('token', (_id: number, text: string) => sink.token(text));
-      socket.on('done', () => (socket.close(), resolve()));
-      socket.on('failed', () => (socket.close(), reject(new Error('relay failed'))));
-      socket.on('connect_error', reject);
-    }),
-  'gateway-socket.io': (sink) =>
-    new Promise((resolve, reject) => {
-      const socket = io(`${spec.url}/completions`, {
-        transports: ['websocket'],
-        forceNew: true,
-        reconnection: false,
-      });
-      socket.on('connect', () =>
-        socket.emit(
-          'completion:start',
-          { messages: [{ role: 'user', content: prompt }] },
-          (ack: { ok: boolean }) => {
-            if (!ack.ok) reject(new Error(JSON.stringify(ack)));
-          },
-        ),
-      );
-      socket.on('completion', (event: { type: string; text?: string }) => {
-        if (event.type === 'token' && event.text !== undefined) sink.token(event.text);
-        if (event.type === 'done' || event.type === 'error') socket.close();
-        if (event.type === 'done') resolve();
-        if (event.type === 'error') reject(new Error(JSON.stringify(event)));
-      });
-      socket.on('connect_error', reject);
-    }),
-  'raw-ws': (sink) =>
-    new Promise((resolve, reject) => {
-      const socket = new WebSocket(spec.url.replace(/^http/, 'ws'), { perMessageDeflate: false });
-      socket.on('open', () => socket.send(JSON.stringify({ content: prompt })));
-      socket.on('message', (data) => sink.token(String(data)));
-      socket.on('close', (code) => (code === 1000 ? resolve() : reject(new Error(`closed ${code}`))));
-      socket.on('error', reject);
-    }),
-};
-
-async function oneStream(): Promise<StreamResult> {
+async function runStream(text: string, signal: AbortSignal, onFirstToken: () => void): Promise<StreamResult> {
   const result: StreamResult = {
     sentAt: now(),
     firstTokenAt: undefined,
+    endedAt: undefined,
     latencies: [],
     text: '',
+    faults: [],
     error: undefined,
   };
   try {
-    await clients[spec.target]({
-      token: (text) => {
-        const receivedAt = now();
-        result.firstTokenAt ??= receivedAt;
-        const match = /^⟨(\d+\.\d{3})⟩/.exec(text);
-        if (match) {
-          result.latencies.push(receivedAt - Number(match[1]));
-          result.text += text.slice(match[0].length);
-        } else {
-          result.text += text;
-        }
+    await client(
+      spec.url,
+      text,
+      {
+        token: (token) => {
+          const receivedAt = now();
+          if (result.firstTokenAt === undefined) {
+            result.firstTokenAt = receivedAt;
+            onFirstToken();
+          }
+          const stamp = STAMP.exec(token);
+          if (!stamp) {
+            result.faults.push('a token without its emission stamp');
+            result.text += token;
+            return;
+          }
+          result.latencies.push(receivedAt - Number(stamp[1]));
+          result.text += token.slice(stamp[0].length);
+        },
+        fault: (description) => result.faults.push(description),
       },
-    });
+      signal,
+    );
   } catch (error) {
-    result.error = error instanceof Error ? error.message.slice(0, 200) : String(error);
+    result.error = signal.aborted ? 'timeout' : describe(error);
   }
+  result.endedAt = now();
   return result;
 }
 
-const started = now();
-const streams: Promise<StreamResult>[] = [];
-for (let index = 0; index < spec.streams; index += 1) {
-  streams.push(oneStream());
-  if ((index + 1) % spec.openPerTick === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+/** Short streams before measuring, so lazy loading and JIT warm-up in the target and in this process don't count. */
+async function warmUp(): Promise<void> {
+  const signal = AbortSignal.timeout(15_000);
+  const once = () => runStream(streamPrompt(10, 0), signal, () => undefined);
+  const results = [
+    await once(),
+    ...(await Promise.all(Array.from({ length: Math.min(spec.streams, 20) }, once))),
+  ];
+  const failed = results.filter((result) => result.error !== undefined);
+  send({ kind: 'warmed', errors: failed.length, firstError: failed[0]?.error });
 }
-process.stdout.write(`${JSON.stringify(summarise(spec, await Promise.all(streams), now() - started))}\n`);
-process.exit(0);
+
+async function measure(): Promise<void> {
+  const abort = new AbortController();
+  const deadline = setTimeout(() => abort.abort(), spec.deadlineMs);
+  const text = streamPrompt(spec.tokens, spec.tps);
+  const cpuBefore = process.cpuUsage();
+  const started = now();
+  let streaming = 0;
+  const streams: Promise<StreamResult>[] = [];
+  const reporter = setInterval(() => send({ kind: 'streaming', count: streaming }), 250);
+  const onFirstToken = () => (streaming += 1);
+  for (let index = 0; index < spec.streams && !abort.signal.aborted;) {
+    // Open every stream that is due, then sleep until the next one is: the rate holds even when a tick runs late.
+    const due = started + (index * 1000) / spec.openPerSecond;
+    if (now() < due) {
+      await sleep(Math.max(0, due - now()));
+      continue;
+    }
+    streams.push(
+      runStream(text, abort.signal, onFirstToken).then((result) => {
+        if (result.firstTokenAt !== undefined) streaming -= 1;
+        return result;
+      }),
+    );
+    index += 1;
+  }
+  const rampMs = now() - started;
+  const results = await Promise.all(streams);
+  clearTimeout(deadline);
+  clearInterval(reporter);
+  const wallMs = Math.max(...results.map((result) => result.endedAt ?? started)) - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  const summary = summarise(spec, results, { wallMs, rampMs, cpuMs: (cpu.user + cpu.system) / 1000 });
+  // Exit once the summary is out: idle keep-alive sockets must not hold the process open.
+  send({ kind: 'summary', summary }, () => process.exit(0));
+}
+
+await warmUp();
+process.once('message', () => {
+  measure().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+});

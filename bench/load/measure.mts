@@ -1,24 +1,46 @@
-/** The figures of one run, computed in the load generator from every stream's raw timings. */
+/** What one run is asked to do, what each stream records, and the figures computed from every stream's timings. */
 
-export type Target = 'direct' | 'raw-sse' | 'gateway-sse' | 'raw-socket.io' | 'gateway-socket.io' | 'raw-ws';
+export const TARGETS = [
+  'direct',
+  'raw-sse',
+  'gateway-sse',
+  'raw-socket.io',
+  'gateway-socket.io',
+  'raw-ws',
+] as const;
+export type Target = (typeof TARGETS)[number];
 
 export interface RunSpec {
   target: Target;
+  /** The target's base URL (the simulator's `/v1` URL for `direct`). */
   url: string;
   streams: number;
   tokens: number;
   tps: number;
-  /** Streams opened per 10 ms tick: the controlled opening rate. */
-  openPerTick: number;
+  /** Streams opened per second, on an absolute schedule: the controlled opening rate. */
+  openPerSecond: number;
   /** The text every stream must deliver (the simulator's, for this prompt), checked for loss and garbling. */
   expectedText: string;
+  /** Streams still open this long after the first was opened are aborted and counted as errors (`timeout`). */
+  deadlineMs: number;
 }
+
+/** Messages from the load generator to the orchestrator (IPC): `warmed`, then `streaming`s, then `summary`. */
+export type LoadgenMessage =
+  | { kind: 'warmed'; errors: number; firstError: string | undefined }
+  /** Every 250 ms while measuring: streams that have their first token and have not ended. */
+  | { kind: 'streaming'; count: number }
+  | { kind: 'summary'; summary: RunSummary };
 
 export interface StreamResult {
   sentAt: number;
   firstTokenAt: number | undefined;
+  endedAt: number | undefined;
+  /** Receipt minus the simulator's emission stamp, per token, in ms. */
   latencies: number[];
   text: string;
+  /** Protocol faults that are not transport errors: a seq gap, a token without its stamp. */
+  faults: string[];
   error: string | undefined;
 }
 
@@ -32,11 +54,22 @@ export interface RunSummary {
   tokensDelivered: number;
   tokensExpected: number;
   tokensLost: number;
+  /** Streams that ended normally but whose text or sequence differs from what the simulator emitted. */
   garbledStreams: number;
   errors: number;
   firstError: string | undefined;
   tokensPerSecond: number;
+  /** From the first stream opened to the last one ended. */
   wallMs: number;
+  /** How long opening every stream took: the rate actually achieved. */
+  rampMs: number;
+  /** The load generator's own CPU over the run, in cores: near 1 means the client, not the target, was the limit. */
+  loadgenCores: number;
+}
+
+/** What every stream asks for: a fixed schedule, each token stamped with its emission time. */
+export function streamPrompt(tokens: number, tps: number): string {
+  return `[sim emit_ts tokens=${tokens} tps=${tps} ttft=0 jitter=0] benchmark`;
 }
 
 export function percentile(sorted: number[], fraction: number): number {
@@ -44,14 +77,21 @@ export function percentile(sorted: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))];
 }
 
-export function summarise(spec: RunSpec, results: StreamResult[], wallMs: number): RunSummary {
+export function summarise(
+  spec: RunSpec,
+  results: StreamResult[],
+  timing: { wallMs: number; rampMs: number; cpuMs: number },
+): RunSummary {
   const ttfts = results
     .filter((result) => result.firstTokenAt !== undefined)
     .map((result) => (result.firstTokenAt as number) - result.sentAt)
     .sort((a, b) => a - b);
   const latencies = results.flatMap((result) => result.latencies).sort((a, b) => a - b);
-  const delivered = results.reduce((sum, result) => sum + result.latencies.length, 0);
+  const delivered = latencies.length;
   const errors = results.filter((result) => result.error !== undefined);
+  const garbled = results.filter(
+    (result) => result.error === undefined && (result.text !== spec.expectedText || result.faults.length > 0),
+  );
   return {
     target: spec.target,
     streams: spec.streams,
@@ -64,13 +104,13 @@ export function summarise(spec: RunSpec, results: StreamResult[], wallMs: number
     latencyCdf: Array.from({ length: 101 }, (_, index) => percentile(latencies, index / 100)),
     tokensDelivered: delivered,
     tokensExpected: spec.streams * spec.tokens,
-    tokensLost: spec.streams * spec.tokens - delivered,
-    garbledStreams: results.filter(
-      (result) => result.error === undefined && result.text !== spec.expectedText,
-    ).length,
+    tokensLost: Math.max(0, spec.streams * spec.tokens - delivered),
+    garbledStreams: garbled.length,
     errors: errors.length,
-    firstError: errors[0]?.error,
-    tokensPerSecond: delivered / (wallMs / 1000),
-    wallMs,
+    firstError: errors[0]?.error ?? garbled[0]?.faults[0],
+    tokensPerSecond: delivered / (timing.wallMs / 1000),
+    wallMs: timing.wallMs,
+    rampMs: timing.rampMs,
+    loadgenCores: timing.cpuMs / timing.wallMs,
   };
 }

@@ -1,0 +1,121 @@
+/**
+ * One target at one load point: a fresh load-generator process warms the target up, then, on `go`, runs the
+ * point while this process samples the target's CPU and memory from /proc, and the machine's, so the figures say
+ * what the target cost and how busy the rest of the machine was.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import type { LoadgenMessage, RunSpec, RunSummary } from '../load/measure.mts';
+import { machineBusySeconds, processUsage, stopProcess, track } from './processes.mts';
+
+export interface TargetRun extends RunSummary {
+  point: string;
+  /** The target process's CPU seconds per 1,000 tokens delivered (the simulator's for `direct`). */
+  cpuSecondsPer1kTokens: number | undefined;
+  /**
+   * The target's RSS at the plateau minus its RSS before the run, per stream streaming then. The plateau: the
+   * samples with at least 95 % of the most streams ever streaming at once (medians of both).
+   */
+  memoryPerStreamKb: number | undefined;
+  /** The most streams streaming at once. */
+  peakStreaming: number;
+  /** CPU the rest of the machine used during the run (other than target, simulator and load generator), in cores. */
+  backgroundCores: number;
+  warmupErrors: number;
+}
+
+interface Sample {
+  streaming: number;
+  rssBytes: number;
+}
+
+/** Below this, RSS noise (GC timing, lazy allocations) outweighs what the streams hold. */
+const MIN_STREAMS_FOR_MEMORY = 100;
+const LOADGEN = join(import.meta.dirname, '..', 'load', 'loadgen.mts');
+
+function median(values: number[]): number | undefined {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? undefined : sorted[Math.floor(sorted.length / 2)];
+}
+
+export async function measureTarget(
+  spec: RunSpec,
+  point: string,
+  targetPid: number,
+  simulatorPid: number,
+): Promise<TargetRun> {
+  const loadgen = track(
+    spawn(process.execPath, [LOADGEN, JSON.stringify(spec)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  const samples: Sample[] = [];
+  const sample = (streaming: number) =>
+    processUsage(targetPid)
+      .then(({ rssBytes }) => samples.push({ streaming, rssBytes }))
+      .catch(() => undefined);
+  // Warm-up (up to 15 s) plus the run's own deadline, plus slack: past it the load generator is killed.
+  const hardLimit = setTimeout(() => loadgen.kill('SIGKILL'), spec.deadlineMs + 30_000);
+  try {
+    let warmup = { errors: 0, firstError: undefined as string | undefined };
+    let before = { targetCpu: 0, targetRss: 0, simulatorCpu: 0, machineCpu: 0, at: 0 };
+    const summary = await new Promise<RunSummary>((resolve, reject) => {
+      loadgen.on('message', (message: LoadgenMessage) => {
+        if (message.kind === 'warmed') {
+          warmup = message;
+          void Promise.all([processUsage(targetPid), processUsage(simulatorPid), machineBusySeconds()]).then(
+            ([target, simulator, machine]) => {
+              before = {
+                targetCpu: target.cpuSeconds,
+                targetRss: target.rssBytes,
+                simulatorCpu: simulator.cpuSeconds,
+                machineCpu: machine,
+                at: performance.now(),
+              };
+              loadgen.send('go');
+            },
+            reject,
+          );
+        } else if (message.kind === 'streaming') {
+          void sample(message.count);
+        } else {
+          resolve(message.summary);
+        }
+      });
+      loadgen.once('exit', (code, signal) =>
+        reject(
+          new Error(`the load generator for ${spec.target} exited (${code ?? signal}) without a summary`),
+        ),
+      );
+    });
+    const [target, simulator, machine] = await Promise.all([
+      processUsage(targetPid),
+      processUsage(simulatorPid),
+      machineBusySeconds(),
+    ]);
+    const seconds = (performance.now() - before.at) / 1000;
+    const targetCpu = target.cpuSeconds - before.targetCpu;
+    const simulatorCpu = targetPid === simulatorPid ? 0 : simulator.cpuSeconds - before.simulatorCpu;
+    const ours = targetCpu + simulatorCpu + summary.loadgenCores * (summary.wallMs / 1000);
+    const peakStreaming = Math.max(0, ...samples.map((entry) => entry.streaming));
+    const plateau = samples.filter((entry) => entry.streaming >= 0.95 * peakStreaming);
+    const plateauRss = median(plateau.map((entry) => entry.rssBytes));
+    const plateauStreams = median(plateau.map((entry) => entry.streaming));
+    return {
+      ...summary,
+      point,
+      cpuSecondsPer1kTokens:
+        summary.tokensDelivered > 0 ? targetCpu / (summary.tokensDelivered / 1000) : undefined,
+      memoryPerStreamKb:
+        peakStreaming >= MIN_STREAMS_FOR_MEMORY && plateauRss !== undefined && plateauStreams
+          ? (plateauRss - before.targetRss) / plateauStreams / 1024
+          : undefined,
+      peakStreaming,
+      backgroundCores: Math.max(0, (machine - before.machineCpu - ours) / seconds),
+      warmupErrors: warmup.errors,
+    };
+  } finally {
+    clearTimeout(hardLimit);
+    await stopProcess(loadgen, 1000);
+  }
+}

@@ -1,0 +1,114 @@
+/** What a bench run measures: the command line, the load points, the targets and how each is started. */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TARGETS, type Target } from '../load/measure.mts';
+import { GATEWAY_MAIN } from './build.mts';
+
+export interface LoadPoint {
+  name: string;
+  streams: number;
+  tps: number;
+  tokens: number;
+  openPerSecond: number;
+  /** The memory point: memory per open stream is its figure and its budget. */
+  memory?: boolean;
+}
+
+export interface Options {
+  quick: boolean;
+  points: LoadPoint[];
+  targets: Target[];
+  /** Rebuild even when dist/ looks current. */
+  build: boolean;
+  /** Run the gateway under `node --cpu-prof`, profiles written to bench/results/profiles/. */
+  profile: boolean;
+  resultsDir: string;
+}
+
+const QUICK_POINTS: LoadPoint[] = [
+  { name: '1×50/s', streams: 1, tps: 50, tokens: 20, openPerSecond: 1000 },
+  { name: '20×50/s', streams: 20, tps: 50, tokens: 20, openPerSecond: 1000 },
+];
+
+const FULL_POINTS: LoadPoint[] = [
+  { name: '1×50/s', streams: 1, tps: 50, tokens: 200, openPerSecond: 1000 },
+  { name: '100×50/s', streams: 100, tps: 50, tokens: 200, openPerSecond: 1000 },
+  { name: '500×50/s', streams: 500, tps: 50, tokens: 200, openPerSecond: 1000 },
+  { name: '1000×50/s', streams: 1000, tps: 50, tokens: 200, openPerSecond: 1000 },
+  // 200 tokens at 2/s would hold every target for 100 s. 40 tokens (20 s) opened at 500/s (10 s) still leave a
+  // 10 s plateau with all 5,000 open; 2,500/s overflowed the listen backlog of every target, the raw ones too.
+  { name: '5000×2/s', streams: 5000, tps: 2, tokens: 40, openPerSecond: 500, memory: true },
+];
+
+const USAGE = `usage: npm run bench -- [--quick] [--points=1,100,...] [--targets=gateway-sse,raw-sse,...] [--build] [--profile] [--results=dir]`;
+
+export function parseOptions(argv: string[], benchDir: string): Options {
+  const options: Options = {
+    quick: false,
+    points: FULL_POINTS,
+    targets: [...TARGETS],
+    build: false,
+    profile: false,
+    resultsDir: join(benchDir, 'results'),
+  };
+  let pointFilter: string[] | undefined;
+  for (const arg of argv) {
+    const [flag, value] = arg.split('=', 2);
+    if (flag === '--quick') options.quick = true;
+    else if (flag === '--build') options.build = true;
+    else if (flag === '--profile') options.profile = true;
+    else if (flag === '--points' && value) pointFilter = value.split(',');
+    else if (flag === '--results' && value) options.resultsDir = value;
+    else if (flag === '--targets' && value) {
+      const targets = value.split(',');
+      const unknown = targets.filter((target) => !(TARGETS as readonly string[]).includes(target));
+      if (unknown.length > 0) throw new Error(`unknown target ${unknown.join(', ')}; ${USAGE}`);
+      // `direct` is every figure's reference: always measured.
+      options.targets = TARGETS.filter((target) => target === 'direct' || targets.includes(target));
+    } else throw new Error(`unknown argument ${arg}; ${USAGE}`);
+  }
+  const all = options.quick ? QUICK_POINTS : FULL_POINTS;
+  options.points = pointFilter ? all.filter((point) => pointFilter.includes(String(point.streams))) : all;
+  if (options.points.length === 0) {
+    throw new Error(
+      `no load point matches --points; choose among ${all.map((point) => point.streams).join(', ')}`,
+    );
+  }
+  // A smoke run must not overwrite the committed results of the last full run.
+  if (options.quick) options.resultsDir = join(options.resultsDir, 'quick');
+  return options;
+}
+
+/** A stream still open this long after the first was opened is aborted and counted as an error. */
+export function deadlineMs(point: LoadPoint): number {
+  const rampSeconds = point.streams / point.openPerSecond;
+  const streamSeconds = point.tokens / point.tps;
+  return Math.round(((rampSeconds + streamSeconds) * 4 + 20) * 1000);
+}
+
+/**
+ * The gateway as built for production: NODE_ENV=production, logs at warn, auth off (allowed explicitly, as
+ * production requires), rate limits raised out of the way, the simulator as an OpenAI-compatible upstream through
+ * the SDK, no web client to serve. Every other setting keeps its default. It runs in the OS temp directory so that
+ * a developer's `.env` cannot change what is measured.
+ */
+export function gatewayArgs(root: string, simulatorUrl: string, profileDir: string | undefined) {
+  return {
+    args: [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), join(root, GATEWAY_MAIN)],
+    cwd: tmpdir(),
+    env: {
+      NODE_ENV: 'production',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      OPENAI_BASE_URL: simulatorUrl,
+      OPENAI_API_KEY: 'bench',
+      OPENAI_MODEL: 'simulator',
+      LOG_LEVEL: 'warn',
+      AUTH_MODE: 'none',
+      AUTH_ALLOW_ANONYMOUS: 'true',
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      RATE_LIMIT_CONCURRENT_STREAMS: '1000000',
+      WEB_ROOT: join(import.meta.dirname, 'no-web-client'),
+    },
+  };
+}
