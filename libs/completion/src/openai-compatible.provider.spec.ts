@@ -1,4 +1,68 @@
-import { retryAfterMs } from './openai-compatible.provider';
+import OpenAI from 'openai';
+import { decode, retryAfterMs } from './openai-compatible.provider';
+
+/** A streamed response whose body arrives in exactly these pieces (bytes, so a piece can split a character). */
+function responseOf(pieces: (string | Uint8Array)[]): Response {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      pieces.forEach((piece) =>
+        controller.enqueue(typeof piece === 'string' ? encoder.encode(piece) : piece),
+      );
+      controller.close();
+    },
+  });
+  return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+}
+
+const chunk = (content: string) =>
+  `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+
+async function contents(response: Response): Promise<string[]> {
+  const texts: string[] = [];
+  for await (const parsed of decode(response)) {
+    texts.push(parsed.choices[0]?.delta?.content ?? '');
+  }
+  return texts;
+}
+
+describe('decode: the upstream body as chat-completion chunks', () => {
+  it('reads every chunk, whatever the network split, multi-byte characters included, and stops at [DONE]', async () => {
+    const wire = new TextEncoder().encode(
+      `${chunk('héllo')}${chunk(' 🚀')}: keep-alive\n\n${chunk('!')}data: [DONE]\n\n${chunk('after done')}`,
+    );
+    // Split every 7 bytes: lines, events and UTF-8 sequences all break across reads.
+    const pieces = Array.from({ length: Math.ceil(wire.length / 7) }, (_, index) =>
+      wire.slice(index * 7, index * 7 + 7),
+    );
+
+    expect(await contents(responseOf(pieces))).toEqual(['héllo', ' 🚀', '!']);
+  });
+
+  it('hands on what came before an error object, then throws it as the SDK would', async () => {
+    const texts: string[] = [];
+    const reading = (async () => {
+      for await (const parsed of decode(
+        responseOf([chunk('a'), 'data: {"error":{"message":"overloaded"}}\n\n', chunk('b')]),
+      )) {
+        texts.push(parsed.choices[0]?.delta?.content ?? '');
+      }
+    })();
+
+    await expect(reading).rejects.toBeInstanceOf(OpenAI.APIError);
+    expect(texts).toEqual(['a']);
+  });
+
+  it('throws a SyntaxError on data that is not JSON', async () => {
+    await expect(contents(responseOf([chunk('a'), 'data: {"choices": [\n\n']))).rejects.toBeInstanceOf(
+      SyntaxError,
+    );
+  });
+
+  it('ends without [DONE] when the body ends (the provider then reports the missing finish)', async () => {
+    expect(await contents(responseOf([chunk('a')]))).toEqual(['a']);
+  });
+});
 
 describe('retryAfterMs', () => {
   const headers = (init: Record<string, string>) => new Headers(init);
