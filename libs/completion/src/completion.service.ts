@@ -86,6 +86,8 @@ class StreamRun {
   private usage: TokenUsage | null = null;
   private timer: NodeJS.Timeout | undefined;
   private ended = false;
+  /** The provider read the upstream response to its end: nothing is left to abort. */
+  private upstreamDone = false;
 
   constructor(
     private readonly streamId: string,
@@ -130,6 +132,7 @@ class StreamRun {
           this.usage = chunk.usage;
         }
       }
+      this.upstreamDone = true;
       if (!this.ended) {
         this.finish(this.finishReason ?? 'stop');
       }
@@ -168,7 +171,10 @@ class StreamRun {
   close(): void {
     this.ended = true;
     clearTimeout(this.timer);
-    this.upstream.abort();
+    // Aborting builds a DOMException with a stack: a cost per stream worth skipping when there is nothing to stop.
+    if (!this.upstreamDone) {
+      this.upstream.abort();
+    }
   }
 
   private fail(error: StreamError): void {
