@@ -36,11 +36,21 @@ export class SseWriter {
       response.setHeader(name, value);
     }
     response.setHeader('X-Stream-Id', streamId);
-    response.flushHeaders();
     // Tokens are small and latency is the point: no Nagle delay.
     response.socket?.setNoDelay(true);
     this.pingTimer = setInterval(() => this.write(SSE_PING_COMMENT), SSE_PING_INTERVAL_MS);
     this.pingTimer.unref();
+  }
+
+  /**
+   * Sends the headers now if no event has taken them along yet. The start event (or a resume's replay) is
+   * usually written in the same tick, and Node sends headers with the first chunk in one write: one syscall
+   * less per stream than flushing them on their own, which shows in time to first token on loopback.
+   */
+  flushHeaders(): void {
+    if (!this.response.headersSent && !this.response.destroyed) {
+      this.response.flushHeaders();
+    }
   }
 
   /** Written and not yet taken by the kernel. */
