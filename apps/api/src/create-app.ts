@@ -1,9 +1,8 @@
 import type { AuthStrategy } from '@app/auth';
 import type { AppConfig } from '@app/config';
-import { REQUEST_LIMITS, STREAM_ID_HEADER } from '@app/contracts';
+import { REQUEST_LIMITS, RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { ProblemDetailsFilter } from '@app/problem';
 import { CompletionsIoAdapter } from '@app/socket-io';
-import { RESUME_TOKEN_HEADER } from '@app/sse';
 import type { LoggerService, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';

@@ -1,9 +1,5 @@
 import { type CompletionEvent, SSE_PING_COMMENT, SSE_PING_INTERVAL_MS } from '@app/contracts';
 import type { Response } from 'express';
-
-/** Sent with the start response: lets a browser's EventSource resume this one stream (see docs/auth.md). */
-export const RESUME_TOKEN_HEADER = 'X-Resume-Token';
-
 /**
  * Bytes a slow reader may leave unsent before the connection is dropped (the client resumes with
  * Last-Event-ID). A whole 4,096-token answer is far below it, so only a stalled reader meets it.

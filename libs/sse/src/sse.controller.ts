@@ -1,6 +1,6 @@
 import { completionRequestSchema } from '@app/completion';
 import { AllowResumeToken, AuthGuard, CurrentPrincipal, type Principal, ResumeTokenService } from '@app/auth';
-import type { CompletionEvent } from '@app/contracts';
+import { type CompletionEvent, RESUME_TOKEN_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
 import { StreamRegistry, StreamStarter } from '@app/streams';
@@ -34,7 +34,7 @@ import {
 import type { Request, Response } from 'express';
 import { z } from 'zod';
 import type { Observable } from 'rxjs';
-import { RESUME_TOKEN_HEADER, SseWriter } from './sse-writer';
+import { SseWriter } from './sse-writer';
 
 /**
  * The SSE transport. It writes the stream itself instead of using Nest's `@Sse()`: the contract fixes
