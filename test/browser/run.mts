@@ -55,13 +55,16 @@ async function startServer(
   return { url, server };
 }
 
-/** The server's count of cancelled streams (each one an aborted upstream request), from /metrics. */
-async function cancellations(page: Page, transport: string): Promise<number> {
+/** One of the server's per-transport counters, from /metrics. */
+async function serverCount(page: Page, counter: string, transport: string): Promise<number> {
   const metrics = await (await fetch(new URL('/metrics', page.url()))).text();
-  const match = new RegExp(`llm_gateway_cancellations_total\\{transport="${transport}"\\} (\\d+)`).exec(
-    metrics,
-  );
+  const match = new RegExp(`${counter}\\{transport="${transport}"\\} (\\d+)`).exec(metrics);
   return match ? Number(match[1]) : 0;
+}
+
+/** The server's count of cancelled streams (each one an aborted upstream request). */
+function cancellations(page: Page, transport: string): Promise<number> {
+  return serverCount(page, 'llm_gateway_cancellations_total', transport);
 }
 
 async function screenshot(page: Page, name: string): Promise<void> {
@@ -130,6 +133,68 @@ async function streamsVisibly(page: Page, mode: 'sse' | 'socket.io'): Promise<vo
   assert(Number.isFinite(delay), `transport delay is not a number`);
   console.warn(`    ${mode}: grew in ${growth} steps, ttft ${ttft} ms, transport delay p50 ${delay} ms`);
   await screenshot(page, `done-${mode.replace('.', '')}`);
+}
+
+const CONVERSATION_KEY = 'llm-stream-gateway.conversation.v1';
+const RELOAD_PROMPT = 'Reload me [sim tokens=300 tps=50]';
+const referenceAnswers = new Map<string, string>();
+
+/** The rendered answer of a run that nothing interrupted (the simulator's text is the same for the same prompt). */
+async function answerWithoutReload(page: Page, prompt: string): Promise<string> {
+  const known = referenceAnswers.get(prompt);
+  if (known !== undefined) return known;
+  await startNewChat(page);
+  await sendPrompt(page, 'sse', prompt);
+  assert((await waitForStatus(page, ['done', 'error', 'cancelled'])) === 'done', 'the reference run failed');
+  const text = (await page.getByTestId('answer').textContent()) ?? '';
+  referenceAnswers.set(prompt, text);
+  return text;
+}
+
+/** The conversation entry in sessionStorage: what a reload restores. */
+async function savedConversation(page: Page): Promise<{ pending: unknown; exchanges: unknown[] } | null> {
+  return page.evaluate(
+    (key) => JSON.parse(sessionStorage.getItem(key) ?? 'null') as { pending: unknown; exchanges: unknown[] },
+    CONVERSATION_KEY,
+  );
+}
+
+/** F5 while the answer streams: the client resumes it by itself and ends with the whole answer. */
+async function resumesAfterReload(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
+  const expected = await answerWithoutReload(page, RELOAD_PROMPT);
+  assert(expected.length > 100, 'the reference answer is too short to tell anything');
+  await startNewChat(page);
+  await sendPrompt(page, mode, RELOAD_PROMPT);
+  await page.waitForFunction(
+    () =>
+      document.querySelector('[data-testid="status"]')?.textContent?.trim() === 'streaming' &&
+      (document.querySelector('[data-testid="answer"]')?.textContent ?? '').length > 0,
+    undefined,
+    { timeout: STATUS_TIMEOUT_MS, polling: 20 },
+  );
+  const before = ((await page.getByTestId('answer').textContent()) ?? '').length;
+  assert((await savedConversation(page))?.pending, 'the unfinished run is not in sessionStorage');
+  const resumesBefore = await serverCount(page, 'llm_gateway_resumes_total', mode);
+  await page.reload();
+  await page.getByTestId('prompt').waitFor();
+  const prompt = (await page.locator('.message.user').last().textContent())?.trim();
+  assert(prompt === RELOAD_PROMPT, `the prompt was not restored (${prompt})`);
+  assert(
+    (await waitForStatus(page, ['done', 'error', 'cancelled'])) === 'done',
+    'the resumed run did not end done',
+  );
+  const answer = page.getByTestId('answer');
+  assert((await answer.getAttribute('data-transport')) === mode, 'the answer pane names another transport');
+  const text = (await answer.textContent()) ?? '';
+  assert(text === expected, `the resumed answer differs: ${text.length} chars, expected ${expected.length}`);
+  assert(await page.getByTestId('resumed-note').isVisible(), 'the run is not marked as resumed');
+  assert(
+    (await serverCount(page, 'llm_gateway_resumes_total', mode)) > resumesBefore,
+    'the server saw no resume: the answer was asked for again',
+  );
+  assert((await savedConversation(page))?.pending === null, 'the finished run is still marked unfinished');
+  console.warn(`    ${mode}: ${before} chars before the reload, ${text.length} after, as without reload`);
+  await screenshot(page, `resumed-after-reload-${mode.replace('.', '')}`);
 }
 
 const checks: Check[] = [
@@ -245,6 +310,53 @@ const checks: Check[] = [
       await screenshot(page, `cancelled-${mode.replace('.', '')}`);
     },
   })),
+  ...(['sse', 'socket.io'] as const).map((mode) => ({
+    name: `a ${mode} answer cut off by a page reload resumes by itself, whole`,
+    run: (page: Page) => resumesAfterReload(page, mode),
+  })),
+  {
+    name: 'a reload after the streams expired says so, calmly, and leaves nothing spinning',
+    run: async (page) => {
+      await startNewChat(page);
+      const prompt = 'Lost to time';
+      await page.evaluate(
+        ({ key, prompt }) =>
+          sessionStorage.setItem(
+            key,
+            JSON.stringify({
+              exchanges: [],
+              pending: {
+                prompt,
+                mode: 'race',
+                request: { messages: [{ role: 'user', content: prompt }] },
+                lanes: [
+                  { transport: 'sse', streamId: 'expired-sse-0001', resumeToken: null },
+                  { transport: 'socket.io', streamId: 'expired-socket-0001', resumeToken: null },
+                ],
+              },
+            }),
+          ),
+        { key: CONVERSATION_KEY, prompt },
+      );
+      await page.reload();
+      await page.getByTestId('prompt').waitFor();
+      const status = await waitForStatus(page, ['done', 'error', 'cancelled']);
+      const notices = await page.getByTestId('resume-expired').allTextContents();
+      assert(notices.length === 2, `expected a notice per lane, found ${notices.length}`);
+      for (const notice of notices) {
+        assert(
+          notice.trim() === 'The answer could not be recovered after the reload: it expired on the server.',
+          `unexpected notice: ${notice}`,
+        );
+      }
+      assert((await page.locator('[aria-busy="true"]').count()) === 0, 'an answer is still spinning');
+      assert(await page.getByTestId('stop').isDisabled(), 'Stop is still enabled');
+      assert((await page.getByTestId('error').count()) === 0, 'an alarm is shown for an expired stream');
+      assert((await savedConversation(page))?.pending === null, 'the expired run is still to be resumed');
+      console.warn(`    status ${status}: "${notices[0].trim()}"`);
+      await screenshot(page, 'resume-expired');
+    },
+  },
   {
     name: 'an upstream error shows its message, with a retry',
     run: async (page) => {
@@ -406,6 +518,10 @@ const authChecks: Check[] = [
       const inUrl = page.url().includes(API_KEY);
       assert(!inUrl, 'the key leaked into the URL');
     },
+  },
+  {
+    name: 'with the key, an SSE answer cut off by a reload resumes with the same credentials',
+    run: (page) => resumesAfterReload(page, 'sse'),
   },
 ];
 

@@ -18,6 +18,7 @@ import { summarizeRace } from '../race/race-summary';
 import { ServerConnection } from '../server/server-connection';
 import { Settings } from '../settings/settings';
 import { formatMs } from '../metrics/milliseconds';
+import { RESUME_EXPIRED } from '../run/live-run';
 import { AnswerPane } from './answer-pane';
 import { ChatSession } from './chat-session';
 
@@ -31,12 +32,7 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
     <section class="panel chat" aria-labelledby="chat-title">
       <header class="panel-header">
         <h2 id="chat-title">Conversation</h2>
-        <button
-          type="button"
-          class="quiet"
-          (click)="startNewChat()"
-          [disabled]="session.exchanges().length === 0"
-        >
+        <button type="button" class="quiet" (click)="startNewChat()" [disabled]="session.isEmpty()">
           New chat
         </button>
       </header>
@@ -54,7 +50,12 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
             @for (lane of lanes(); track lane.streamId) {
               <div
                 class="message assistant lane"
-                [class.silent]="lanes().length === 1 && lane.status === 'error' && !lane.text"
+                [class.silent]="
+                  lanes().length === 1 &&
+                  lane.status === 'error' &&
+                  !lane.text &&
+                  lane.error?.code !== expiredCode
+                "
               >
                 @if (lanes().length > 1) {
                   <h3 class="lane-title" [class]="'transport-' + lane.transport">
@@ -68,10 +69,13 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
                   [text]="lane.text"
                   [streaming]="lane.status === 'streaming' || lane.status === 'waiting'"
                 />
+                @if (lane.error?.code === expiredCode) {
+                  <p class="muted" data-testid="resume-expired">{{ lane.error.message }}</p>
+                }
               </div>
             }
           </div>
-        } @else {
+        } @else if (session.isEmpty()) {
           <p class="muted empty">
             Ask something. With the simulator, <code>[sim tokens=2000 tps=100]</code> in a message sets the
             length and speed of the answer, and <code>[sim fault=server_error]</code> makes the model fail.
@@ -211,7 +215,9 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
         </div>
         @if (lanes().length > 1) {
           <p class="race-summary" aria-live="polite" data-testid="race-summary">{{ raceSentence() }}</p>
-          <app-race-timeline [lanes]="lanes()" />
+          @if (!resumed()) {
+            <app-race-timeline [lanes]="lanes()" />
+          }
         }
       </section>
     }
@@ -235,8 +241,10 @@ export class Chat {
   protected readonly current = this.session.current;
   protected readonly lanes = computed(() => this.current()?.run.lanes() ?? []);
   protected readonly status = computed(() => this.current()?.run.status() ?? null);
+  protected readonly expiredCode = RESUME_EXPIRED.code;
+  /** A shown error; a resumed stream the server no longer has is told in its lane instead, without alarm. */
   protected readonly error = computed(() => {
-    const failed = this.lanes().find((lane) => lane.error);
+    const failed = this.lanes().find((lane) => lane.error && lane.error.code !== RESUME_EXPIRED.code);
     return failed?.error ? { ...failed.error, transport: failed.transport } : null;
   });
   protected readonly needsCredentials = computed(() =>
@@ -250,8 +258,13 @@ export class Chat {
     return summarizeRace(a, computeRunMetrics(a, clock), b, computeRunMetrics(b, clock));
   });
 
+  /** A run picked up after a reload: its arrival times are the replay's, so no race can be read from them. */
+  protected readonly resumed = computed(() => this.lanes().some((lane) => lane.resumed));
+
   /** The race in one sentence: who led, by how much per token, and what that means for TTFT and delay. */
   protected readonly raceSentence = computed(() => {
+    if (this.resumed())
+      return 'Resumed after a page reload: the replay cannot tell which transport was faster.';
     const summary = this.race();
     if (!summary) return 'Waiting for tokens on both transports…';
     const over = `(median over ${summary.comparedTokens} tokens)`;

@@ -23,12 +23,13 @@ describe('toCsv', () => {
       tokensPerSecond: 99.5,
       durationMs: 40,
       clockUncertaintyMs: 0.1,
+      resumed: false,
       transportDelaySketch: [0.4, 0.9],
     } satisfies RunRecord;
     const [header, row, end] = toCsv([record]).split('\r\n');
     expect(header.split(',')).toContain('transportDelayP50Ms');
     expect(row).toBe(
-      'a1,2026-01-01T00:00:00.000Z,sse,,sim,"say ""hi"", twice\nplease",done,,2,4,12.5,0.4,0.9,10,11,12,99.5,40,0.1',
+      'a1,2026-01-01T00:00:00.000Z,sse,,sim,"say ""hi"", twice\nplease",done,,2,4,12.5,0.4,0.9,10,11,12,99.5,40,0.1,false',
     );
     expect(end).toBe('');
   });

@@ -10,8 +10,8 @@ export function toJson(records: readonly RunRecord[]): string {
   return JSON.stringify(records, null, 2);
 }
 
-function csvField(value: string | number | null): string {
-  if (value === null) return '';
+function csvField(value: string | number | boolean | null | undefined): string {
+  if (value === null || value === undefined) return '';
   const text = String(value);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

@@ -40,7 +40,8 @@ import { RunHistory } from './run-history';
               <td>{{ record.model }}</td>
               <td class="prompt-cell" [title]="record.prompt">{{ record.prompt }}</td>
               <td [class]="'status-' + record.status">
-                {{ record.status }}{{ record.errorCode ? ' (' + record.errorCode + ')' : '' }}
+                {{ record.status }}{{ record.errorCode ? ' (' + record.errorCode + ')' : ''
+                }}{{ record.resumed ? ' · resumed' : '' }}
               </td>
               <td class="num">{{ record.tokens }}</td>
               <td class="num">{{ record.ttftMs | ms }}</td>

@@ -23,6 +23,8 @@ export interface RunRecord {
   tokensPerSecond: number | null;
   durationMs: number | null;
   clockUncertaintyMs: number | null;
+  /** Picked up after a page reload: counts only, no latency figures (absent in records from before the flag). */
+  resumed?: boolean;
   /** Up to 101 quantiles of the per-token transport delays: enough for a CDF without every sample. */
   transportDelaySketch: number[];
 }
@@ -47,6 +49,7 @@ export const RECORD_COLUMNS = [
   'tokensPerSecond',
   'durationMs',
   'clockUncertaintyMs',
+  'resumed',
 ] as const satisfies readonly (keyof RunRecord)[];
 
 export function toRunRecord(
@@ -74,6 +77,7 @@ export function toRunRecord(
     tokensPerSecond: round(metrics.tokensPerSecond),
     durationMs: round(metrics.durationMs),
     clockUncertaintyMs: round(metrics.clockUncertaintyMs),
+    resumed: lane.resumed,
     transportDelaySketch: metrics.transportDelaySketch,
   };
 }

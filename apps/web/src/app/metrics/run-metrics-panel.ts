@@ -11,6 +11,12 @@ import { computeRunMetrics } from './run-metrics';
   changeDetection: ChangeDetectionStrategy.OnPush,
   imports: [Milliseconds, DecimalPipe],
   template: `
+    @if (lane().resumed) {
+      <p class="muted" data-testid="resumed-note">
+        Resumed after a page reload: the answer was replayed from the server, so this run has no latency
+        figures.
+      </p>
+    }
     <dl class="metrics">
       <div>
         <dt>Time to first token</dt>

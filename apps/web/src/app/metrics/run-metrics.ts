@@ -19,7 +19,24 @@ export interface RunMetrics {
   clockUncertaintyMs: number | null;
 }
 
+/**
+ * A lane resumed after a page reload has only its counts: its tokens were replayed in a burst, long after they
+ * were produced, so TTFT, delays, gaps, rate and duration would measure the reload, not the transport.
+ */
 export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMetrics {
+  if (lane.resumed) {
+    return {
+      ttftMs: null,
+      transportDelay: null,
+      transportDelaySketch: [],
+      gaps: null,
+      tokensPerSecond: null,
+      durationMs: null,
+      tokens: lane.arrivals.length,
+      eventsReceived: lane.eventsReceived,
+      clockUncertaintyMs: null,
+    };
+  }
   const { arrivals } = lane;
   const first = arrivals[0];
   const last = arrivals[arrivals.length - 1];

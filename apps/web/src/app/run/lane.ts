@@ -32,6 +32,13 @@ export interface Lane {
   finishReason: FinishReason | null;
   serverTiming: { ttftMs: number; durationMs: number } | null;
   error: LaneError | null;
+  /**
+   * Picked up again after a page reload: its events were replayed from the start, in a burst, so their
+   * arrival times say nothing about the latency from send.
+   */
+  resumed: boolean;
+  /** SSE: the credential the server gave for resuming this stream (`X-Resume-Token`), once known. */
+  resumeToken: string | null;
 }
 
 export interface ReceivedEvent {
@@ -53,6 +60,8 @@ export function newLane(transport: TransportName, streamId: string, sentAt: numb
     finishReason: null,
     serverTiming: null,
     error: null,
+    resumed: false,
+    resumeToken: null,
   };
 }
 

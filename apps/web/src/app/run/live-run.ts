@@ -9,6 +9,7 @@ import {
   failLane,
   isFinished,
   type Lane,
+  type LaneError,
   newLane,
   type ReceivedEvent,
   type RunStatus,
@@ -23,13 +24,28 @@ export interface LiveRunDependencies {
   newStreamId: () => string;
 }
 
+/** One lane of a run started before a page reload, as kept in sessionStorage. */
+export interface ResumedLane {
+  transport: TransportName;
+  streamId: string;
+  resumeToken: string | null;
+}
+
 /** How long Stop waits for the server's `done (cancelled)` before it stops listening anyway. */
 const CANCEL_GRACE_MS = 3000;
+
+/** What a resumed lane shows when the server no longer has its stream: not a failure of anything the user did. */
+export const RESUME_EXPIRED: LaneError = {
+  code: 'expired',
+  message: 'The answer could not be recovered after the reload: it expired on the server.',
+  retryable: false,
+};
 
 /**
  * One request sent over one transport, or over both at once (a race). Events are buffered as they arrive, with
  * their arrival time, and folded into the lanes once per animation frame, so that a fast stream costs one
- * render per frame, not one per token.
+ * render per frame, not one per token. A run started before a page reload is built with its lanes
+ * (`resumeFrom`): it resumes their streams from the start instead of sending the request again.
  */
 export class LiveRun {
   readonly lanes;
@@ -48,10 +64,20 @@ export class LiveRun {
     readonly request: CompletionRequest,
     private readonly transports: readonly CompletionTransport[],
     private readonly dependencies: LiveRunDependencies,
+    resumeFrom: readonly ResumedLane[] | null = null,
   ) {
     const sentAt = dependencies.now();
     this.laneState = signal<readonly Lane[]>(
-      transports.map((transport) => newLane(transport.name, dependencies.newStreamId(), sentAt)),
+      transports.map((transport, index) => {
+        const resumed = resumeFrom?.[index];
+        return resumed
+          ? {
+              ...newLane(transport.name, resumed.streamId, sentAt),
+              resumed: true,
+              resumeToken: resumed.resumeToken,
+            }
+          : newLane(transport.name, dependencies.newStreamId(), sentAt);
+      }),
     );
     this.lanes = this.laneState.asReadonly();
     this.pending = transports.map(() => []);
@@ -59,15 +85,22 @@ export class LiveRun {
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
   }
 
-  /** Sends the request on every lane at (as nearly as possible) the same moment. */
+  /** Sends the request (or, for a resumed run, asks for the replay) on every lane at nearly the same moment. */
   start(): void {
     if (this.started || this.isFinished()) return;
     this.started = true;
     const sentAt = this.dependencies.now();
     this.laneState.update((lanes) => lanes.map((lane) => ({ ...lane, sentAt })));
     this.transports.forEach((transport, index) => {
-      const { streamId } = this.laneState()[index];
-      this.subscriptions[index] = transport.stream({ ...this.request, streamId }).subscribe({
+      const { streamId, resumed, resumeToken } = this.laneState()[index];
+      // From seq -1: the whole answer is replayed, so the lane is rebuilt from nothing, as it was sent.
+      const events = resumed
+        ? transport.resume({ streamId, lastSeq: -1, resumeToken })
+        : transport.stream(
+            { ...this.request, streamId },
+            { resumeToken: (token) => this.updateLane(index, (lane) => ({ ...lane, resumeToken: token })) },
+          );
+      this.subscriptions[index] = events.subscribe({
         next: (event) => {
           this.pending[index].push({ event, arrivedAt: this.dependencies.now() });
           if (event.type === 'done' || event.type === 'error') this.flush();
@@ -76,15 +109,18 @@ export class LiveRun {
         error: (error: unknown) => {
           this.flush();
           const failure = error instanceof TransportError ? error : TransportError.network(error);
+          const expired = resumed && failure.code === 'not_found';
           this.updateLane(index, (lane) =>
             failLane(
               lane,
-              {
-                code: failure.code,
-                message: failure.message,
-                retryable: failure.retryable,
-                retryAfterMs: failure.retryAfterMs,
-              },
+              expired
+                ? RESUME_EXPIRED
+                : {
+                    code: failure.code,
+                    message: failure.message,
+                    retryable: failure.retryable,
+                    retryAfterMs: failure.retryAfterMs,
+                  },
               this.dependencies.now(),
             ),
           );

@@ -1,6 +1,6 @@
 import type { CompletionEvent, StartAck } from '@app/contracts';
 import { firstValueFrom, toArray } from 'rxjs';
-import { type CompletionSocket, socketCompletionStream } from './socket-io-transport';
+import { type CompletionSocket, socketCompletionStream, socketResumedStream } from './socket-io-transport';
 import { TransportError } from './transport-error';
 
 type Handler = (...args: never[]) => void;
@@ -103,5 +103,52 @@ describe('socketCompletionStream', () => {
       (e: unknown) => e,
     );
     expect(error).toBe(refused);
+  });
+});
+
+describe('socketResumedStream', () => {
+  it('asks for the replay once connected, listening first, and rebuilds the stream from seq 0', async () => {
+    const socket = new FakeSocket(() => {
+      // The server may emit the replay before its ack reaches us: the listener is already there.
+      socket.fire('completion', event('mine-0001', 0));
+      return { ok: true };
+    });
+    const events = firstValueFrom(
+      socketResumedStream({ streamId: 'mine-0001', lastSeq: -1 }, async () => socket.asSocket()).pipe(
+        toArray(),
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve));
+    socket.fire('completion', event('mine-0001', 1));
+    socket.fire('completion', event('mine-0001', 2, 'done'));
+    expect((await events).map((e) => e.seq)).toEqual([0, 1, 2]);
+    expect(socket.emitted).toEqual([['completion:resume', { streamId: 'mine-0001', lastSeq: -1 }]]);
+    expect(socket.listeners('completion')).toBe(0);
+  });
+
+  it('resumes again from the last seq after the connection comes back', async () => {
+    const socket = new FakeSocket(() => ({ ok: true }));
+    const subscription = socketResumedStream({ streamId: 'mine-0001', lastSeq: -1 }, async () =>
+      socket.asSocket(),
+    ).subscribe();
+    await new Promise((resolve) => setTimeout(resolve));
+    socket.fire('completion', event('mine-0001', 0));
+    socket.fire('disconnect', 'transport close');
+    socket.fire('connect');
+    expect(socket.emitted[1]).toEqual(['completion:resume', { streamId: 'mine-0001', lastSeq: 0 }]);
+    subscription.unsubscribe();
+  });
+
+  it('reports a stream the server no longer has as not_found', async () => {
+    const socket = new FakeSocket(() => ({
+      ok: false,
+      error: { code: 'not_found', message: 'No such stream' },
+    }));
+    const error = await firstValueFrom(
+      socketResumedStream({ streamId: 'gone-0001', lastSeq: -1 }, async () => socket.asSocket()),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransportError);
+    expect(error).toMatchObject({ code: 'not_found' });
+    expect(socket.emitted).toHaveLength(1);
   });
 });

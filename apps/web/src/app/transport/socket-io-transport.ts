@@ -12,7 +12,7 @@ import {
 import { Observable } from 'rxjs';
 import { io, type Socket } from 'socket.io-client';
 import { Credentials } from '../settings/credentials';
-import type { CompletionTransport } from './completion-transport';
+import type { CompletionTransport, ResumeTarget } from './completion-transport';
 import { TransportError } from './transport-error';
 
 export type CompletionSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -23,7 +23,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * Completions over one shared Socket.IO connection (WebSocket only, no long-polling), which carries many
  * streams at once: each stream listens for the `completion` events with its own streamId. After a reconnect,
- * unfinished streams are resumed from their last seq.
+ * unfinished streams are resumed from their last seq; after a page reload, `resume` picks a stream up again.
  */
 @Injectable({ providedIn: 'root' })
 export class SocketIoTransport implements CompletionTransport {
@@ -45,6 +45,10 @@ export class SocketIoTransport implements CompletionTransport {
 
   stream(request: CompletionRequest & { streamId: string }): Observable<CompletionEvent> {
     return socketCompletionStream(request, () => this.connected());
+  }
+
+  resume(target: ResumeTarget): Observable<CompletionEvent> {
+    return socketResumedStream(target, () => this.connected());
   }
 
   async cancel(streamId: string): Promise<void> {
@@ -117,26 +121,53 @@ export function socketCompletionStream(
   request: CompletionRequest & { streamId: string },
   connect: () => Promise<CompletionSocket>,
 ): Observable<CompletionEvent> {
+  return followSocketStream({ streamId: request.streamId, lastSeq: -1 }, connect, async (socket) => {
+    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:start', request);
+    if (ack.ok) return null;
+    const { code, message, retryAfterMs } = ack.error;
+    return new TransportError(code, message, code === 'rate_limited', retryAfterMs);
+  });
+}
+
+/** A stream started earlier (before a page reload): `completion:resume` once connected, then the same listening. */
+export function socketResumedStream(
+  target: ResumeTarget,
+  connect: () => Promise<CompletionSocket>,
+): Observable<CompletionEvent> {
+  return followSocketStream(target, connect, (socket) =>
+    askToResume(socket, target.streamId, target.lastSeq),
+  );
+}
+
+/**
+ * The one listening loop of both paths: `begin` asks for the stream (start or resume) once the socket is
+ * connected and the listeners are in place, and answers the refusal if there is one. After a reconnect the
+ * stream is resumed from the last seq received.
+ */
+function followSocketStream(
+  from: ResumeTarget,
+  connect: () => Promise<CompletionSocket>,
+  begin: (socket: CompletionSocket) => Promise<TransportError | null>,
+): Observable<CompletionEvent> {
+  const { streamId } = from;
   return new Observable<CompletionEvent>((subscriber) => {
     let socket: CompletionSocket | null = null;
-    let lastSeq = -1;
+    let lastSeq = from.lastSeq;
     let closed = false;
     let interrupted = false;
 
     const onEvent = (event: CompletionEvent) => {
-      if (event.streamId !== request.streamId || event.seq <= lastSeq) return;
+      if (event.streamId !== streamId || event.seq <= lastSeq) return;
       lastSeq = event.seq;
       subscriber.next(event);
       if (isTerminalEvent(event)) subscriber.complete();
     };
     const onReconnect = () => {
-      if (!interrupted) return;
+      if (!interrupted || !socket) return;
       interrupted = false;
-      socket
-        ?.timeout(ACK_TIMEOUT_MS)
-        .emitWithAck('completion:resume', { streamId: request.streamId, lastSeq })
-        .then((ack) => {
-          if (!ack.ok) subscriber.error(new TransportError(ack.error.code, ack.error.message, true));
+      askToResume(socket, streamId, lastSeq)
+        .then((refusal) => {
+          if (refusal) subscriber.error(refusal);
         })
         .catch(() =>
           subscriber.error(new TransportError('network', 'The stream could not be resumed.', true)),
@@ -157,17 +188,8 @@ export function socketCompletionStream(
         socket.on('completion', onEvent);
         socket.on('disconnect', onDisconnect);
         socket.on('connect', onReconnect);
-        const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:start', request);
-        if (!ack.ok) {
-          subscriber.error(
-            new TransportError(
-              ack.error.code,
-              ack.error.message,
-              ack.error.code === 'rate_limited',
-              ack.error.retryAfterMs,
-            ),
-          );
-        }
+        const refusal = await begin(socket);
+        if (refusal) subscriber.error(refusal);
       })
       .catch((error: unknown) =>
         subscriber.error(error instanceof TransportError ? error : TransportError.network(error)),
@@ -180,6 +202,16 @@ export function socketCompletionStream(
       socket?.off('connect', onReconnect);
     };
   });
+}
+
+/** `completion:resume`; the replay then comes as ordinary `completion` events. Null when accepted. */
+async function askToResume(
+  socket: CompletionSocket,
+  streamId: string,
+  lastSeq: number,
+): Promise<TransportError | null> {
+  const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:resume', { streamId, lastSeq });
+  return ack.ok ? null : new TransportError(ack.error.code, ack.error.message, true);
 }
 
 function refusalMessage(code: string): string {

@@ -1,6 +1,6 @@
 import type { CompletionEvent } from '@app/contracts';
 import { firstValueFrom, toArray } from 'rxjs';
-import { sseCompletionStream, type SseDependencies } from './sse-transport';
+import { sseCompletionStream, sseResumedStream, type SseDependencies } from './sse-transport';
 import { TransportError } from './transport-error';
 
 const request = { messages: [{ role: 'user' as const, content: 'hi' }], streamId: 'stream-0001' };
@@ -25,7 +25,7 @@ const done: CompletionEvent = {
 };
 
 /** A streamed body cut into chunks at awkward places, as a network would. */
-function sseResponse(chunks: string[]): Response {
+function sseResponse(chunks: string[], headers: Record<string, string> = {}): Response {
   const encoder = new TextEncoder();
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -35,7 +35,14 @@ function sseResponse(chunks: string[]): Response {
   });
   return new Response(body, {
     status: 200,
-    headers: { 'Content-Type': 'text/event-stream', 'X-Stream-Id': 'stream-0001' },
+    headers: { 'Content-Type': 'text/event-stream', 'X-Stream-Id': 'stream-0001', ...headers },
+  });
+}
+
+function problem(status: number, code: string): Response {
+  return new Response(JSON.stringify({ status, code, title: code, detail: `${code} detail` }), {
+    status,
+    headers: { 'Content-Type': 'application/problem+json' },
   });
 }
 
@@ -110,5 +117,71 @@ describe('sseCompletionStream', () => {
     };
     sseCompletionStream(request, deps).subscribe().unsubscribe();
     expect(signal?.aborted).toBe(true);
+  });
+
+  it("hands the start response's resume token to the caller", async () => {
+    const tokens: string[] = [];
+    const deps = dependencies(sseResponse([frame(start), frame(done)], { 'X-Resume-Token': 'resume-1' }));
+    await firstValueFrom(
+      sseCompletionStream(request, deps, { resumeToken: (token) => tokens.push(token) }).pipe(toArray()),
+    );
+    expect(tokens).toEqual(['resume-1']);
+  });
+});
+
+describe('sseResumedStream', () => {
+  it('replays from the start with a GET and no Last-Event-ID, through the same parser', async () => {
+    const text = frame(start) + frame(token(1, 'a')) + frame(token(2, 'b')) + frame(done);
+    const deps = dependencies(sseResponse([text.slice(0, 30), text.slice(30)]));
+    const events = await firstValueFrom(
+      sseResumedStream({ streamId: 'stream-0001', lastSeq: -1 }, deps).pipe(toArray()),
+    );
+    expect(events.map((event) => event.seq)).toEqual([0, 1, 2, 3]);
+    const [url, init] = deps.calls[0];
+    expect(url).toBe('/api/completions/stream-0001/stream');
+    expect(init?.method).toBeUndefined();
+    expect(init?.headers).toMatchObject({ Authorization: 'Bearer t', Accept: 'text/event-stream' });
+    expect(init?.headers).not.toHaveProperty('Last-Event-ID');
+  });
+
+  it('sends Last-Event-ID from a known seq, and resumes again after a drop', async () => {
+    const deps = dependencies(sseResponse([frame(token(2, 'b'))]), sseResponse([frame(done)]));
+    const events = await firstValueFrom(
+      sseResumedStream({ streamId: 'stream-0001', lastSeq: 1 }, deps).pipe(toArray()),
+    );
+    expect(events.map((event) => event.seq)).toEqual([2, 3]);
+    expect(deps.calls.map(([, init]) => (init?.headers as Record<string, string>)['Last-Event-ID'])).toEqual([
+      '1',
+      '2',
+    ]);
+  });
+
+  it('reports an expired stream as not_found, once', async () => {
+    const deps = dependencies(problem(404, 'not_found'));
+    const error = await firstValueFrom(
+      sseResumedStream({ streamId: 'stream-0001', lastSeq: -1 }, deps),
+    ).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'not_found' });
+    expect(deps.calls).toHaveLength(1);
+  });
+
+  it('falls back to the resume token when the credentials are refused', async () => {
+    const deps = dependencies(problem(401, 'unauthorized'), sseResponse([frame(start), frame(done)]));
+    const events = await firstValueFrom(
+      sseResumedStream({ streamId: 'stream-0001', lastSeq: -1, resumeToken: 'a/b' }, deps).pipe(toArray()),
+    );
+    expect(events.map((event) => event.type)).toEqual(['start', 'done']);
+    const [url, init] = deps.calls[1];
+    expect(url).toBe('/api/completions/stream-0001/stream?resumeToken=a%2Fb');
+    expect(init?.headers).not.toHaveProperty('Authorization');
+  });
+
+  it('keeps the first refusal when the resume token is refused too', async () => {
+    const deps = dependencies(problem(404, 'not_found'), problem(401, 'unauthorized'));
+    const error = await firstValueFrom(
+      sseResumedStream({ streamId: 'stream-0001', lastSeq: -1, resumeToken: 'old' }, deps),
+    ).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'not_found' });
+    expect(deps.calls).toHaveLength(2);
   });
 });

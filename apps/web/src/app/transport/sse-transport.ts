@@ -4,13 +4,14 @@ import {
   type CompletionRequest,
   HTTP_PATHS,
   isTerminalEvent,
+  RESUME_TOKEN_HEADER,
   SSE_CONTENT_TYPE,
   STREAM_ID_HEADER,
 } from '@app/contracts';
 import { createParser } from 'eventsource-parser';
 import { Observable } from 'rxjs';
 import { ServerApi } from '../server/server-api';
-import type { CompletionTransport } from './completion-transport';
+import type { CompletionTransport, ResumeTarget, StreamHooks } from './completion-transport';
 import { TransportError } from './transport-error';
 
 const RESUME_ATTEMPTS = 3;
@@ -23,7 +24,8 @@ export interface SseDependencies {
 
 /**
  * Completions over Server-Sent Events: a `fetch` POST (EventSource cannot POST) read as a stream and parsed by
- * eventsource-parser. A connection that drops before the terminal event is resumed with `Last-Event-ID`.
+ * eventsource-parser. A connection that drops before the terminal event is resumed with `Last-Event-ID`; a
+ * stream started before a page reload is read from `GET /api/completions/:streamId/stream` the same way.
  */
 @Injectable({ providedIn: 'root' })
 export class SseTransport implements CompletionTransport {
@@ -34,8 +36,15 @@ export class SseTransport implements CompletionTransport {
     headers: (extra) => this.api.headers(extra),
   };
 
-  stream(request: CompletionRequest & { streamId: string }): Observable<CompletionEvent> {
-    return sseCompletionStream(request, this.dependencies);
+  stream(
+    request: CompletionRequest & { streamId: string },
+    hooks?: StreamHooks,
+  ): Observable<CompletionEvent> {
+    return sseCompletionStream(request, this.dependencies, hooks);
+  }
+
+  resume(target: ResumeTarget): Observable<CompletionEvent> {
+    return sseResumedStream(target, this.dependencies);
   }
 
   async cancel(streamId: string): Promise<void> {
@@ -50,28 +59,66 @@ export class SseTransport implements CompletionTransport {
 
 export function sseCompletionStream(
   request: CompletionRequest & { streamId: string },
+  dependencies: SseDependencies,
+  hooks: StreamHooks = {},
+): Observable<CompletionEvent> {
+  return followSseStream({ streamId: request.streamId, lastSeq: -1 }, dependencies, hooks, (signal) =>
+    dependencies.fetch(HTTP_PATHS.stream, {
+      method: 'POST',
+      headers: dependencies.headers({ 'Content-Type': 'application/json', Accept: SSE_CONTENT_TYPE }),
+      body: JSON.stringify(request),
+      signal,
+      cache: 'no-store',
+    }),
+  );
+}
+
+/** A stream started earlier (before a page reload), read from `GET …/stream` from its first connection on. */
+export function sseResumedStream(
+  target: ResumeTarget,
+  dependencies: SseDependencies,
+): Observable<CompletionEvent> {
+  return followSseStream(target, dependencies, {}, null);
+}
+
+/**
+ * The one reading loop of both paths: `open` makes the first connection (the POST that starts the stream), or
+ * null to begin with a resume; every later connection resumes after the last seq received.
+ */
+function followSseStream(
+  from: ResumeTarget,
   { fetch, headers }: SseDependencies,
+  hooks: StreamHooks,
+  open: ((signal: AbortSignal) => Promise<Response>) | null,
 ): Observable<CompletionEvent> {
   return new Observable<CompletionEvent>((subscriber) => {
     const abort = new AbortController();
-    let streamId = request.streamId;
-    let lastSeq = -1;
+    let { streamId, lastSeq } = from;
+    let resumeToken = from.resumeToken ?? null;
     let finished = false;
 
-    const connect = (attempt: number): Promise<Response> =>
-      attempt === 0
-        ? fetch(HTTP_PATHS.stream, {
-            method: 'POST',
-            headers: headers({ 'Content-Type': 'application/json', Accept: SSE_CONTENT_TYPE }),
-            body: JSON.stringify(request),
-            signal: abort.signal,
-            cache: 'no-store',
-          })
-        : fetch(HTTP_PATHS.resume(streamId), {
-            headers: headers({ Accept: SSE_CONTENT_TYPE, 'Last-Event-ID': String(lastSeq) }),
-            signal: abort.signal,
-            cache: 'no-store',
-          });
+    const resumeRequest = (credentials: Record<string, string>, query = ''): Promise<Response> =>
+      fetch(HTTP_PATHS.resume(streamId) + query, {
+        headers: {
+          ...credentials,
+          Accept: SSE_CONTENT_TYPE,
+          // Without Last-Event-ID the server replays from the start (it refuses -1).
+          ...(lastSeq >= 0 ? { 'Last-Event-ID': String(lastSeq) } : {}),
+        },
+        signal: abort.signal,
+        cache: 'no-store',
+      });
+
+    const resume = async (): Promise<Response> => {
+      const response = await resumeRequest(headers({}));
+      if (response.ok || !resumeToken || ![401, 403, 404].includes(response.status)) return response;
+      // The session's credentials were refused (a JWT that expired while the page reloaded, or other
+      // credentials since): the stream's own resume token may still open it. If not, the first answer stands.
+      const withToken = await resumeRequest({}, `?resumeToken=${encodeURIComponent(resumeToken)}`);
+      if (withToken.ok) return withToken;
+      void withToken.body?.cancel();
+      return response;
+    };
 
     const parser = createParser({
       onEvent: (message) => {
@@ -93,7 +140,7 @@ export function sseCompletionStream(
         if (attempt > 0) await delay(RESUME_BACKOFF_MS * attempt);
         let response: Response;
         try {
-          response = await connect(attempt);
+          response = await (attempt === 0 && open ? open(abort.signal) : resume());
         } catch (cause) {
           if (abort.signal.aborted) return;
           if (attempt === 0) throw TransportError.network(cause);
@@ -101,6 +148,11 @@ export function sseCompletionStream(
         }
         if (!response.ok) throw await TransportError.fromResponse(response);
         streamId = response.headers.get(STREAM_ID_HEADER) ?? streamId;
+        const token = response.headers.get(RESUME_TOKEN_HEADER);
+        if (token && token !== resumeToken) {
+          resumeToken = token;
+          hooks.resumeToken?.(token);
+        }
         parser.reset();
         try {
           await readInto(response, parser.feed);
