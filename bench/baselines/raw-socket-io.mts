@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
-import { listenLine, relayTokens } from './upstream.mts';
+import { BACKLOG, listenLine, relayTokens } from './upstream.mts';
 
 const upstream = process.env['UPSTREAM'] ?? '';
 const http = createServer();
@@ -17,4 +17,4 @@ io.on('connection', (socket) => {
       .catch(() => socket.emit('failed', request.id));
   });
 });
-http.listen(0, '127.0.0.1', () => listenLine('raw-socket.io', (http.address() as AddressInfo).port));
+http.listen(0, '127.0.0.1', BACKLOG, () => listenLine('raw-socket.io', (http.address() as AddressInfo).port));

@@ -1,7 +1,7 @@
 /** raw-sse: a minimal node:http relay; POST /stream → one SSE event per token, then `event: done`. */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { listenLine, relayTokens } from './upstream.mts';
+import { BACKLOG, listenLine, relayTokens } from './upstream.mts';
 
 const upstream = process.env['UPSTREAM'] ?? '';
 
@@ -23,4 +23,4 @@ const server = createServer((request, response) => {
       .catch(() => response.destroy());
   });
 });
-server.listen(0, '127.0.0.1', () => listenLine('raw-sse', (server.address() as AddressInfo).port));
+server.listen(0, '127.0.0.1', BACKLOG, () => listenLine('raw-sse', (server.address() as AddressInfo).port));

@@ -2,7 +2,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { listenLine, relayTokens } from './upstream.mts';
+import { BACKLOG, listenLine, relayTokens } from './upstream.mts';
 
 const upstream = process.env['UPSTREAM'] ?? '';
 const http = createServer();
@@ -17,4 +17,4 @@ wss.on('connection', (socket) => {
       .catch(() => socket.close(1011));
   });
 });
-http.listen(0, '127.0.0.1', () => listenLine('raw-ws', (http.address() as AddressInfo).port));
+http.listen(0, '127.0.0.1', BACKLOG, () => listenLine('raw-ws', (http.address() as AddressInfo).port));

@@ -42,6 +42,9 @@ export async function relayTokens(
   }
 }
 
+/** The gateway's listen backlog (apps/api/src/main.ts), so a connection burst meets every target alike. */
+export const BACKLOG = 4096;
+
 export function listenLine(name: string, port: number): void {
   process.stdout.write(`${name} listening on http://127.0.0.1:${port}\n`);
 }

@@ -2,6 +2,13 @@ import { ConfigError, loadConfig } from '@app/config';
 import { existsSync } from 'node:fs';
 import { createApp } from './create-app';
 
+/**
+ * Connections waiting to be accepted. Node's default (511) is reset under a burst of new streams (clients of a
+ * drained instance reconnecting at once; the benchmark's 5,000-stream ramp) while the event loop is busy; the
+ * kernel caps it at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096;
+
 async function bootstrap(): Promise<void> {
   if (existsSync('.env')) {
     // Variables already in the environment win over the file.
@@ -10,7 +17,9 @@ async function bootstrap(): Promise<void> {
   const config = loadConfig(process.env);
   const app = await createApp(config);
   try {
-    await app.listen(config.port, config.host);
+    // Nest hands extra arguments to http.Server#listen(port, host, backlog); its typings stop at the host.
+    const listen = app.listen as unknown as (port: number, host: string, backlog: number) => Promise<unknown>;
+    await listen.call(app, config.port, config.host, LISTEN_BACKLOG);
   } catch (error) {
     throw (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
       ? new ConfigError('PORT', `${config.host}:${config.port} is already in use`)

@@ -78,7 +78,8 @@ export class SimulatorServer {
   listen(port = 0, host = '127.0.0.1'): Promise<string> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      // A large backlog, as the gateway has: benchmarks open thousands of streams within seconds.
+      this.server.listen(port, host, 4096, () => {
         this.server.off('error', reject);
         const address = this.server.address() as AddressInfo;
         const hostname = address.family === 'IPv6' ? `[${address.address}]` : address.address;
