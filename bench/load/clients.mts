@@ -5,7 +5,7 @@
  */
 import type { CompletionEvent, StartAck } from '@app/contracts';
 import { createParser } from 'eventsource-parser';
-import { io } from 'socket.io-client';
+import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import WebSocket from 'ws';
 import type { Target } from './measure.mts';
 
@@ -16,6 +16,18 @@ export interface TokenSink {
 }
 
 type Client = (url: string, prompt: string, sink: TokenSink, signal: AbortSignal) => Promise<void>;
+
+/**
+ * socket.io-client gives up on a handshake after 20 s by default. On a saturated target that turned slow
+ * connections into lost streams although the target would have served them; the run's own deadline (the
+ * `signal`) is what ends a stream here, on every transport alike.
+ */
+const SOCKET_OPTIONS: Partial<ManagerOptions & SocketOptions> = {
+  transports: ['websocket'],
+  forceNew: true,
+  reconnection: false,
+  timeout: 10 * 60_000,
+};
 
 async function readSse(
   response: Response,
@@ -85,7 +97,7 @@ export const CLIENTS: Record<Target, Client> = {
 
   'raw-socket.io': (url, prompt, sink, signal) =>
     new Promise((resolve, reject) => {
-      const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+      const socket = io(url, SOCKET_OPTIONS);
       onAbort(signal, () => socket.close(), reject);
       socket.on('connect', () => socket.emit('start', { id: 1, content: prompt }));
       socket.on('token', (_id: number, text: string) => sink.token(text));
@@ -96,11 +108,7 @@ export const CLIENTS: Record<Target, Client> = {
 
   'gateway-socket.io': (url, prompt, sink, signal) =>
     new Promise((resolve, reject) => {
-      const socket = io(`${url}/completions`, {
-        transports: ['websocket'],
-        forceNew: true,
-        reconnection: false,
-      });
+      const socket = io(`${url}/completions`, SOCKET_OPTIONS);
       onAbort(signal, () => socket.close(), reject);
       // Settle before closing: closing emits `disconnect`, which rejects a stream still pending.
       const finish = (error?: Error) => {
