@@ -22,7 +22,7 @@ import {
   type RefusalFault,
 } from './sim-directive.parser';
 import type { SimulatorOptions, SimulatorStats } from './simulator-options.interface';
-import { countTextTokens, type TokenPiece } from './token.splitter';
+import { countTextTokens, loadTokenizer, type TokenPiece } from './token.splitter';
 
 /** Far above any real prompt, low enough that a runaway client cannot make the simulator buffer gigabytes. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -75,7 +75,8 @@ export class SimulatorServer {
   }
 
   /** Resolves to the base URL an OpenAI client takes, ending in `/v1`. Port 0 picks a free port. */
-  listen(port = 0, host = '127.0.0.1'): Promise<string> {
+  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    await loadTokenizer();
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
       // A large backlog, as the gateway has: benchmarks open thousands of streams within seconds.
