@@ -9,11 +9,9 @@ import {
   viewChild,
 } from '@angular/core';
 import type { Chart } from 'chart.js';
-import { loadChart, themeColor } from '../charts/chart-library';
+import { loadChart, paintTheme, repaintOnThemeChange, transportColor } from '../charts/chart-library';
 import { cdfPoints } from '../metrics/percentiles';
 import type { TransportAggregate } from './aggregates';
-
-const COLORS: Record<string, string> = { sse: '--sse-color', 'socket.io': '--socket-color' };
 
 /** The cumulative distribution of per-token transport delay, one line per transport. */
 @Component({
@@ -33,6 +31,7 @@ export class DelayCdf {
 
   constructor() {
     effect(() => void this.draw(this.aggregates()));
+    repaintOnThemeChange(() => this.chart);
     inject(DestroyRef).onDestroy(() => this.chart?.destroy());
   }
 
@@ -40,8 +39,8 @@ export class DelayCdf {
     const datasets = aggregates.map((aggregate) => ({
       label: aggregate.transport,
       data: cdfPoints(aggregate.delays),
-      borderColor: themeColor(COLORS[aggregate.transport]),
-      backgroundColor: themeColor(COLORS[aggregate.transport]),
+      borderColor: transportColor(aggregate.transport),
+      backgroundColor: transportColor(aggregate.transport),
       pointRadius: 0,
       stepped: true as const,
     }));
@@ -52,8 +51,6 @@ export class DelayCdf {
     }
     const Chart = await loadChart();
     if (this.chart) return;
-    const grid = themeColor('--border');
-    const text = themeColor('--muted');
     this.chart = new Chart(this.canvas().nativeElement, {
       type: 'line',
       data: { datasets },
@@ -64,20 +61,16 @@ export class DelayCdf {
         scales: {
           x: {
             type: 'linear',
-            title: { display: true, text: 'transport delay (ms)', color: text },
-            grid: { color: grid },
-            ticks: { color: text },
+            title: { display: true, text: 'transport delay (ms)' },
           },
           y: {
             min: 0,
             max: 1,
-            title: { display: true, text: 'fraction of tokens', color: text },
-            grid: { color: grid },
-            ticks: { color: text },
+            title: { display: true, text: 'fraction of tokens' },
           },
         },
-        plugins: { legend: { labels: { color: text } } },
       },
     });
+    paintTheme(this.chart);
   }
 }

@@ -10,12 +10,11 @@ import {
   viewChild,
 } from '@angular/core';
 import type { Chart } from 'chart.js';
-import { loadChart, themeColor } from '../charts/chart-library';
+import { loadChart, paintTheme, repaintOnThemeChange, transportColor } from '../charts/chart-library';
 import type { Lane } from '../run/lane';
 
 /** Redrawing thousands of points every frame would cost more than the stream it shows. */
 const REDRAW_INTERVAL_MS = 250;
-const LANE_COLORS: Record<string, string> = { sse: '--sse-color', 'socket.io': '--socket-color' };
 
 /** Each token's arrival on each transport, from the moment the race was sent, on one time axis. */
 @Component({
@@ -47,6 +46,7 @@ export class RaceTimeline {
       if (finished || wait <= 0) void this.draw(lanes);
       else this.redrawTimer = setTimeout(() => void this.draw(this.lanes()), wait);
     });
+    repaintOnThemeChange(() => this.chart);
     inject(DestroyRef).onDestroy(() => {
       clearTimeout(this.redrawTimer);
       this.chart?.destroy();
@@ -58,8 +58,8 @@ export class RaceTimeline {
     const datasets = lanes.map((lane) => ({
       label: lane.transport,
       data: lane.arrivals.map((arrival) => ({ x: arrival.arrivedAt - lane.sentAt, y: arrival.seq })),
-      borderColor: themeColor(LANE_COLORS[lane.transport]),
-      backgroundColor: themeColor(LANE_COLORS[lane.transport]),
+      borderColor: transportColor(lane.transport),
+      backgroundColor: transportColor(lane.transport),
       pointRadius: 1.5,
     }));
     const points = datasets.reduce((sum, dataset) => sum + dataset.data.length, 0);
@@ -72,8 +72,6 @@ export class RaceTimeline {
     const Chart = await loadChart();
     if (this.chart) return;
     this.plotted.set(points);
-    const grid = themeColor('--border');
-    const text = themeColor('--muted');
     this.chart = new Chart(this.canvas().nativeElement, {
       type: 'scatter',
       data: { datasets },
@@ -84,18 +82,14 @@ export class RaceTimeline {
         normalized: true,
         scales: {
           x: {
-            title: { display: true, text: 'ms since send', color: text },
-            grid: { color: grid },
-            ticks: { color: text },
+            title: { display: true, text: 'ms since send' },
           },
           y: {
-            title: { display: true, text: 'token (seq)', color: text },
-            grid: { color: grid },
-            ticks: { color: text },
+            title: { display: true, text: 'token (seq)' },
           },
         },
-        plugins: { legend: { labels: { color: text } } },
       },
     });
+    paintTheme(this.chart);
   }
 }
