@@ -255,6 +255,25 @@ const checks: Check[] = [
     },
   },
   {
+    name: 'choosing Socket.IO or a race connects the WebSocket before the first prompt',
+    run: async (page) => {
+      const fresh = await page.context().newPage();
+      try {
+        await fresh.goto(page.url());
+        await fresh.getByTestId('transport').selectOption('sse');
+        await fresh.reload();
+        await fresh.getByRole('button', { name: 'Settings' }).click();
+        const engine = fresh.locator('dt:has-text("Socket.IO transport") + dd');
+        await fresh.waitForTimeout(500);
+        assert((await engine.textContent()) === 'not connected', 'connected although only SSE is in use');
+        await fresh.getByTestId('transport').selectOption('race');
+        await engine.filter({ hasText: 'websocket' }).waitFor({ timeout: 5000 });
+      } finally {
+        await fresh.close();
+      }
+    },
+  },
+  {
     name: 'race mode fills both panes and the chart',
     run: async (page) => {
       await sendPrompt(page, 'race', 'Race! [sim tokens=200 tps=100]');

@@ -12,6 +12,7 @@ import {
 import { Observable } from 'rxjs';
 import { io, type Socket } from 'socket.io-client';
 import { Credentials } from '../settings/credentials';
+import { Settings } from '../settings/settings';
 import type { CompletionTransport, ResumeTarget } from './completion-transport';
 import { TransportError } from './transport-error';
 
@@ -40,6 +41,14 @@ export class SocketIoTransport implements CompletionTransport {
     effect(() => {
       this.credentials.token();
       this.disconnect();
+    });
+    // Connected ahead, as soon as runs will use Socket.IO (its mode, or a race), as a real app connects at page
+    // load: a run's time to first token then measures the stream, not the WebSocket handshake, just as SSE runs
+    // reuse the page's kept-alive HTTP connection. A refusal here is left for the run to report.
+    const mode = inject(Settings).mode;
+    effect(() => {
+      this.credentials.token();
+      if (mode() !== 'sse') this.connected().catch(() => undefined);
     });
   }
 
