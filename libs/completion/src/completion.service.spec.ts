@@ -1,4 +1,5 @@
 import type { CompletionEvent } from '@app/contracts';
+import { Logger } from '@nestjs/common';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import type { CompletionModuleOptions } from './completion.module-definition';
 import type { CompletionProvider, ProviderChunk, ProviderRequest } from './completion-provider';
@@ -124,15 +125,21 @@ describe('CompletionService', () => {
     });
   });
 
-  it('hides an unexpected failure behind a generic internal error', async () => {
+  it('hides an unexpected failure behind a generic internal error, and logs it for the operator', async () => {
+    const logged = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     const provider = new ScriptedProvider(async function* () {
       yield* [];
       throw new Error('secret details sk-12345');
     });
-    const events = await collect(new CompletionService(provider, options));
+    try {
+      const events = await collect(new CompletionService(provider, options));
 
-    expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'internal', retryable: false } });
-    expect(JSON.stringify(events)).not.toContain('sk-12345');
+      expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'internal', retryable: false } });
+      expect(JSON.stringify(events)).not.toContain('sk-12345');
+      expect(logged).toHaveBeenCalledWith(expect.stringContaining('Error: secret details'));
+    } finally {
+      logged.mockRestore();
+    }
   });
 
   it('times out when no token comes in time, and aborts the upstream', async () => {
