@@ -160,6 +160,41 @@ async function savedConversation(page: Page): Promise<{ pending: unknown; exchan
 }
 
 /** F5 while the answer streams: the client resumes it by itself and ends with the whole answer. */
+/** Stop on a streaming answer (or on one resumed after a reload): the server cancels it and no text follows. */
+async function stopsAsCancelled(
+  page: Page,
+  mode: 'sse' | 'socket.io',
+  { afterReload }: { afterReload: boolean },
+): Promise<void> {
+  const cancellationsBefore = await cancellations(page, mode);
+  await startNewChat(page);
+  await sendPrompt(page, mode, 'A long one. [sim tokens=2000 tps=50]');
+  await waitForStatus(page, 'streaming');
+  if (afterReload) {
+    await page.reload();
+    await page.getByTestId('resumed-note').waitFor({ timeout: STATUS_TIMEOUT_MS });
+    await waitForStatus(page, 'streaming');
+  }
+  await page.waitForTimeout(500);
+  await page.getByTestId('stop').click();
+  assert((await waitForStatus(page, ['cancelled', 'done', 'error'], 8000)) === 'cancelled', 'not cancelled');
+  // The server's own account: the stream was cancelled, which aborts its upstream request.
+  assert(
+    (await cancellations(page, mode)) === cancellationsBefore + 1,
+    'the server did not count the cancellation',
+  );
+  const length = ((await page.getByTestId('answer').textContent()) ?? '').length;
+  await page.waitForTimeout(500);
+  assert(
+    ((await page.getByTestId('answer').textContent()) ?? '').length === length,
+    'text kept arriving after Stop',
+  );
+  if (afterReload) {
+    assert((await savedConversation(page))?.pending === null, 'the cancelled run is still marked unfinished');
+  }
+  await screenshot(page, `cancelled-${afterReload ? 'resumed-' : ''}${mode.replace('.', '')}`);
+}
+
 async function resumesAfterReload(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
   const expected = await answerWithoutReload(page, RELOAD_PROMPT);
   assert(expected.length > 100, 'the reference answer is too short to tell anything');
@@ -324,32 +359,16 @@ const checks: Check[] = [
       await chartPixelsAre(true);
     },
   },
-  ...(['sse', 'socket.io'] as const).map((mode) => ({
-    name: `Stop ends a ${mode} stream as cancelled`,
-    run: async (page: Page) => {
-      const cancellationsBefore = await cancellations(page, mode);
-      await sendPrompt(page, mode, 'A long one. [sim tokens=2000 tps=50]');
-      await waitForStatus(page, 'streaming');
-      await page.waitForTimeout(500);
-      await page.getByTestId('stop').click();
-      assert(
-        (await waitForStatus(page, ['cancelled', 'done', 'error'], 8000)) === 'cancelled',
-        'not cancelled',
-      );
-      // The server's own account: the stream was cancelled, which aborts its upstream request.
-      assert(
-        (await cancellations(page, mode)) === cancellationsBefore + 1,
-        'the server did not count the cancellation',
-      );
-      const length = ((await page.getByTestId('answer').textContent()) ?? '').length;
-      await page.waitForTimeout(500);
-      assert(
-        ((await page.getByTestId('answer').textContent()) ?? '').length === length,
-        'text kept arriving after Stop',
-      );
-      await screenshot(page, `cancelled-${mode.replace('.', '')}`);
+  ...(['sse', 'socket.io'] as const).flatMap((mode) => [
+    {
+      name: `Stop ends a ${mode} stream as cancelled`,
+      run: (page: Page) => stopsAsCancelled(page, mode, { afterReload: false }),
     },
-  })),
+    {
+      name: `Stop ends a ${mode} stream resumed after a page reload as cancelled`,
+      run: (page: Page) => stopsAsCancelled(page, mode, { afterReload: true }),
+    },
+  ]),
   ...(['sse', 'socket.io'] as const).map((mode) => ({
     name: `a ${mode} answer cut off by a page reload resumes by itself, whole`,
     run: (page: Page) => resumesAfterReload(page, mode),
