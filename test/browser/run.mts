@@ -159,7 +159,6 @@ async function savedConversation(page: Page): Promise<{ pending: unknown; exchan
   );
 }
 
-/** F5 while the answer streams: the client resumes it by itself and ends with the whole answer. */
 /** Stop on a streaming answer (or on one resumed after a reload): the server cancels it and no text follows. */
 async function stopsAsCancelled(
   page: Page,
@@ -195,6 +194,7 @@ async function stopsAsCancelled(
   await screenshot(page, `cancelled-${afterReload ? 'resumed-' : ''}${mode.replace('.', '')}`);
 }
 
+/** F5 while the answer streams: the client resumes it by itself and ends with the whole answer. */
 async function resumesAfterReload(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
   const expected = await answerWithoutReload(page, RELOAD_PROMPT);
   assert(expected.length > 100, 'the reference answer is too short to tell anything');

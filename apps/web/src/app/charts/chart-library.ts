@@ -43,11 +43,14 @@ function themeColor(name: string): string {
 const TRANSPORT_COLORS: Record<string, string> = { sse: '--sse-color', 'socket.io': '--socket-color' };
 
 /** A transport's colour in the theme now applied; a chart labels each dataset with its transport. */
-export function transportColor(transport: string): string {
+function transportColor(transport: string): string {
   return themeColor(TRANSPORT_COLORS[transport] ?? '--muted');
 }
 
-/** Paints a chart in the theme now applied: axes, grid, legend, and each dataset in its transport's colour. */
+/**
+ * Paints a chart in the theme now applied (axes, grid, legend, and each dataset in its transport's colour) and
+ * redraws it: after it is made, after its data changes, and when the theme changes.
+ */
 export function paintTheme(chart: ChartType): void {
   const grid = themeColor('--border');
   const text = themeColor('--muted');

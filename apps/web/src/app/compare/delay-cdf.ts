@@ -9,7 +9,7 @@ import {
   viewChild,
 } from '@angular/core';
 import type { Chart } from 'chart.js';
-import { loadChart, paintTheme, repaintOnThemeChange, transportColor } from '../charts/chart-library';
+import { loadChart, paintTheme, repaintOnThemeChange } from '../charts/chart-library';
 import { cdfPoints } from '../metrics/percentiles';
 import type { TransportAggregate } from './aggregates';
 
@@ -39,14 +39,12 @@ export class DelayCdf {
     const datasets = aggregates.map((aggregate) => ({
       label: aggregate.transport,
       data: cdfPoints(aggregate.delays),
-      borderColor: transportColor(aggregate.transport),
-      backgroundColor: transportColor(aggregate.transport),
       pointRadius: 0,
       stepped: true as const,
     }));
     if (this.chart) {
       this.chart.data.datasets = datasets;
-      this.chart.update('none');
+      paintTheme(this.chart);
       return;
     }
     const Chart = await loadChart();

@@ -10,7 +10,7 @@ import {
   viewChild,
 } from '@angular/core';
 import type { Chart } from 'chart.js';
-import { loadChart, paintTheme, repaintOnThemeChange, transportColor } from '../charts/chart-library';
+import { loadChart, paintTheme, repaintOnThemeChange } from '../charts/chart-library';
 import type { Lane } from '../run/lane';
 
 /** Redrawing thousands of points every frame would cost more than the stream it shows. */
@@ -58,14 +58,12 @@ export class RaceTimeline {
     const datasets = lanes.map((lane) => ({
       label: lane.transport,
       data: lane.arrivals.map((arrival) => ({ x: arrival.arrivedAt - lane.sentAt, y: arrival.seq })),
-      borderColor: transportColor(lane.transport),
-      backgroundColor: transportColor(lane.transport),
       pointRadius: 1.5,
     }));
     const points = datasets.reduce((sum, dataset) => sum + dataset.data.length, 0);
     if (this.chart) {
       this.chart.data.datasets = datasets;
-      this.chart.update('none');
+      paintTheme(this.chart);
       this.plotted.set(points);
       return;
     }
