@@ -100,30 +100,70 @@ async function sendPrompt(page: Page, mode: string, prompt: string): Promise<voi
   );
 }
 
+/**
+ * New chat, then wait until the client has rendered the empty conversation and dropped the saved one: the
+ * client writes sessionStorage in an effect after the click, so a check that seeds the storage before that
+ * write would have its entry removed by it (what made the expired-streams check fail on fresh clones).
+ */
 async function startNewChat(page: Page): Promise<void> {
   const button = page.getByRole('button', { name: 'New chat' });
   if (await button.isEnabled()) await button.click();
+  await page.waitForFunction(
+    (key) => document.querySelector('.log .empty') !== null && sessionStorage.getItem(key) === null,
+    CONVERSATION_KEY,
+    { timeout: STATUS_TIMEOUT_MS, polling: 20 },
+  );
 }
 
 function readNumber(text: string | null): number {
   return Number.parseFloat(text ?? '');
 }
 
-/** Samples the answer's length while it streams: it must grow in several steps, not appear all at once. */
+const TERMINAL = ['done', 'error', 'cancelled'];
+
+/** The length of the (first) answer pane's text, or, while it is shorter, whether the run already ended. */
+function answerReaches(page: Page, chars: number, timeout = STATUS_TIMEOUT_MS): Promise<unknown> {
+  return page.waitForFunction(
+    ({ chars, terminal }) =>
+      [...document.querySelectorAll('[data-testid="answer"]')].every(
+        (answer) => (answer.textContent ?? '').length >= chars,
+      ) || terminal.includes(document.querySelector('[data-testid="status"]')?.textContent?.trim() ?? ''),
+    { chars, terminal: TERMINAL },
+    { timeout, polling: 50 },
+  );
+}
+
+/**
+ * Records the answer's length at every render while it streams (a MutationObserver in the page): it must grow
+ * in several steps, not appear all at once.
+ */
 async function streamsVisibly(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
   await startNewChat(page);
+  await page.evaluate(() => {
+    const lengths: number[] = [];
+    const observer = new MutationObserver(() => {
+      const length = (document.querySelector('[data-testid="answer"]')?.textContent ?? '').length;
+      if (length !== lengths.at(-1)) lengths.push(length);
+    });
+    observer.observe(document.querySelector('.log') ?? document.body, {
+      subtree: true,
+      childList: true,
+      characterData: true,
+    });
+    Object.assign(window, { answerGrowth: { lengths, stop: () => observer.disconnect() } });
+  });
   await sendPrompt(page, mode, `Tell me about transports. [sim tokens=300 tps=100]`);
-  const lengths: number[] = [];
+  await answerReaches(page, 200);
+  await screenshot(page, `streaming-${mode.replace('.', '')}`);
+  const status = await waitForStatus(page, TERMINAL);
+  assert(status === 'done', `the run ended ${status}, not done`);
   const answer = page.getByTestId('answer');
-  for (;;) {
-    const status = (await page.getByTestId('status').textContent())?.trim();
-    lengths.push(((await answer.textContent()) ?? '').length);
-    if (status === 'done' || status === 'error' || status === 'cancelled') break;
-    if (lengths.length === 15) await screenshot(page, `streaming-${mode.replace('.', '')}`);
-    await page.waitForTimeout(100);
-    assert(lengths.length < 300, 'the stream never finished');
-  }
-  assert((await page.getByTestId('status').textContent())?.trim() === 'done', `status is not done`);
+  const lengths = await page.evaluate(() => {
+    const growth = (window as unknown as { answerGrowth: { lengths: number[]; stop: () => void } })
+      .answerGrowth;
+    growth.stop();
+    return growth.lengths;
+  });
   const growth = lengths.filter((length, i) => i > 0 && length > lengths[i - 1]).length;
   assert(growth >= 5, `the answer grew in only ${growth} steps (${lengths.join(',')})`);
   assert((await answer.getAttribute('data-transport')) === mode, 'the answer pane names another transport');
@@ -145,7 +185,7 @@ async function answerWithoutReload(page: Page, prompt: string): Promise<string> 
   if (known !== undefined) return known;
   await startNewChat(page);
   await sendPrompt(page, 'sse', prompt);
-  assert((await waitForStatus(page, ['done', 'error', 'cancelled'])) === 'done', 'the reference run failed');
+  assert((await waitForStatus(page, TERMINAL)) === 'done', 'the reference run failed');
   const text = (await page.getByTestId('answer').textContent()) ?? '';
   referenceAnswers.set(prompt, text);
   return text;
@@ -174,20 +214,35 @@ async function stopsAsCancelled(
     await page.getByTestId('resumed-note').waitFor({ timeout: STATUS_TIMEOUT_MS });
     await waitForStatus(page, 'streaming');
   }
-  await page.waitForTimeout(500);
+  // Stop on an answer the user can see streaming: some of its text is on the page.
+  await answerReaches(page, 40);
+  assert((await waitForStatus(page, 'streaming')) === 'streaming', 'the answer ended before Stop');
   await page.getByTestId('stop').click();
-  assert((await waitForStatus(page, ['cancelled', 'done', 'error'], 8000)) === 'cancelled', 'not cancelled');
+  const stopped = await waitForStatus(page, TERMINAL, 8000);
+  assert(stopped === 'cancelled', `Stop ended the run ${stopped}, not cancelled`);
   // The server's own account: the stream was cancelled, which aborts its upstream request.
   assert(
     (await cancellations(page, mode)) === cancellationsBefore + 1,
     'the server did not count the cancellation',
   );
-  const length = ((await page.getByTestId('answer').textContent()) ?? '').length;
-  await page.waitForTimeout(500);
-  assert(
-    ((await page.getByTestId('answer').textContent()) ?? '').length === length,
-    'text kept arriving after Stop',
+  // An absence can only be seen over a span of time: 25 token intervals of this 50 tokens/s stream.
+  const changes = await page.evaluate(
+    () =>
+      new Promise<number>((resolve) => {
+        let count = 0;
+        const observer = new MutationObserver(() => count++);
+        observer.observe(document.querySelector('[data-testid="answer"]') ?? document.body, {
+          subtree: true,
+          childList: true,
+          characterData: true,
+        });
+        setTimeout(() => {
+          observer.disconnect();
+          resolve(count);
+        }, 500);
+      }),
   );
+  assert(changes === 0, `the answer changed ${changes} times after Stop`);
   if (afterReload) {
     assert((await savedConversation(page))?.pending === null, 'the cancelled run is still marked unfinished');
   }
@@ -214,10 +269,7 @@ async function resumesAfterReload(page: Page, mode: 'sse' | 'socket.io'): Promis
   await page.getByTestId('prompt').waitFor();
   const prompt = (await page.locator('.message.user').last().textContent())?.trim();
   assert(prompt === RELOAD_PROMPT, `the prompt was not restored (${prompt})`);
-  assert(
-    (await waitForStatus(page, ['done', 'error', 'cancelled'])) === 'done',
-    'the resumed run did not end done',
-  );
+  assert((await waitForStatus(page, TERMINAL)) === 'done', 'the resumed run did not end done');
   const answer = page.getByTestId('answer');
   assert((await answer.getAttribute('data-transport')) === mode, 'the answer pane names another transport');
   const text = (await answer.textContent()) ?? '';
@@ -296,11 +348,18 @@ const checks: Check[] = [
       try {
         await fresh.goto(page.url());
         await fresh.getByTestId('transport').selectOption('sse');
+        const sockets: string[] = [];
+        fresh.on('websocket', (socket) => sockets.push(socket.url()));
         await fresh.reload();
         await fresh.getByRole('button', { name: 'Settings' }).click();
         const engine = fresh.locator('dt:has-text("Socket.IO transport") + dd');
-        await fresh.waitForTimeout(500);
-        assert((await engine.textContent()) === 'not connected', 'connected although only SSE is in use');
+        // Loaded and idle (no request for 500 ms): had it meant to connect the socket, it would have by now.
+        await fresh.waitForLoadState('networkidle');
+        const shown = await engine.textContent();
+        assert(
+          shown === 'not connected' && sockets.length === 0,
+          `only SSE is in use, yet the page shows "${shown}" and opened ${sockets.length} WebSocket(s)`,
+        );
         await fresh.getByTestId('transport').selectOption('race');
         await engine.filter({ hasText: 'websocket' }).waitFor({ timeout: 5000 });
       } finally {
@@ -313,9 +372,10 @@ const checks: Check[] = [
     run: async (page) => {
       await sendPrompt(page, 'race', 'Race! [sim tokens=200 tps=100]');
       await page.waitForFunction(() => document.querySelectorAll('[data-testid="answer"]').length === 2);
-      await page.waitForTimeout(800);
+      await answerReaches(page, 200);
       await screenshot(page, 'race-streaming');
-      await waitForStatus(page, 'done');
+      const status = await waitForStatus(page, TERMINAL);
+      assert(status === 'done', `the race ended ${status}, not done`);
       const sse = (await page.locator('[data-testid="answer"][data-transport="sse"]').textContent()) ?? '';
       const socket =
         (await page.locator('[data-testid="answer"][data-transport="socket.io"]').textContent()) ?? '';
@@ -399,7 +459,7 @@ const checks: Check[] = [
       );
       await page.reload();
       await page.getByTestId('prompt').waitFor();
-      const status = await waitForStatus(page, ['done', 'error', 'cancelled']);
+      const status = await waitForStatus(page, TERMINAL);
       const notices = await page.getByTestId('resume-expired').allTextContents();
       assert(notices.length === 2, `expected a notice per lane, found ${notices.length}`);
       for (const notice of notices) {
@@ -503,12 +563,9 @@ async function measureRendering(page: Page, mode: 'sse' | 'socket.io'): Promise<
   });
   await sendPrompt(page, mode, 'Stream hard. [sim tokens=2000 tps=100]');
   await waitForStatus(page, 'streaming');
-  await page.waitForTimeout(10_000);
+  await answerReaches(page, 5000);
   await screenshot(page, `rendering-${mode.replace('.', '')}-mid-stream`);
-  assert(
-    (await waitForStatus(page, ['done', 'error', 'cancelled'], 40_000)) === 'done',
-    'the long stream did not finish',
-  );
+  assert((await waitForStatus(page, TERMINAL, 40_000)) === 'done', 'the long stream did not finish');
   const cost = await page.evaluate((): RenderingCost => {
     const probe = (
       window as unknown as {
@@ -593,6 +650,34 @@ interface Tally {
 const GREP = process.argv.find((arg) => arg.startsWith('--grep='))?.slice('--grep='.length);
 const selected = (list: Check[]) => list.filter((check) => GREP === undefined || check.name.includes(GREP));
 
+/** The page's last console lines (errors and warnings included), kept for the report of a failed check. */
+const consoleLines = new WeakMap<Page, string[]>();
+
+/** What the user would see when a check failed: the run's status, the answers, notices and errors, the log. */
+async function describePage(page: Page): Promise<string> {
+  const shown = await page
+    .evaluate((key) => {
+      const texts = (selector: string) =>
+        [...document.querySelectorAll(selector)].map((element) => element.textContent?.trim() ?? '');
+      return {
+        url: location.pathname,
+        status: texts('[data-testid="status"]'),
+        answers: [...document.querySelectorAll('[data-testid="answer"]')].map(
+          (answer) => `${answer.getAttribute('data-transport')}: ${(answer.textContent ?? '').length} chars`,
+        ),
+        errors: texts('[data-testid="error"]'),
+        notices: texts('[data-testid="resume-expired"], [data-testid="resumed-note"]'),
+        emptyChat: document.querySelector('.log .empty') !== null,
+        saved: (sessionStorage.getItem(key) ?? 'nothing').slice(0, 200),
+      };
+    }, CONVERSATION_KEY)
+    .catch((error: unknown) => ({ unreadable: String(error) }));
+  const log = (consoleLines.get(page) ?? []).slice(-10);
+  return [`    the page showed: ${JSON.stringify(shown)}`, ...log.map((line) => `    console: ${line}`)].join(
+    '\n',
+  );
+}
+
 async function runChecks(page: Page, list: Check[]): Promise<Tally> {
   let failures = 0;
   for (const check of list) {
@@ -603,6 +688,7 @@ async function runChecks(page: Page, list: Check[]): Promise<Tally> {
     } catch (error) {
       failures++;
       console.error(`  ✗ ${check.name}: ${error instanceof Error ? error.message : String(error)}`);
+      console.error(await describePage(page));
       await screenshot(page, `failed-${check.name.replace(/\W+/g, '-')}`).catch(() => undefined);
     }
   }
@@ -612,6 +698,12 @@ async function runChecks(page: Page, list: Check[]): Promise<Tally> {
 async function openClient(browser: Browser, url: string): Promise<Page> {
   const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
   page.on('pageerror', (error) => console.error(`    page error: ${error.message}`));
+  const lines: string[] = [];
+  consoleLines.set(page, lines);
+  page.on('console', (message) => {
+    lines.push(`${message.type()}: ${message.text()}`);
+    if (lines.length > 50) lines.shift();
+  });
   await page.goto(url);
   await page.getByTestId('prompt').waitFor();
   return page;
