@@ -497,6 +497,13 @@ const checks: Check[] = [
       await page.getByTestId('history').waitFor();
       const after = await page.locator('[data-testid="history"] tbody tr').count();
       assert(after === rows, `${rows} rows before the reload, ${after} after`);
+      const aggregates = await page
+        .locator('table.aggregates')
+        .evaluate((table) => ({ table: table.scrollWidth, shown: table.parentElement?.clientWidth ?? 0 }));
+      assert(
+        aggregates.table <= aggregates.shown,
+        `the compare table is clipped: ${aggregates.table} px wide in ${aggregates.shown} px`,
+      );
       await screenshot(page, 'history-after-reload');
     },
   },
