@@ -77,6 +77,7 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
           tokens: point.tokens,
           tps: point.tps,
           openPerSecond: point.openPerSecond,
+          oneByOne: point.oneByOne ?? false,
           expectedText: text,
           deadlineMs: deadlineMs(point),
         };

@@ -88,19 +88,24 @@ async function measure(): Promise<void> {
   const streams: Promise<StreamResult>[] = [];
   const reporter = setInterval(() => send({ kind: 'streaming', count: streaming }), 250);
   const onFirstToken = () => (streaming += 1);
-  for (let index = 0; index < spec.streams && !abort.signal.aborted;) {
+  const track = (stream: Promise<StreamResult>) =>
+    stream.then((result) => {
+      if (result.firstTokenAt !== undefined) streaming -= 1;
+      return result;
+    });
+  for (let index = 0; spec.oneByOne && index < spec.streams && !abort.signal.aborted; index++) {
+    const stream = track(runStream(text, abort.signal, onFirstToken));
+    streams.push(stream);
+    await stream;
+  }
+  for (let index = 0; !spec.oneByOne && index < spec.streams && !abort.signal.aborted;) {
     // Open every stream that is due, then sleep until the next one is: the rate holds even when a tick runs late.
     const due = started + (index * 1000) / spec.openPerSecond;
     if (now() < due) {
       await sleep(Math.max(0, due - now()));
       continue;
     }
-    streams.push(
-      runStream(text, abort.signal, onFirstToken).then((result) => {
-        if (result.firstTokenAt !== undefined) streaming -= 1;
-        return result;
-      }),
-    );
+    streams.push(track(runStream(text, abort.signal, onFirstToken)));
     index += 1;
   }
   const rampMs = now() - started;

@@ -19,6 +19,8 @@ export interface RunSpec {
   tps: number;
   /** Streams opened per second, on an absolute schedule: the controlled opening rate. */
   openPerSecond: number;
+  /** Open each stream once the previous one has ended, instead of on the schedule. */
+  oneByOne: boolean;
   /** The text every stream must deliver (the simulator's, for this prompt), checked for loss and garbling. */
   expectedText: string;
   /** Streams still open this long after the first was opened are aborted and counted as errors (`timeout`). */

@@ -12,6 +12,8 @@ export interface TargetRun extends RunSummary {
   point: string;
   /** The target process's CPU seconds per 1,000 tokens delivered (the simulator's for `direct`). */
   cpuSecondsPer1kTokens: number | undefined;
+  /** The target process's CPU milliseconds per stream run: the cost of a stream start at the one-by-one point. */
+  cpuMsPerStream: number | undefined;
   /**
    * The target's RSS at the plateau minus its RSS before the run, per stream streaming then. The plateau: the
    * samples with at least 95 % of the most streams ever streaming at once (medians of both).
@@ -106,6 +108,7 @@ export async function measureTarget(
       point,
       cpuSecondsPer1kTokens:
         summary.tokensDelivered > 0 ? targetCpu / (summary.tokensDelivered / 1000) : undefined,
+      cpuMsPerStream: summary.streams > 0 ? (targetCpu * 1000) / summary.streams : undefined,
       memoryPerStreamKb:
         peakStreaming >= MIN_STREAMS_FOR_MEMORY && plateauRss !== undefined && plateauStreams
           ? (plateauRss - before.targetRss) / plateauStreams / 1024

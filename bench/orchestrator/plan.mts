@@ -12,6 +12,13 @@ export interface LoadPoint {
   openPerSecond: number;
   /** The memory point: memory per open stream is its figure and its budget. */
   memory?: boolean;
+  /**
+   * The stream-start point: each stream is opened only once the previous one has ended, so what is measured is
+   * the cost of starting one (TTFT over `direct`, CPU per stream), not how a target queues many.
+   */
+  oneByOne?: boolean;
+  /** What `--points=` names it by, where its stream count alone would be ambiguous. */
+  key?: string;
 }
 
 export interface Options {
@@ -28,6 +35,7 @@ export interface Options {
 const QUICK_POINTS: LoadPoint[] = [
   { name: '1×50/s', streams: 1, tps: 50, tokens: 20, openPerSecond: 1000 },
   { name: '20×50/s', streams: 20, tps: 50, tokens: 20, openPerSecond: 1000 },
+  { name: '50 starts', key: 'starts', streams: 50, tps: 1000, tokens: 1, openPerSecond: 10, oneByOne: true },
 ];
 
 /**
@@ -44,9 +52,19 @@ const FULL_POINTS: LoadPoint[] = [
   // 200 tokens at 2/s would hold every target for 100 s. 40 tokens (20 s) opened at 500/s (10 s) still leave a
   // 10 s plateau with all 5,000 open; 2,500/s overflowed the listen backlog of every target, the raw ones too.
   { name: '5000×2/s', streams: 5000, tps: 2, tokens: 40, openPerSecond: 500, memory: true },
+  // One-token streams one after another: `openPerSecond` here only sizes the deadline (100 s for the 1,000).
+  {
+    name: '1000 starts',
+    key: 'starts',
+    streams: 1000,
+    tps: 1000,
+    tokens: 1,
+    openPerSecond: 10,
+    oneByOne: true,
+  },
 ];
 
-const USAGE = `usage: npm run bench -- [--quick] [--points=1,100,...] [--targets=gateway-sse,raw-sse,...] [--build] [--profile] [--results=dir]`;
+const USAGE = `usage: npm run bench -- [--quick] [--points=1,100,...,starts] [--targets=gateway-sse,raw-sse,...] [--build] [--profile] [--results=dir]`;
 
 export function parseOptions(argv: string[], benchDir: string): Options {
   const options: Options = {
@@ -74,10 +92,12 @@ export function parseOptions(argv: string[], benchDir: string): Options {
     } else throw new Error(`unknown argument ${arg}; ${USAGE}`);
   }
   const all = options.quick ? QUICK_POINTS : FULL_POINTS;
-  options.points = pointFilter ? all.filter((point) => pointFilter.includes(String(point.streams))) : all;
+  options.points = pointFilter
+    ? all.filter((point) => pointFilter.includes(point.key ?? String(point.streams)))
+    : all;
   if (options.points.length === 0) {
     throw new Error(
-      `no load point matches --points; choose among ${all.map((point) => point.streams).join(', ')}`,
+      `no load point matches --points; choose among ${all.map((point) => point.key ?? point.streams).join(', ')}`,
     );
   }
   // A smoke run must not overwrite the committed results of the last full run.

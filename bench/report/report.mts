@@ -32,6 +32,7 @@ const COLUMNS = [
   'garbled',
   'errors',
   'CPU s/1k tok',
+  'CPU ms/stream',
   'KB/stream',
   'loadgen cores',
   'other cores',
@@ -59,6 +60,7 @@ function row(run: TargetRun, runs: TargetRun[]): string[] {
     String(run.garbledStreams),
     String(run.errors),
     fixed(run.cpuSecondsPer1kTokens, 3),
+    fixed(run.cpuMsPerStream, 2),
     fixed(run.memoryPerStreamKb, 1),
     fixed(run.loadgenCores, 2),
     fixed(run.backgroundCores, 2),
@@ -139,6 +141,7 @@ point and percentile. **token**: per-token added latency, receipt by the load ge
 **lost**: expected minus delivered; **garbled**: streams that ended normally with a text or \`seq\` sequence other than
 the simulator's. **errors**: streams that failed (first error per run in the JSON). **CPU s/1k tok**: the target
 process's utime+stime (\`/proc/<pid>/stat\`, all threads) per 1,000 tokens delivered; the simulator's for \`direct\`.
+**CPU ms/stream**: the same CPU per stream run; the cost of a stream start at the one-by-one "starts" point.
 **KB/stream**: the target's RSS at the plateau minus its RSS before the run, per stream streaming then (plateau:
 the 250 ms samples with at least 95 % of the most streams ever streaming at once; medians); "–" under 100 streams. **loadgen cores**: the load generator's own CPU (near 1:
 the client was the limit). **other cores**: CPU used by the rest of the machine during the run.`;
