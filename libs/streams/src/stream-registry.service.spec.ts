@@ -46,6 +46,8 @@ class HandDriven {
 }
 
 const request: CompletionRequest = { messages: [{ role: 'user', content: 'hi' }] };
+const released: string[] = [];
+const slot = (name = 'slot') => ({ release: () => released.push(name) });
 
 function collect(registry: StreamRegistry, id: string, owner: string, afterSeq = -1) {
   const events: CompletionEvent[] = [];
@@ -72,7 +74,7 @@ describe('StreamRegistry', () => {
 
   it('buffers the start event until a transport listens, then relays live events', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
     const listener = collect(registry, id, 'alice');
 
     upstream.token('a');
@@ -84,18 +86,18 @@ describe('StreamRegistry', () => {
 
   it('makes unguessable ids unless the client chose one, and refuses a duplicate', () => {
     const registry = registryWith(5000);
-    const first = registry.start(request, 'alice', 'sse');
+    const first = registry.start(request, 'alice', 'sse', slot());
 
     expect(first).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-    expect(registry.start({ ...request, streamId: 'chosen-id' }, 'alice', 'sse')).toBe('chosen-id');
-    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'bob', 'sse')).toThrow(
+    expect(registry.start({ ...request, streamId: 'chosen-id' }, 'alice', 'sse', slot())).toBe('chosen-id');
+    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'bob', 'sse', slot())).toThrow(
       StreamIdConflictError,
     );
   });
 
   it('hides a stream from another principal, as if it did not exist', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
 
     expect(registry.listen(id, 'mallory')).toBeUndefined();
     expect(registry.cancel(id, 'mallory')).toBe(false);
@@ -105,7 +107,7 @@ describe('StreamRegistry', () => {
 
   it('cancels at once on an explicit cancel', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
     const listener = collect(registry, id, 'alice');
 
     expect(registry.cancel(id, 'alice')).toBe(true);
@@ -116,7 +118,7 @@ describe('StreamRegistry', () => {
 
   it('keeps a stream nobody listens to for the resume grace, then cancels it', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
     collect(registry, id, 'alice').subscription?.unsubscribe();
 
     jest.advanceTimersByTime(4999);
@@ -128,7 +130,7 @@ describe('StreamRegistry', () => {
 
   it('lets a resume within the grace keep the stream alive, replaying what was missed', () => {
     const registry = registryWith(5000);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
     const first = collect(registry, id, 'alice');
     upstream.token('a');
     first.subscription?.unsubscribe();
@@ -145,7 +147,7 @@ describe('StreamRegistry', () => {
 
   it('cancels at once when the grace is 0', () => {
     const registry = registryWith(0);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
     collect(registry, id, 'alice').subscription?.unsubscribe();
 
     expect(upstream.cancel?.aborted).toBe(true);
@@ -153,7 +155,7 @@ describe('StreamRegistry', () => {
 
   it('keeps a finished stream for the retention time, then forgets it', () => {
     const registry = registryWith(5000, 60_000);
-    const id = registry.start(request, 'alice', 'sse');
+    const id = registry.start(request, 'alice', 'sse', slot());
     collect(registry, id, 'alice');
     upstream.finish();
 
@@ -167,9 +169,22 @@ describe('StreamRegistry', () => {
     expect(registry.size).toBe(0);
   });
 
+  it('gives the concurrency slot back when the stream ends, not before', () => {
+    const registry = registryWith(5000);
+    released.length = 0;
+    const id = registry.start(request, 'alice', 'sse', slot('alice-1'));
+    collect(registry, id, 'alice');
+    upstream.token('a');
+    const whileRunning = [...released];
+    upstream.finish();
+
+    expect(whileRunning).toEqual([]);
+    expect(released).toEqual(['alice-1']);
+  });
+
   it('stops every upstream request on shutdown', () => {
     const registry = registryWith(5000);
-    registry.start(request, 'alice', 'sse');
+    registry.start(request, 'alice', 'sse', slot());
 
     registry.onApplicationShutdown();
 

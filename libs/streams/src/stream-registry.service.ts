@@ -5,6 +5,7 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from
 import { randomUUID } from 'node:crypto';
 import type { Observable } from 'rxjs';
 import { LiveStream } from './live-stream';
+import type { StreamSlot } from './stream-admission';
 import type { StreamRegistryOptions } from './streams.constants';
 import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
 
@@ -25,7 +26,6 @@ export class StreamIdConflictError extends Error {
 @Injectable()
 export class StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
-  private readonly activeByOwner = new Map<string, number>();
   private readonly logger = new Logger(StreamRegistry.name);
   private activeTotal = 0;
   private idleWaiters: (() => void)[] = [];
@@ -66,16 +66,13 @@ export class StreamRegistry implements OnApplicationShutdown {
     return this.streams.size;
   }
 
-  /** Streams of `owner` that have not ended yet. */
-  activeCount(owner: string): number {
-    return this.activeByOwner.get(owner) ?? 0;
-  }
-
   /**
    * Starts the upstream request at once; events are buffered until a transport listens, which it
    * must do in the same tick (the resume grace only starts once a listener has come and gone).
+   * `slot` is the owner's concurrency slot, admitted before: the stream gives it back when it ends.
+   * When the start is refused (a conflicting id) the slot is the caller's to release.
    */
-  start(request: CompletionRequest, owner: string, transport: TransportName): string {
+  start(request: CompletionRequest, owner: string, transport: TransportName, slot: StreamSlot): string {
     const id = request.streamId ?? randomUUID();
     if (this.streams.has(id)) {
       throw new StreamIdConflictError();
@@ -85,10 +82,9 @@ export class StreamRegistry implements OnApplicationShutdown {
       owner,
       transport,
       (idle) => this.whenIdle(idle),
-      (finished) => this.retain(finished),
+      (finished) => this.retain(finished, slot),
     );
     this.streams.set(id, stream);
-    this.activeByOwner.set(owner, this.activeCount(owner) + 1);
     this.activeTotal += 1;
     this.metrics?.streamStarted(transport);
     this.logger.log({ streamId: id, transport }, 'stream started');
@@ -117,7 +113,6 @@ export class StreamRegistry implements OnApplicationShutdown {
       stream.dispose();
     }
     this.streams.clear();
-    this.activeByOwner.clear();
   }
 
   private whenIdle(stream: LiveStream): void {
@@ -128,7 +123,8 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
   }
 
-  private retain(stream: LiveStream): void {
+  private retain(stream: LiveStream, slot: StreamSlot): void {
+    slot.release();
     const outcome = stream.outcome(this.completion.providerName);
     this.metrics?.streamEnded(outcome);
     // Ids and counts only: prompts and answers never reach a log line.
@@ -148,12 +144,6 @@ export class StreamRegistry implements OnApplicationShutdown {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       waiters.forEach((wake) => wake());
-    }
-    const active = this.activeCount(stream.owner) - 1;
-    if (active > 0) {
-      this.activeByOwner.set(stream.owner, active);
-    } else {
-      this.activeByOwner.delete(stream.owner);
     }
     const forget = () => {
       if (this.streams.get(stream.id) === stream) {
