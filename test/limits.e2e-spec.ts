@@ -1,6 +1,7 @@
-import type { StartAck } from '@app/contracts';
+import type { SimpleAck, StartAck } from '@app/contracts';
 import { StreamRegistry } from '@app/streams';
 import { io } from 'socket.io-client';
+import { postStream, readStream } from './support/sse-client';
 import { type CompletionClient, connect } from './support/socket-client';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
 
@@ -80,5 +81,94 @@ describe('concurrency limit under a burst (RATE_LIMIT_CONCURRENT_STREAMS=20)', (
     const acks = await startAll(socket, 21);
     socket.disconnect();
     expect(tally(acks.map((ack) => (ack.ok ? 'ok' : ack.error.code)))).toEqual({ ok: 20, rate_limited: 1 });
+  });
+});
+
+describe('resumes are metered (contract v1.1)', () => {
+  let testApp: TestApp;
+
+  afterEach(() => testApp.close());
+
+  const resume = (streamId: string, signal?: AbortSignal) =>
+    fetch(`${testApp.url}/api/completions/${streamId}/stream`, {
+      headers: { 'last-event-id': '0' },
+      signal,
+    });
+
+  it('counts every resume toward RATE_LIMIT_PER_MINUTE, on both transports together', async () => {
+    testApp = await startTestApp({ RATE_LIMIT_PER_MINUTE: '6' });
+    const started = await postStream(testApp.url, {
+      messages: [{ role: 'user', content: '[sim tokens=50]' }],
+    });
+    const streamId = started.headers.get('x-stream-id') as string;
+
+    const replays = await Promise.all(Array.from({ length: 3 }, () => resume(streamId).then(readStream)));
+    const socket = await connect(testApp.url);
+    const socketAcks: SimpleAck[] = [];
+    for (let index = 0; index < 3; index += 1) {
+      socketAcks.push(
+        await new Promise<SimpleAck>((resolve) =>
+          socket.emit('completion:resume', { streamId, lastSeq: 0 }, resolve),
+        ),
+      );
+    }
+    socket.disconnect();
+    const refused = await resume(streamId);
+    const refusedStart = await postStream(testApp.url, longStream);
+
+    expect({
+      replays: replays.map((replay) => `${replay.status}:${replay.events.length}`),
+      socket: socketAcks.map((ack) => (ack.ok ? 'ok' : ack.error.code)),
+    }).toEqual({
+      replays: Array(3).fill(`200:${started.events.length - 1}`),
+      socket: ['ok', 'ok', 'rate_limited'],
+    });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(await refused.json()).toMatchObject({ code: 'rate_limited' });
+    expect(refusedStart.status).toBe(429);
+  });
+
+  it('caps the clients following one stream (RATE_LIMIT_LISTENERS_PER_STREAM=3, the start included)', async () => {
+    testApp = await startTestApp({ RATE_LIMIT_LISTENERS_PER_STREAM: '3' });
+    const cancel = new AbortController();
+    const streamId = 'followed-by-many';
+    const start = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...longStream, streamId }),
+      signal: cancel.signal,
+    });
+    const followers = await Promise.all(Array.from({ length: 5 }, () => resume(streamId, cancel.signal)));
+    const statuses = followers.map((response) => response.status).sort();
+    cancel.abort();
+
+    expect([start.status, ...statuses]).toEqual([200, 200, 200, 429, 429, 429]);
+  });
+
+  it('caps the clients following one principal (RATE_LIMIT_LISTENERS_PER_PRINCIPAL=4), and frees places as they go', async () => {
+    testApp = await startTestApp({
+      RATE_LIMIT_LISTENERS_PER_PRINCIPAL: '4',
+      RATE_LIMIT_LISTENERS_PER_STREAM: '10',
+    });
+    const socket = await connect(testApp.url);
+    const [first, second] = await startAll(socket, 2);
+    const ids = [first, second].map((ack) => (ack.ok ? ack.streamId : ''));
+    const cancel = new AbortController();
+    const followers = await Promise.all([0, 1, 0, 1].map((index) => resume(ids[index], cancel.signal)));
+    cancel.abort();
+    // Each aborted follower gives its place back once its response has closed.
+    const registry = testApp.app.get(StreamRegistry);
+    await eventually(() => registry.listenerCount(ids[0]) + registry.listenerCount(ids[1]) === 2);
+    const afterLeaving = await resume(ids[0]);
+    const ack = await new Promise<SimpleAck>((resolve) =>
+      socket.emit('completion:resume', { streamId: ids[1], lastSeq: 0 }, resolve),
+    );
+    socket.disconnect();
+    await afterLeaving.body?.cancel();
+
+    expect(followers.map((response) => response.status).sort()).toEqual([200, 200, 429, 429]);
+    expect(afterLeaving.status).toBe(200);
+    expect(ack).toMatchObject({ ok: true });
   });
 });

@@ -54,6 +54,8 @@ export const envSchema = z.object({
   CORS_ORIGINS: optionalText,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
+  RATE_LIMIT_LISTENERS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(40),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -92,5 +94,10 @@ export interface AppConfig {
   };
   /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
   corsOrigins: string[];
-  limits: { requestsPerMinute: number; maxConcurrentStreams: number };
+  limits: {
+    requestsPerMinute: number;
+    maxConcurrentStreams: number;
+    maxListenersPerStream: number;
+    maxListenersPerPrincipal: number;
+  };
 }

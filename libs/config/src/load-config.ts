@@ -86,6 +86,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     limits: {
       requestsPerMinute: values.RATE_LIMIT_PER_MINUTE,
       maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
+      maxListenersPerStream: values.RATE_LIMIT_LISTENERS_PER_STREAM,
+      maxListenersPerPrincipal: values.RATE_LIMIT_LISTENERS_PER_PRINCIPAL,
     },
   };
 }

@@ -60,6 +60,17 @@ describe('InMemoryStreamAdmission', () => {
     expect((await limits.admitStart('alice')).ok).toBe(true);
   });
 
+  it('counts resumes in the same minute as starts, without a concurrency slot', async () => {
+    const limits = admission(1, 3);
+    const started = await limits.admitStart('alice');
+    const resumes = [await limits.admitResume('alice'), await limits.admitResume('alice')];
+
+    expect(started.ok).toBe(true);
+    expect(resumes).toEqual([{ ok: true }, { ok: true }]);
+    expect(await limits.admitResume('alice')).toMatchObject({ ok: false, limit: 'per_minute' });
+    expect(await limits.admitResume('bob')).toEqual({ ok: true });
+  });
+
   it('counts nothing for a refused start', async () => {
     const limits = admission(1, 2);
     const held = await limits.admitStart('alice');

@@ -16,16 +16,16 @@ const CONCURRENT_RETRY_AFTER_MS = 1000;
  * is returned: nothing can interleave between checking and taking, so a burst of starts in one tick
  * (60 `completion:start` in one socket.io packet batch) admits exactly the limit.
  *
- * The minute is a sliding log of start times per owner: at most `requestsPerMinute` entries each, so
+ * The minute is a sliding log of start and resume times per owner: at most `requestsPerMinute` entries each, so
  * memory is bounded per owner, and owners whose log has emptied are swept once a minute.
  */
 export class InMemoryStreamAdmission extends StreamAdmission implements OnModuleDestroy {
   private readonly running = new Map<string, number>();
-  private readonly starts = new Map<string, number[]>();
+  private readonly counted = new Map<string, number[]>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
-    private readonly limits: StreamLimits,
+    private readonly limits: Pick<StreamLimits, 'requestsPerMinute' | 'maxConcurrentStreams'>,
     private readonly now: () => number = Date.now,
   ) {
     super();
@@ -35,6 +35,15 @@ export class InMemoryStreamAdmission extends StreamAdmission implements OnModule
 
   admitStart(owner: string): Promise<AdmissionDecision> {
     return Promise.resolve(this.tryStart(owner));
+  }
+
+  admitResume(owner: string): Promise<{ ok: true } | AdmissionRefusal> {
+    const refusal = this.checkWindow(owner);
+    if (refusal) {
+      return Promise.resolve(refusal);
+    }
+    this.count(owner);
+    return Promise.resolve({ ok: true });
   }
 
   onModuleDestroy(): void {
@@ -49,14 +58,14 @@ export class InMemoryStreamAdmission extends StreamAdmission implements OnModule
     if (refusal) {
       return refusal;
     }
-    this.countStart(owner);
+    this.count(owner);
     this.running.set(owner, (this.running.get(owner) ?? 0) + 1);
     return { ok: true, slot: this.slotOf(owner) };
   }
 
   /** Undefined when the owner's minute has room; drops the entries that have left the window. */
   private checkWindow(owner: string): AdmissionRefusal | undefined {
-    const log = this.starts.get(owner);
+    const log = this.counted.get(owner);
     if (!log) {
       return undefined;
     }
@@ -70,12 +79,12 @@ export class InMemoryStreamAdmission extends StreamAdmission implements OnModule
     return { ok: false, limit: 'per_minute', retryAfterMs: Math.max(1, log[0] - windowStart) };
   }
 
-  private countStart(owner: string): void {
-    const log = this.starts.get(owner);
+  private count(owner: string): void {
+    const log = this.counted.get(owner);
     if (log) {
       log.push(this.now());
     } else {
-      this.starts.set(owner, [this.now()]);
+      this.counted.set(owner, [this.now()]);
     }
   }
 
@@ -99,9 +108,9 @@ export class InMemoryStreamAdmission extends StreamAdmission implements OnModule
 
   private sweep(): void {
     const windowStart = this.now() - WINDOW_MS;
-    for (const [owner, log] of this.starts) {
+    for (const [owner, log] of this.counted) {
       if (log.length === 0 || log[log.length - 1] <= windowStart) {
-        this.starts.delete(owner);
+        this.counted.delete(owner);
       }
     }
   }

@@ -1,6 +1,7 @@
 /**
- * Whether a principal may start a stream now: the seam between the transports and the limits
- * (`RATE_LIMIT_CONCURRENT_STREAMS` running at once, `RATE_LIMIT_PER_MINUTE` per sliding minute).
+ * Whether a principal may start or resume a stream now: the seam between the transports and the limits
+ * (`RATE_LIMIT_CONCURRENT_STREAMS` running at once, `RATE_LIMIT_PER_MINUTE` starts and resumes per
+ * sliding minute).
  *
  * Every implementation decides atomically: of several admissions racing for the last slot, exactly one
  * wins, and a refused admission takes nothing (neither a concurrency slot nor a place in the minute).
@@ -13,6 +14,9 @@
 export abstract class StreamAdmission {
   /** Takes one concurrency slot and one place in the minute window for a new stream, or neither. */
   abstract admitStart(owner: string): Promise<AdmissionDecision>;
+
+  /** Counts a resume in the same minute window as the starts (contract v1.1); it holds no concurrency slot. */
+  abstract admitResume(owner: string): Promise<{ ok: true } | AdmissionRefusal>;
 }
 
 /** A held concurrency slot. `release()` gives it back (the stream ended, or never started); a second call does nothing. */

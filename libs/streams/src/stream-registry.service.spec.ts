@@ -46,15 +46,22 @@ class HandDriven {
 }
 
 const request: CompletionRequest = { messages: [{ role: 'user', content: 'hi' }] };
+const limits = {
+  requestsPerMinute: 1000,
+  maxConcurrentStreams: 1000,
+  maxListenersPerStream: 2,
+  maxListenersPerPrincipal: 3,
+};
 const released: string[] = [];
 const slot = (name = 'slot') => ({ release: () => released.push(name) });
 
 function collect(registry: StreamRegistry, id: string, owner: string, afterSeq = -1) {
   const events: CompletionEvent[] = [];
   let completed = false;
-  const subscription = registry
-    .listen(id, owner, afterSeq)
-    ?.subscribe({ next: (event) => events.push(event), complete: () => (completed = true) });
+  const listening = registry.listen(id, owner, afterSeq);
+  const subscription = listening.ok
+    ? listening.events.subscribe({ next: (event) => events.push(event), complete: () => (completed = true) })
+    : undefined;
   return { events, subscription, isCompleted: () => completed };
 }
 
@@ -70,7 +77,7 @@ describe('StreamRegistry', () => {
   afterEach(() => jest.useRealTimers());
 
   const registryWith = (resumeGraceMs: number, retentionMs = 60_000) =>
-    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 });
+    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 }, limits);
 
   it('buffers the start event until a transport listens, then relays live events', () => {
     const registry = registryWith(5000);
@@ -99,7 +106,7 @@ describe('StreamRegistry', () => {
     const registry = registryWith(5000);
     const id = registry.start(request, 'alice', 'sse', slot());
 
-    expect(registry.listen(id, 'mallory')).toBeUndefined();
+    expect(registry.listen(id, 'mallory')).toEqual({ ok: false, reason: 'not_found' });
     expect(registry.cancel(id, 'mallory')).toBe(false);
     expect(registry.cancel('unknown', 'alice')).toBe(false);
     expect(upstream.cancel?.aborted).toBe(false);
@@ -165,7 +172,7 @@ describe('StreamRegistry', () => {
     expect(replay.isCompleted()).toBe(true);
 
     jest.advanceTimersByTime(1);
-    expect(registry.listen(id, 'alice')).toBeUndefined();
+    expect(registry.listen(id, 'alice')).toEqual({ ok: false, reason: 'not_found' });
     expect(registry.size).toBe(0);
   });
 
@@ -180,6 +187,29 @@ describe('StreamRegistry', () => {
 
     expect(whileRunning).toEqual([]);
     expect(released).toEqual(['alice-1']);
+  });
+
+  it('caps the listeners of a resume per stream and per owner, and frees a place on leave', () => {
+    const registry = registryWith(5000);
+    const first = registry.start(request, 'alice', 'sse', slot());
+    const second = registry.start(request, 'alice', 'sse', slot());
+    const outcomes = [
+      registry.listen(first, 'alice', -1, 'start'),
+      registry.listen(first, 'alice'),
+      registry.listen(first, 'alice'),
+      registry.listen(second, 'alice'),
+      registry.listen(second, 'alice'),
+    ];
+    const reasons = outcomes.map((outcome) => (outcome.ok ? 'ok' : outcome.reason));
+    const held = outcomes[1];
+    if (held.ok) {
+      held.leave();
+      held.leave();
+    }
+
+    expect(reasons).toEqual(['ok', 'ok', 'listeners_per_stream', 'ok', 'listeners_per_principal']);
+    expect(registry.listen(second, 'alice').ok).toBe(true);
+    expect(registry.listen(second, 'alice').ok).toBe(false);
   });
 
   it('stops every upstream request on shutdown', () => {

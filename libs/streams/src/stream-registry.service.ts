@@ -6,8 +6,23 @@ import { randomUUID } from 'node:crypto';
 import type { Observable } from 'rxjs';
 import { LiveStream } from './live-stream';
 import type { StreamSlot } from './stream-admission';
-import type { StreamRegistryOptions } from './streams.constants';
+import { STREAM_LIMITS, type StreamLimits, type StreamRegistryOptions } from './streams.constants';
 import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
+
+/**
+ * One client following one stream. `leave()` frees its place among the stream's and the owner's
+ * listeners: a transport calls it when the client's connection for the stream has ended (an SSE
+ * response once it is closed, so that a replay counts until it has been written out), not merely
+ * when the events end. A second call does nothing.
+ */
+export interface StreamListener {
+  readonly events: Observable<CompletionEvent>;
+  leave(): void;
+}
+
+export type ListenOutcome =
+  | ({ ok: true } & StreamListener)
+  | { ok: false; reason: 'not_found' | 'listeners_per_stream' | 'listeners_per_principal' };
 
 export class StreamIdConflictError extends Error {
   constructor() {
@@ -26,6 +41,9 @@ export class StreamIdConflictError extends Error {
 @Injectable()
 export class StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
+  /** Clients following each stream, and each owner's streams, now (see `StreamListener.leave`). */
+  private readonly listenersByStream = new Map<string, number>();
+  private readonly listenersByOwner = new Map<string, number>();
   private readonly logger = new Logger(StreamRegistry.name);
   private activeTotal = 0;
   private idleWaiters: (() => void)[] = [];
@@ -33,6 +51,7 @@ export class StreamRegistry implements OnApplicationShutdown {
   constructor(
     private readonly completion: CompletionService,
     @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
+    @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
     @Optional() private readonly metrics?: MetricsService,
   ) {}
 
@@ -60,6 +79,11 @@ export class StreamRegistry implements OnApplicationShutdown {
     for (const stream of this.streams.values()) {
       stream.fail(error);
     }
+  }
+
+  /** Clients following stream `id` now (for operations and tests). */
+  listenerCount(id: string): number {
+    return this.listenersByStream.get(id) ?? 0;
   }
 
   get size(): number {
@@ -92,10 +116,40 @@ export class StreamRegistry implements OnApplicationShutdown {
     return id;
   }
 
-  /** The stream's events after `afterSeq` (-1: all), then live ones until its terminal event. */
-  listen(id: string, owner: string, afterSeq = -1): Observable<CompletionEvent> | undefined {
+  /**
+   * The stream's events after `afterSeq` (-1: all), then live ones until its terminal event.
+   * `not_found` when unknown, expired, no longer buffered that far back, or another owner's.
+   * A resume is refused past the listener caps; the start's own first listener never is (the
+   * concurrency limit bounds those).
+   */
+  listen(id: string, owner: string, afterSeq = -1, purpose: 'start' | 'resume' = 'resume'): ListenOutcome {
     const stream = this.streams.get(id);
-    return stream && stream.owner === owner ? stream.listen(afterSeq) : undefined;
+    const events = stream && stream.owner === owner ? stream.listen(afterSeq) : undefined;
+    if (!events) {
+      return { ok: false, reason: 'not_found' };
+    }
+    if (purpose === 'resume') {
+      if ((this.listenersByStream.get(id) ?? 0) >= this.limits.maxListenersPerStream) {
+        return { ok: false, reason: 'listeners_per_stream' };
+      }
+      if ((this.listenersByOwner.get(owner) ?? 0) >= this.limits.maxListenersPerPrincipal) {
+        return { ok: false, reason: 'listeners_per_principal' };
+      }
+    }
+    adjust(this.listenersByStream, id, +1);
+    adjust(this.listenersByOwner, owner, +1);
+    let present = true;
+    return {
+      ok: true,
+      events,
+      leave: () => {
+        if (present) {
+          present = false;
+          adjust(this.listenersByStream, id, -1);
+          adjust(this.listenersByOwner, owner, -1);
+        }
+      },
+    };
   }
 
   /** Aborts the upstream request now; the stream ends with `done`/`cancelled`. False when unknown or not the owner's. */
@@ -155,5 +209,15 @@ export class StreamRegistry implements OnApplicationShutdown {
       return;
     }
     setTimeout(forget, this.options.retentionMs).unref();
+  }
+}
+
+/** Counts kept only while positive, so that the maps hold present owners and streams only. */
+function adjust(counts: Map<string, number>, key: string, by: 1 | -1): void {
+  const next = (counts.get(key) ?? 0) + by;
+  if (next > 0) {
+    counts.set(key, next);
+  } else {
+    counts.delete(key);
   }
 }

@@ -9,7 +9,7 @@ import {
   AdmissionUnavailableError,
   StreamAdmission,
 } from './stream-admission';
-import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+import { StreamIdConflictError, StreamRegistry, type StreamListener } from './stream-registry.service';
 import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
 
 export type StartOutcome =
@@ -18,12 +18,16 @@ export type StartOutcome =
 
 type Refusal = Extract<StartOutcome, { ok: false }>;
 
+export type ResumeOutcome = ({ ok: true } & StreamListener) | Refusal;
+
 const SHUTTING_DOWN: Refusal = {
   ok: false,
   code: 'shutting_down',
   message: 'The server is shutting down; retry shortly.',
   retryAfterMs: 1000,
 };
+/** A listener's place frees when a client goes, at any moment; this is only a hint. */
+const LISTENER_RETRY_AFTER_MS = 1000;
 const UNAVAILABLE: Refusal = {
   ok: false,
   code: 'unavailable',
@@ -32,9 +36,9 @@ const UNAVAILABLE: Refusal = {
 };
 
 /**
- * What every transport does to start a stream, in one place: validate the payload with the one
- * schema, admit it against the principal's limits, start it in the registry. A transport only maps
- * the outcome to its own framing (problem+json, an ack).
+ * What every transport does to start or resume a stream, in one place: validate the payload with the
+ * one schema, admit it against the principal's limits, start it in (or follow it from) the registry.
+ * A transport only maps the outcome to its own framing (problem+json, an ack).
  *
  * Nothing is awaited before the admission: it is the one step that reserves, so a burst of starts
  * cannot all pass a check made before any of them is counted. A start refused after admission
@@ -93,6 +97,46 @@ export class StreamStarter {
     }
   }
 
+  /**
+   * Follows a stream after `afterSeq`. Every resume counts toward the per-minute limit, found or not
+   * (so ids cannot be probed unmetered), and is refused past the listener caps.
+   */
+  async resume(streamId: string, owner: string, afterSeq: number): Promise<ResumeOutcome> {
+    let admitted: { ok: true } | AdmissionRefusal;
+    try {
+      admitted = await this.admission.admitResume(owner);
+    } catch (error) {
+      if (error instanceof AdmissionUnavailableError) {
+        return UNAVAILABLE;
+      }
+      throw error;
+    }
+    if (!admitted.ok) {
+      return this.refusalFor(admitted);
+    }
+    const listening = this.registry.listen(streamId, owner, afterSeq, 'resume');
+    switch (listening.ok ? 'ok' : listening.reason) {
+      case 'ok':
+        return listening as ResumeOutcome;
+      case 'listeners_per_stream':
+        return {
+          ok: false,
+          code: 'rate_limited',
+          message: `At most ${this.limits.maxListenersPerStream} clients may follow one stream at once.`,
+          retryAfterMs: LISTENER_RETRY_AFTER_MS,
+        };
+      case 'listeners_per_principal':
+        return {
+          ok: false,
+          code: 'rate_limited',
+          message: `At most ${this.limits.maxListenersPerPrincipal} clients may follow your streams at once.`,
+          retryAfterMs: LISTENER_RETRY_AFTER_MS,
+        };
+      default:
+        return { ok: false, code: 'not_found', message: 'No such stream, or it is no longer available.' };
+    }
+  }
+
   private refusalFor(refusal: AdmissionRefusal): Refusal {
     return {
       ok: false,
@@ -100,7 +144,7 @@ export class StreamStarter {
       message:
         refusal.limit === 'concurrent'
           ? `At most ${this.limits.maxConcurrentStreams} streams may run at once; wait for one to end.`
-          : `At most ${this.limits.requestsPerMinute} streams may start per minute.`,
+          : `At most ${this.limits.requestsPerMinute} streams may be started or resumed per minute.`,
       retryAfterMs: refusal.retryAfterMs,
     };
   }
