@@ -59,7 +59,13 @@ export async function createApp(
     });
   }
   app.useGlobalFilters(new ProblemDetailsFilter());
-  app.useWebSocketAdapter(new CompletionsIoAdapter(app, config.corsOrigins));
+  app.useWebSocketAdapter(
+    new CompletionsIoAdapter(app, {
+      corsOrigins: config.corsOrigins,
+      maxConnectionsPerAddress: config.limits.maxSocketConnectionsPerAddress,
+      clientAddress: (request) => request.socket.remoteAddress ?? 'unknown',
+    }),
+  );
   app.disable('x-powered-by');
   const openApi = new DocumentBuilder()
     .setTitle('llm-stream-gateway')

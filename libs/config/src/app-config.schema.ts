@@ -56,6 +56,7 @@ export const envSchema = z.object({
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
   RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
   RATE_LIMIT_LISTENERS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(40),
+  SOCKET_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(100),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -99,5 +100,7 @@ export interface AppConfig {
     maxConcurrentStreams: number;
     maxListenersPerStream: number;
     maxListenersPerPrincipal: number;
+    /** Socket.IO (Engine.IO) connections one client address may hold open. */
+    maxSocketConnectionsPerAddress: number;
   };
 }

@@ -88,6 +88,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
       maxListenersPerStream: values.RATE_LIMIT_LISTENERS_PER_STREAM,
       maxListenersPerPrincipal: values.RATE_LIMIT_LISTENERS_PER_PRINCIPAL,
+      maxSocketConnectionsPerAddress: values.SOCKET_MAX_CONNECTIONS_PER_ADDRESS,
     },
   };
 }
