@@ -1,4 +1,4 @@
-import { AuthModule, type AuthStrategy } from '@app/auth';
+import { AuthModule, type AuthStrategy, compileTrustProxy } from '@app/auth';
 import { CompletionModule } from '@app/completion';
 import { type AppConfig, AppConfigModule } from '@app/config';
 import { HealthModule } from '@app/health';
@@ -98,6 +98,7 @@ export class AppModule {
           apiKeys: config.auth.apiKeys,
           jwt: config.auth.jwt,
           resumeTokenSecret: config.auth.resumeTokenSecret,
+          trustProxy: compileTrustProxy(config.trustProxy),
           // A resume token lives as long as the stream can be resumed at all.
           resumeTokenTtlMs:
             config.streams.resumeGraceMs + config.streams.retentionMs + config.upstream.firstTokenTimeoutMs,

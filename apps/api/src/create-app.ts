@@ -1,4 +1,4 @@
-import type { AuthStrategy } from '@app/auth';
+import { type AuthStrategy, clientAddressOf, compileTrustProxy } from '@app/auth';
 import type { AppConfig } from '@app/config';
 import { REQUEST_LIMITS, RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { ProblemDetailsFilter } from '@app/problem';
@@ -35,6 +35,9 @@ export async function createApp(
   if (options.logger === undefined) {
     app.useLogger(app.get(Logger));
   }
+  // One rule for both transports: Express's req.ip and the Socket.IO handshake's address.
+  const trustProxy = compileTrustProxy(config.trustProxy);
+  app.set('trust proxy', trustProxy);
   app.useBodyParser('json', { limit: REQUEST_LIMITS.maxBodyBytes });
   app.use(
     helmet({
@@ -63,7 +66,7 @@ export async function createApp(
     new CompletionsIoAdapter(app, {
       corsOrigins: config.corsOrigins,
       maxConnectionsPerAddress: config.limits.maxSocketConnectionsPerAddress,
-      clientAddress: (request) => request.socket.remoteAddress ?? 'unknown',
+      clientAddress: (request) => clientAddressOf(request, trustProxy),
     }),
   );
   app.disable('x-powered-by');

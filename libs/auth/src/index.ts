@@ -4,6 +4,7 @@ export * from './auth.module';
 export * from './auth.module-definition';
 export * from './auth.service';
 export * from './auth.types';
+export * from './client-address';
 export * from './credentials';
 export * from './current-principal.decorator';
 export * from './resume-token.service';

@@ -5,6 +5,7 @@ const options = {
   apiKeys: [],
   jwt: { clockToleranceSec: 30, jwksCooldownMs: 30_000 },
   resumeTokenTtlMs: 60_000,
+  trustProxy: () => false,
 };
 const alice = { id: 'alice', strategy: 'api-key' };
 

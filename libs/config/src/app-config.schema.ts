@@ -52,6 +52,7 @@ export const envSchema = z.object({
   AUTH_JWKS_COOLDOWN_MS: milliseconds.default(30_000),
   AUTH_RESUME_SECRET: optionalText,
   CORS_ORIGINS: optionalText,
+  TRUST_PROXY: optionalText,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
   RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
@@ -95,6 +96,11 @@ export interface AppConfig {
   };
   /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
   corsOrigins: string[];
+  /**
+   * `TRUST_PROXY`, with Express's `trust proxy` semantics: `false` (the default: the peer is the client),
+   * `true` (every hop), a hop count, or names (`loopback`, `linklocal`, `uniquelocal`), addresses and CIDRs.
+   */
+  trustProxy: boolean | number | string[];
   limits: {
     requestsPerMinute: number;
     maxConcurrentStreams: number;

@@ -76,6 +76,30 @@ describe('loadConfig: auth and limits', () => {
     expect(() => loadConfig({ AUTH_MODE: 'jwt' })).toThrow(/^Invalid configuration: AUTH_JWT_SECRET: /);
   });
 
+  it.each([
+    [undefined, false],
+    ['false', false],
+    ['true', true],
+    ['2', 2],
+    ['loopback, 10.0.0.0/8', ['loopback', '10.0.0.0/8']],
+  ])('reads TRUST_PROXY=%s as Express would', (value, expected) => {
+    expect(loadConfig(value === undefined ? {} : { TRUST_PROXY: value }).trustProxy).toEqual(expected);
+  });
+
+  it.each(['not-an-address', '10.0.0.0/99', ',,', 'loopback,300.1.1.1'])(
+    'refuses TRUST_PROXY=%s with one line, without echoing it',
+    (value) => {
+      expect(() => loadConfig({ TRUST_PROXY: value })).toThrow(
+        expect.objectContaining({
+          message: expect.stringMatching(/^Invalid configuration: TRUST_PROXY: must be [^\n]+$/),
+        }),
+      );
+      expect(() => loadConfig({ TRUST_PROXY: value })).toThrow(
+        expect.objectContaining({ message: expect.not.stringContaining(value) }),
+      );
+    },
+  );
+
   it('refuses a malformed AUTH_MODE name', () => {
     expect(() => loadConfig({ AUTH_MODE: 'Not A Name' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
   });

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import proxyAddr from 'proxy-addr';
 import { z } from 'zod';
 import { type AppConfig, envSchema } from './app-config.schema';
 
@@ -83,6 +84,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       resumeTokenSecret: values.AUTH_RESUME_SECRET,
     },
     corsOrigins: list(values.CORS_ORIGINS),
+    trustProxy: trustProxyOf(values.TRUST_PROXY),
     limits: {
       requestsPerMinute: values.RATE_LIMIT_PER_MINUTE,
       maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
@@ -91,6 +93,32 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       maxSocketConnectionsPerAddress: values.SOCKET_MAX_CONNECTIONS_PER_ADDRESS,
     },
   };
+}
+
+const TRUST_PROXY_HELP =
+  'must be true, false, a hop count, or a comma-separated list of loopback, linklocal, uniquelocal, addresses and CIDRs';
+
+/** Parsed as Express parses a `trust proxy` string, and checked now rather than on the first request. */
+function trustProxyOf(value: string | undefined): boolean | number | string[] {
+  if (value === undefined || value === 'false') {
+    return false;
+  }
+  if (value === 'true') {
+    return true;
+  }
+  if (/^\d+$/.test(value)) {
+    return Number(value);
+  }
+  const entries = list(value);
+  try {
+    proxyAddr.compile(entries);
+  } catch {
+    throw new ConfigError('TRUST_PROXY', TRUST_PROXY_HELP);
+  }
+  if (entries.length === 0) {
+    throw new ConfigError('TRUST_PROXY', TRUST_PROXY_HELP);
+  }
+  return entries;
 }
 
 function list(value: string | undefined): string[] {

@@ -97,10 +97,10 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       ack?.(EXPIRED);
       return;
     }
-    const owner = (socket.data.principal as Principal).id;
+    const { id: owner, limitKey } = socket.data.principal as Principal;
     let result: StartAck;
     try {
-      const outcome = await this.starter.start(payload, owner, 'socket.io');
+      const outcome = await this.starter.start(payload, owner, 'socket.io', limitKey);
       result = outcome.ok
         ? { ok: true, streamId: outcome.streamId }
         : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
@@ -110,7 +110,7 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     }
     ack?.(result);
     if (result.ok) {
-      const listener = this.registry.listen(result.streamId, owner, -1, 'start');
+      const listener = this.registry.listen(result.streamId, owner, -1, 'start', limitKey);
       if (listener.ok) {
         this.listen(socket, result.streamId, listener);
       }
@@ -148,7 +148,12 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     }
     let outcome: ResumeOutcome;
     try {
-      outcome = await this.starter.resume(request.streamId, request.owner, request.lastSeq);
+      outcome = await this.starter.resume(
+        request.streamId,
+        request.owner,
+        request.lastSeq,
+        (socket.data.principal as Principal).limitKey,
+      );
     } catch (error) {
       this.logger.error(`completion:resume failed: ${error instanceof Error ? error.stack : String(error)}`);
       ack?.(refusal('internal', 'The server failed to resume the stream.'));

@@ -84,7 +84,7 @@ export class SseController {
     if (!request.is('application/json')) {
       throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
     }
-    const outcome = await this.starter.start(body, principal.id, 'sse');
+    const outcome = await this.starter.start(body, principal.id, 'sse', principal.limitKey);
     if (!outcome.ok) {
       throw new ProblemException(outcome.code, outcome.message, {
         errors: outcome.violations,
@@ -92,7 +92,7 @@ export class SseController {
       });
     }
     // Listening in the same tick as start: the registry buffers the start event until then.
-    const listener = this.registry.listen(outcome.streamId, principal.id, -1, 'start');
+    const listener = this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey);
     if (listener.ok) {
       response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
       this.pipe(outcome.streamId, listener, response);
@@ -130,7 +130,7 @@ export class SseController {
         'Last-Event-ID must be a whole number (the last seq received).',
       );
     }
-    const outcome = await this.starter.resume(streamId, principal.id, lastSeq);
+    const outcome = await this.starter.resume(streamId, principal.id, lastSeq, principal.limitKey);
     if (!outcome.ok) {
       throw new ProblemException(outcome.code, outcome.message, { retryAfterMs: outcome.retryAfterMs });
     }

@@ -41,7 +41,7 @@ export class StreamIdConflictError extends Error {
 @Injectable()
 export class StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
-  /** Clients following each stream, and each owner's streams, now (see `StreamListener.leave`). */
+  /** Clients following each stream, and each limit key's streams, now (see `StreamListener.leave`). */
   private readonly listenersByStream = new Map<string, number>();
   private readonly listenersByOwner = new Map<string, number>();
   private readonly logger = new Logger(StreamRegistry.name);
@@ -120,9 +120,15 @@ export class StreamRegistry implements OnApplicationShutdown {
    * The stream's events after `afterSeq` (-1: all), then live ones until its terminal event.
    * `not_found` when unknown, expired, no longer buffered that far back, or another owner's.
    * A resume is refused past the listener caps; the start's own first listener never is (the
-   * concurrency limit bounds those).
+   * concurrency limit bounds those). The per-principal cap counts by `limitKey` (see StreamStarter.start).
    */
-  listen(id: string, owner: string, afterSeq = -1, purpose: 'start' | 'resume' = 'resume'): ListenOutcome {
+  listen(
+    id: string,
+    owner: string,
+    afterSeq = -1,
+    purpose: 'start' | 'resume' = 'resume',
+    limitKey = owner,
+  ): ListenOutcome {
     const stream = this.streams.get(id);
     const events = stream && stream.owner === owner ? stream.listen(afterSeq) : undefined;
     if (!events) {
@@ -132,12 +138,12 @@ export class StreamRegistry implements OnApplicationShutdown {
       if ((this.listenersByStream.get(id) ?? 0) >= this.limits.maxListenersPerStream) {
         return { ok: false, reason: 'listeners_per_stream' };
       }
-      if ((this.listenersByOwner.get(owner) ?? 0) >= this.limits.maxListenersPerPrincipal) {
+      if ((this.listenersByOwner.get(limitKey) ?? 0) >= this.limits.maxListenersPerPrincipal) {
         return { ok: false, reason: 'listeners_per_principal' };
       }
     }
     adjust(this.listenersByStream, id, +1);
-    adjust(this.listenersByOwner, owner, +1);
+    adjust(this.listenersByOwner, limitKey, +1);
     let present = true;
     return {
       ok: true,
@@ -146,7 +152,7 @@ export class StreamRegistry implements OnApplicationShutdown {
         if (present) {
           present = false;
           adjust(this.listenersByStream, id, -1);
-          adjust(this.listenersByOwner, owner, -1);
+          adjust(this.listenersByOwner, limitKey, -1);
         }
       },
     };

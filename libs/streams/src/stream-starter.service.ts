@@ -53,7 +53,16 @@ export class StreamStarter {
     private readonly shutdown: ShutdownCoordinator,
   ) {}
 
-  async start(payload: unknown, owner: string, transport: TransportName): Promise<StartOutcome> {
+  /**
+   * `owner` owns the stream (cancel and resume check it); `limitKey` is whose limits it counts against,
+   * the owner's unless the principal says otherwise (`Principal.limitKey`: anonymous clients, by address).
+   */
+  async start(
+    payload: unknown,
+    owner: string,
+    transport: TransportName,
+    limitKey = owner,
+  ): Promise<StartOutcome> {
     if (this.shutdown.draining) {
       return SHUTTING_DOWN;
     }
@@ -68,7 +77,7 @@ export class StreamStarter {
     }
     let admitted: AdmissionDecision;
     try {
-      admitted = await this.admission.admitStart(owner);
+      admitted = await this.admission.admitStart(limitKey);
     } catch (error) {
       if (error instanceof AdmissionUnavailableError) {
         return UNAVAILABLE;
@@ -101,10 +110,10 @@ export class StreamStarter {
    * Follows a stream after `afterSeq`. Every resume counts toward the per-minute limit, found or not
    * (so ids cannot be probed unmetered), and is refused past the listener caps.
    */
-  async resume(streamId: string, owner: string, afterSeq: number): Promise<ResumeOutcome> {
+  async resume(streamId: string, owner: string, afterSeq: number, limitKey = owner): Promise<ResumeOutcome> {
     let admitted: { ok: true } | AdmissionRefusal;
     try {
-      admitted = await this.admission.admitResume(owner);
+      admitted = await this.admission.admitResume(limitKey);
     } catch (error) {
       if (error instanceof AdmissionUnavailableError) {
         return UNAVAILABLE;
@@ -114,7 +123,7 @@ export class StreamStarter {
     if (!admitted.ok) {
       return this.refusalFor(admitted);
     }
-    const listening = this.registry.listen(streamId, owner, afterSeq, 'resume');
+    const listening = this.registry.listen(streamId, owner, afterSeq, 'resume', limitKey);
     switch (listening.ok ? 'ok' : listening.reason) {
       case 'ok':
         return listening as ResumeOutcome;
