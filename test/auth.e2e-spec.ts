@@ -321,3 +321,94 @@ describe('limits per principal', () => {
     expect(overRate.status).toBe(429);
   });
 });
+
+describe('stream ids are scoped to their owner (no existence oracle, no squatting)', () => {
+  let testApp: TestApp;
+  const alice = { authorization: 'Bearer alice-key-0123456789' };
+  const bob = { authorization: 'Bearer bob-key-0123456789' };
+  const long = (streamId: string) => ({
+    messages: [{ role: 'user' as const, content: '[sim tokens=400 tps=40]' }],
+    streamId,
+  });
+
+  beforeAll(async () => {
+    testApp = await startTestApp({
+      AUTH_MODE: 'api-key',
+      AUTH_API_KEYS: 'alice-key-0123456789,bob-key-0123456789',
+    });
+  });
+  afterAll(() => testApp.close());
+
+  it("answers another principal's running or retained id exactly as a fresh one, on both transports", async () => {
+    const cancel = new AbortController();
+    const running = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { ...alice, 'content-type': 'application/json' },
+      body: JSON.stringify(long('alices-running-id')),
+      signal: cancel.signal,
+    });
+    const alongside = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { ...alice, 'content-type': 'application/json' },
+      body: JSON.stringify(long('alices-other-id')),
+      signal: cancel.signal,
+    });
+    const retained = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'alices-retained-id' },
+      { headers: alice },
+    );
+    const fresh = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'nobodys-id' },
+      { headers: bob },
+    );
+    const bobOnRunning = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'alices-running-id' },
+      { headers: bob },
+    );
+    const bobOnRetained = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'alices-retained-id' },
+      { headers: bob },
+    );
+    const bobSocket = await connectWith(testApp.url, 'bob-key-0123456789');
+    const socketAck = await new Promise<StartAck>((resolve) =>
+      bobSocket.emit('completion:start', long('alices-other-id'), resolve),
+    );
+    const cancelAck = await new Promise<SimpleAck>((resolve) =>
+      bobSocket.emit('completion:cancel', { streamId: 'alices-other-id' }, resolve),
+    );
+    bobSocket.close();
+    // Alice's stream was not touched by Bob's cancel of his own: she still follows it live.
+    const aliceResume = await fetch(`${testApp.url}/api/completions/alices-other-id/stream`, {
+      headers: { ...alice, 'last-event-id': '0' },
+      signal: cancel.signal,
+    });
+    const aliceDuplicate = await postStream(testApp.url, long('alices-running-id'), { headers: alice });
+    cancel.abort();
+
+    const shape = (result: Awaited<ReturnType<typeof postStream>>) =>
+      `${result.status}:${result.events.map((event) => event.type).join(',')}`;
+    expect({
+      running: [running.status, alongside.status],
+      retained: shape(retained),
+      bobOnRunning: shape(bobOnRunning),
+      bobOnRetained: shape(bobOnRetained),
+      socketAck: socketAck.ok,
+      cancelAck: cancelAck.ok,
+      aliceResume: aliceResume.status,
+      aliceDuplicate: aliceDuplicate.status,
+    }).toEqual({
+      running: [200, 200],
+      retained: shape(fresh),
+      bobOnRunning: shape(fresh),
+      bobOnRetained: shape(fresh),
+      socketAck: true,
+      cancelAck: true,
+      aliceResume: 200,
+      aliceDuplicate: 400,
+    });
+  });
+});

@@ -91,15 +91,26 @@ describe('StreamRegistry', () => {
     expect(listener.isCompleted()).toBe(true);
   });
 
-  it('makes unguessable ids unless the client chose one, and refuses a duplicate', () => {
+  it('makes unguessable ids unless the client chose one, and refuses a duplicate of the same owner', () => {
     const registry = registryWith(5000);
     const first = registry.start(request, 'alice', 'sse', slot());
 
     expect(first).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     expect(registry.start({ ...request, streamId: 'chosen-id' }, 'alice', 'sse', slot())).toBe('chosen-id');
-    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'bob', 'sse', slot())).toThrow(
+    expect(() => registry.start({ ...request, streamId: 'chosen-id' }, 'alice', 'sse', slot())).toThrow(
       StreamIdConflictError,
     );
+  });
+
+  it("scopes ids to their owner: another principal's id is a fresh one, and each reaches only its own", () => {
+    const registry = registryWith(5000);
+    registry.start({ ...request, streamId: 'same-id' }, 'alice', 'sse', slot());
+    const alice = collect(registry, 'same-id', 'alice');
+    registry.start({ ...request, streamId: 'same-id' }, 'bob', 'sse', slot());
+
+    expect(registry.cancel('same-id', 'bob')).toBe(true);
+    expect(alice.events.map((event) => event.type)).toEqual(['start']);
+    expect(registry.size).toBe(2);
   });
 
   it('hides a stream from another principal, as if it did not exist', () => {

@@ -35,8 +35,9 @@ export class StreamIdConflictError extends Error {
  * Every running and recently finished stream, whichever transport started it. A transport starts a
  * stream, listens to it, and stops listening when its client goes; the registry decides when the
  * upstream request is aborted (explicit cancel: at once; nobody listening: after the resume grace).
- * Ownership is checked here so that no transport can forget it: an unknown stream and another
- * principal's stream look the same (`undefined` / `false`).
+ * Ownership is checked here so that no transport can forget it: streams are found by owner and id
+ * together, so another principal's stream is not merely hidden but not there at all (`not_found` /
+ * `false`), and its id is free for anyone else to use.
  */
 @Injectable()
 export class StreamRegistry implements OnApplicationShutdown {
@@ -81,9 +82,9 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
   }
 
-  /** Clients following stream `id` now (for operations and tests). */
-  listenerCount(id: string): number {
-    return this.listenersByStream.get(id) ?? 0;
+  /** Clients following `owner`'s stream `id` now (for operations and tests). */
+  listenerCount(id: string, owner: string): number {
+    return this.listenersByStream.get(keyOf(owner, id)) ?? 0;
   }
 
   get size(): number {
@@ -98,7 +99,8 @@ export class StreamRegistry implements OnApplicationShutdown {
    */
   start(request: CompletionRequest, owner: string, transport: TransportName, slot: StreamSlot): string {
     const id = request.streamId ?? randomUUID();
-    if (this.streams.has(id)) {
+    const key = keyOf(owner, id);
+    if (this.streams.has(key)) {
       throw new StreamIdConflictError();
     }
     const stream = new LiveStream(
@@ -108,7 +110,7 @@ export class StreamRegistry implements OnApplicationShutdown {
       (idle) => this.whenIdle(idle),
       (finished) => this.retain(finished, slot),
     );
-    this.streams.set(id, stream);
+    this.streams.set(key, stream);
     this.activeTotal += 1;
     this.metrics?.streamStarted(transport);
     this.logger.log({ streamId: id, transport }, 'stream started');
@@ -129,20 +131,20 @@ export class StreamRegistry implements OnApplicationShutdown {
     purpose: 'start' | 'resume' = 'resume',
     limitKey = owner,
   ): ListenOutcome {
-    const stream = this.streams.get(id);
-    const events = stream && stream.owner === owner ? stream.listen(afterSeq) : undefined;
+    const key = keyOf(owner, id);
+    const events = this.streams.get(key)?.listen(afterSeq);
     if (!events) {
       return { ok: false, reason: 'not_found' };
     }
     if (purpose === 'resume') {
-      if ((this.listenersByStream.get(id) ?? 0) >= this.limits.maxListenersPerStream) {
+      if ((this.listenersByStream.get(key) ?? 0) >= this.limits.maxListenersPerStream) {
         return { ok: false, reason: 'listeners_per_stream' };
       }
       if ((this.listenersByOwner.get(limitKey) ?? 0) >= this.limits.maxListenersPerPrincipal) {
         return { ok: false, reason: 'listeners_per_principal' };
       }
     }
-    adjust(this.listenersByStream, id, +1);
+    adjust(this.listenersByStream, key, +1);
     adjust(this.listenersByOwner, limitKey, +1);
     let present = true;
     return {
@@ -151,7 +153,7 @@ export class StreamRegistry implements OnApplicationShutdown {
       leave: () => {
         if (present) {
           present = false;
-          adjust(this.listenersByStream, id, -1);
+          adjust(this.listenersByStream, key, -1);
           adjust(this.listenersByOwner, limitKey, -1);
         }
       },
@@ -160,8 +162,8 @@ export class StreamRegistry implements OnApplicationShutdown {
 
   /** Aborts the upstream request now; the stream ends with `done`/`cancelled`. False when unknown or not the owner's. */
   cancel(id: string, owner: string): boolean {
-    const stream = this.streams.get(id);
-    if (!stream || stream.owner !== owner) {
+    const stream = this.streams.get(keyOf(owner, id));
+    if (!stream) {
       return false;
     }
     stream.cancel();
@@ -206,8 +208,9 @@ export class StreamRegistry implements OnApplicationShutdown {
       waiters.forEach((wake) => wake());
     }
     const forget = () => {
-      if (this.streams.get(stream.id) === stream) {
-        this.streams.delete(stream.id);
+      const key = keyOf(stream.owner, stream.id);
+      if (this.streams.get(key) === stream) {
+        this.streams.delete(key);
       }
     };
     if (this.options.retentionMs === 0) {
@@ -216,6 +219,15 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
     setTimeout(forget, this.options.retentionMs).unref();
   }
+}
+
+/**
+ * Stream ids are scoped to their owner: two principals may use the same id, each for a stream of their own,
+ * so choosing an id tells nothing about anyone else's streams (and cannot squat one). JSON keeps the pair
+ * unambiguous whatever either part contains.
+ */
+function keyOf(owner: string, id: string): string {
+  return JSON.stringify([owner, id]);
 }
 
 /** Counts kept only while positive, so that the maps hold present owners and streams only. */

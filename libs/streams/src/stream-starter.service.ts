@@ -99,7 +99,7 @@ export class StreamStarter {
         return {
           ok: false,
           code: 'invalid_request',
-          message: 'streamId is already in use; choose another or omit it.',
+          message: 'streamId is already used by one of your streams; choose another or omit it.',
         };
       }
       throw error;
