@@ -1,4 +1,10 @@
-import { type AuthStrategy, clientAddressOf, compileTrustProxy } from '@app/auth';
+import {
+  type AuthStrategy,
+  clientAddressOf,
+  compileTrustProxy,
+  HostCheck,
+  refuseForeignHosts,
+} from '@app/auth';
 import type { AppConfig } from '@app/config';
 import { REQUEST_LIMITS, RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { ProblemDetailsFilter } from '@app/problem';
@@ -35,6 +41,9 @@ export async function createApp(
   if (options.logger === undefined) {
     app.useLogger(app.get(Logger));
   }
+  // Before anything else reads the request: a foreign Host (DNS rebinding) is refused on HTTP and Socket.IO alike.
+  const hostCheck = new HostCheck(config.allowedHosts);
+  app.use(refuseForeignHosts(hostCheck));
   // One rule for both transports: Express's req.ip and the Socket.IO handshake's address.
   const trustProxy = compileTrustProxy(config.trustProxy);
   app.set('trust proxy', trustProxy);
@@ -67,6 +76,7 @@ export async function createApp(
       corsOrigins: config.corsOrigins,
       maxConnectionsPerAddress: config.limits.maxSocketConnectionsPerAddress,
       clientAddress: (request) => clientAddressOf(request, trustProxy),
+      hostCheck,
     }),
   );
   app.disable('x-powered-by');

@@ -6,6 +6,7 @@ export * from './auth.service';
 export * from './auth.types';
 export * from './client-address';
 export * from './credentials';
+export * from './host-check';
 export * from './current-principal.decorator';
 export * from './resume-token.service';
 export * from './socket-auth.middleware';

@@ -53,6 +53,7 @@ export const envSchema = z.object({
   AUTH_RESUME_SECRET: optionalText,
   CORS_ORIGINS: optionalText,
   TRUST_PROXY: optionalText,
+  ALLOWED_HOSTS: optionalText,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
   RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
@@ -101,6 +102,11 @@ export interface AppConfig {
    * `true` (every hop), a hop count, or names (`loopback`, `linklocal`, `uniquelocal`), addresses and CIDRs.
    */
   trustProxy: boolean | number | string[];
+  /**
+   * `Host` values served (DNS-rebinding protection); undefined: any. Default: the loopback names while
+   * listening on a loopback address, else any (a public name cannot be guessed: set ALLOWED_HOSTS).
+   */
+  allowedHosts: string[] | undefined;
   limits: {
     requestsPerMinute: number;
     maxConcurrentStreams: number;

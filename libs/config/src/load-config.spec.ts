@@ -100,6 +100,20 @@ describe('loadConfig: auth and limits', () => {
     },
   );
 
+  it('serves the loopback names by default on loopback, any Host elsewhere, or exactly ALLOWED_HOSTS', () => {
+    expect(loadConfig({}).allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]']);
+    expect(loadConfig({ HOST: '::1' }).allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]']);
+    expect(loadConfig({ HOST: '0.0.0.0' }).allowedHosts).toBeUndefined();
+    expect(loadConfig({ ALLOWED_HOSTS: 'a.example, b.example:8443' }).allowedHosts).toEqual([
+      'a.example',
+      'b.example:8443',
+    ]);
+    expect(loadConfig({ ALLOWED_HOSTS: '*' }).allowedHosts).toBeUndefined();
+    expect(() => loadConfig({ ALLOWED_HOSTS: 'https://a.example/' })).toThrow(
+      /^Invalid configuration: ALLOWED_HOSTS: must be [^\n]+$/,
+    );
+  });
+
   it('refuses a malformed AUTH_MODE name', () => {
     expect(() => loadConfig({ AUTH_MODE: 'Not A Name' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
   });

@@ -85,6 +85,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     },
     corsOrigins: list(values.CORS_ORIGINS),
     trustProxy: trustProxyOf(values.TRUST_PROXY),
+    allowedHosts: allowedHostsOf(values.ALLOWED_HOSTS, values.HOST),
     limits: {
       requestsPerMinute: values.RATE_LIMIT_PER_MINUTE,
       maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
@@ -93,6 +94,30 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       maxSocketConnectionsPerAddress: values.SOCKET_MAX_CONNECTIONS_PER_ADDRESS,
     },
   };
+}
+
+/** What a browser on this machine calls a server listening on loopback. */
+export const LOOPBACK_HOST_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+function allowedHostsOf(value: string | undefined, listenHost: string): string[] | undefined {
+  if (value === undefined) {
+    return isLoopback(listenHost) ? LOOPBACK_HOST_NAMES : undefined;
+  }
+  const entries = list(value);
+  if (
+    entries.length === 0 ||
+    entries.some((entry) => !/^(\*|\[[0-9a-f:.]+\](:\d+)?|[^\s/@[\]]+)$/i.test(entry))
+  ) {
+    throw new ConfigError(
+      'ALLOWED_HOSTS',
+      'must be a comma-separated list of host names (with an optional :port), or *',
+    );
+  }
+  return entries.includes('*') ? undefined : entries;
 }
 
 const TRUST_PROXY_HELP =

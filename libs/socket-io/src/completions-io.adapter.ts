@@ -1,4 +1,4 @@
-import { HandshakeRefusal } from '@app/auth';
+import { HandshakeRefusal, type HostCheck, refuseForeignHostsOnEngine } from '@app/auth';
 import { REQUEST_LIMITS, SOCKET_NAMESPACE, SOCKET_PATH } from '@app/contracts';
 import type { INestApplicationContext } from '@nestjs/common';
 import { IoAdapter } from '@nestjs/platform-socket.io';
@@ -12,6 +12,8 @@ export interface CompletionsIoOptions {
   maxConnectionsPerAddress: number;
   /** The client's address for limits (the socket's peer, or what a trusted proxy says). */
   clientAddress: (request: IncomingMessage) => string;
+  /** `ALLOWED_HOSTS`, checked on every Engine.IO request and upgrade as on HTTP. */
+  hostCheck: HostCheck;
 }
 
 /**
@@ -46,6 +48,7 @@ export class CompletionsIoAdapter extends IoAdapter {
         callback(refusal ?? null, refusal === undefined);
       },
     } as ServerOptions);
+    server.engine.use(refuseForeignHostsOnEngine(this.options.hostCheck));
     server
       .of('/')
       .use((_socket, next) =>
