@@ -15,12 +15,15 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
 import { AppModule } from './app.module';
 
 export interface CreateAppOptions {
   logger?: LoggerService | false;
   /** Custom auth strategies of a deployment (docs/auth.md). */
   authStrategies?: Type<AuthStrategy>[];
+  /** Where the JSON log lines go instead of stdout (with `logger` left unset). */
+  logDestination?: DestinationStream;
 }
 
 /** Builds the application exactly as production runs it; `main.ts` and the e2e suites both use it. */
@@ -29,7 +32,7 @@ export async function createApp(
   options: CreateAppOptions = {},
 ): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(
-    AppModule.forRoot(config, options.authStrategies),
+    AppModule.forRoot(config, options.authStrategies, options.logDestination),
     {
       // Only JSON bodies, with the documented size limit; anything else is refused with 415 by the controllers.
       bodyParser: false,
