@@ -412,3 +412,89 @@ describe('stream ids are scoped to their owner (no existence oracle, no squattin
     });
   });
 });
+
+describe('auth: jwt hardening (exp required, unambiguous principals, one clock tolerance)', () => {
+  const secret = 'an-hs256-secret-of-enough-length-0123456789';
+  const token = (claims: { sub: string; iss?: string; exp?: number | null }) => {
+    const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(claims.sub);
+    if (claims.iss !== undefined) jwt.setIssuer(claims.iss);
+    if (claims.exp !== null) jwt.setExpirationTime(claims.exp ?? '5m');
+    return jwt.sign(new TextEncoder().encode(secret));
+  };
+  let testApp: TestApp;
+
+  afterEach(() => testApp.close());
+
+  it('refuses a token without exp on both transports, unless AUTH_JWT_REQUIRE_EXP=false', async () => {
+    testApp = await startTestApp({ AUTH_MODE: 'jwt', AUTH_JWT_SECRET: secret });
+    const forever = await token({ sub: 'u', exp: null });
+    const http = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${forever}`, 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+    });
+    const refused = {
+      http: `${http.status}:${((await http.json()) as { detail: string }).detail}`,
+      socket: await overSocket(testApp.url, forever),
+    };
+    await testApp.close();
+    testApp = await startTestApp({
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_SECRET: secret,
+      AUTH_JWT_REQUIRE_EXP: 'false',
+    });
+    const optedOut = {
+      http: await overHttp(testApp.url, { authorization: `Bearer ${forever}` }),
+      socket: await overSocket(testApp.url, forever),
+    };
+
+    expect({ refused, optedOut }).toEqual({
+      refused: { http: '401:The token has no exp claim.', socket: 'connect_error:unauthorized' },
+      optedOut: { http: 'ok', socket: 'ok' },
+    });
+  });
+
+  it('keeps (iss "a:b", sub "c") and (iss "a", sub "b:c") apart: one cannot cancel the other’s stream', async () => {
+    testApp = await startTestApp({ AUTH_MODE: 'jwt', AUTH_JWT_SECRET: secret });
+    const alice = { authorization: `Bearer ${await token({ iss: 'a:b', sub: 'c' })}` };
+    const mallory = { authorization: `Bearer ${await token({ iss: 'a', sub: 'b:c' })}` };
+    const cancel = new AbortController();
+    const started = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { ...alice, 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: '[sim tokens=400 tps=40]' }] }),
+      signal: cancel.signal,
+    });
+    const streamId = started.headers.get('x-stream-id') as string;
+    const byMallory = await fetch(`${testApp.url}/api/completions/${streamId}`, {
+      method: 'DELETE',
+      headers: mallory,
+    });
+    const byAlice = await fetch(`${testApp.url}/api/completions/${streamId}`, {
+      method: 'DELETE',
+      headers: alice,
+    });
+    cancel.abort();
+
+    expect({ byMallory: byMallory.status, byAlice: byAlice.status }).toEqual({
+      byMallory: 404,
+      byAlice: 204,
+    });
+  });
+
+  it('allows the same clock skew on every socket event as at the handshake', async () => {
+    testApp = await startTestApp({
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_SECRET: secret,
+      AUTH_JWT_CLOCK_TOLERANCE_SEC: '30',
+    });
+    // Expired 10 s ago by our clock: within the 30 s tolerance, so a skewed issuer's token is accepted...
+    const skewed = await token({ sub: 'u', exp: Math.floor(Date.now() / 1000) - 10 });
+    const socket = await connectWith(testApp.url, skewed);
+    // ...and the socket may act on it, not refused as expired at the first event.
+    const ack = await new Promise<StartAck>((resolve) => socket.emit('completion:start', request, resolve));
+    socket.close();
+
+    expect(ack).toMatchObject({ ok: true });
+  });
+});

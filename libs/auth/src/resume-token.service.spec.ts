@@ -3,7 +3,7 @@ import { ResumeTokenService } from './resume-token.service';
 const options = {
   mode: 'none',
   apiKeys: [],
-  jwt: { clockToleranceSec: 30, jwksCooldownMs: 30_000 },
+  jwt: { clockToleranceSec: 30, jwksCooldownMs: 30_000, requireExp: true },
   resumeTokenTtlMs: 60_000,
   trustProxy: () => false,
 };

@@ -49,6 +49,7 @@ export const envSchema = z.object({
   AUTH_JWT_ISSUER: optionalText,
   AUTH_JWT_AUDIENCE: optionalText,
   AUTH_JWT_CLOCK_TOLERANCE_SEC: z.coerce.number().int().min(0).max(300).default(30),
+  AUTH_JWT_REQUIRE_EXP: z.stringbool().default(true),
   AUTH_JWKS_COOLDOWN_MS: milliseconds.default(30_000),
   AUTH_RESUME_SECRET: optionalText,
   CORS_ORIGINS: optionalText,
@@ -88,7 +89,10 @@ export interface AppConfig {
       jwksUrl?: string;
       issuer?: string;
       audience?: string;
+      /** Skew allowed on `exp` and `nbf`, at verification and on every later expiry check alike. */
       clockToleranceSec: number;
+      /** Refuse tokens without `exp` (`AUTH_JWT_REQUIRE_EXP`, default true). */
+      requireExp: boolean;
       /** Least time between two JWKS fetches; an unknown `kid` refetches once it has passed. */
       jwksCooldownMs: number;
     };

@@ -114,6 +114,26 @@ describe('loadConfig: auth and limits', () => {
     );
   });
 
+  it('refuses an HS256 secret under 32 bytes in production, without echoing it', () => {
+    const production = { NODE_ENV: 'production', AUTH_MODE: 'jwt' };
+
+    expect(() => loadConfig({ ...production, AUTH_JWT_SECRET: 'short-secret-31-bytes-long-xxxx' })).toThrow(
+      /^Invalid configuration: AUTH_JWT_SECRET: must be at least 32 bytes with NODE_ENV=production$/,
+    );
+    expect(loadConfig({ ...production, AUTH_JWT_SECRET: 'a-secret-of-exactly-32-bytes-xxx' }).auth.mode).toBe(
+      'jwt',
+    );
+    expect(loadConfig({ AUTH_MODE: 'jwt', AUTH_JWT_SECRET: 'x' }).auth.jwt.secret).toBe('x');
+  });
+
+  it('requires exp on JWTs unless AUTH_JWT_REQUIRE_EXP=false', () => {
+    expect(loadConfig({}).auth.jwt.requireExp).toBe(true);
+    expect(loadConfig({ AUTH_JWT_REQUIRE_EXP: 'false' }).auth.jwt.requireExp).toBe(false);
+    expect(() => loadConfig({ AUTH_JWT_REQUIRE_EXP: 'sometimes' })).toThrow(
+      /^Invalid configuration: AUTH_JWT_REQUIRE_EXP: /,
+    );
+  });
+
   it('refuses a malformed AUTH_MODE name', () => {
     expect(() => loadConfig({ AUTH_MODE: 'Not A Name' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
   });

@@ -7,6 +7,8 @@ export const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';
 /** The simulator's own default model name (it uses the configured latency profile). */
 export const SIMULATOR_DEFAULT_MODEL = 'simulator';
 
+const MIN_HS256_SECRET_BYTES = 32;
+
 /** A configuration that cannot start the server; `message` is one line naming the variable. */
 export class ConfigError extends Error {
   constructor(
@@ -46,6 +48,17 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
   if (values.AUTH_MODE === 'jwt' && !values.AUTH_JWT_SECRET && !values.AUTH_JWKS_URL) {
     throw new ConfigError('AUTH_JWT_SECRET', 'AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_URL');
   }
+  if (
+    values.NODE_ENV === 'production' &&
+    values.AUTH_JWT_SECRET !== undefined &&
+    Buffer.byteLength(values.AUTH_JWT_SECRET, 'utf8') < MIN_HS256_SECRET_BYTES
+  ) {
+    // RFC 7518 3.2: an HS256 key must be at least as long as the hash; a short one can be brute-forced offline.
+    throw new ConfigError(
+      'AUTH_JWT_SECRET',
+      `must be at least ${MIN_HS256_SECRET_BYTES} bytes with NODE_ENV=production`,
+    );
+  }
   return {
     nodeEnv: values.NODE_ENV,
     port: values.PORT,
@@ -79,6 +92,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
         issuer: values.AUTH_JWT_ISSUER,
         audience: values.AUTH_JWT_AUDIENCE,
         clockToleranceSec: values.AUTH_JWT_CLOCK_TOLERANCE_SEC,
+        requireExp: values.AUTH_JWT_REQUIRE_EXP,
         jwksCooldownMs: values.AUTH_JWKS_COOLDOWN_MS,
       },
       resumeTokenSecret: values.AUTH_RESUME_SECRET,
