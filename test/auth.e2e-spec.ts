@@ -498,3 +498,47 @@ describe('auth: jwt hardening (exp required, unambiguous principals, one clock t
     expect(ack).toMatchObject({ ok: true });
   });
 });
+
+describe('resume tokens carry nothing derived from the API key alone', () => {
+  const key = 'weak-key-0123456789';
+  const digest = createHash('sha256').update(key).digest();
+  /** Every 8-character window of the key's unsalted digest, as hex and as base64url: what an offline guess would match. */
+  const keyDerived = [digest.toString('hex'), digest.toString('base64url'), key].flatMap((form) =>
+    Array.from({ length: form.length - 7 }, (_, index) => form.slice(index, index + 8)),
+  );
+
+  async function tokenFrom(secret: string): Promise<{ token: string; owner: string }> {
+    const testApp = await startTestApp({
+      AUTH_MODE: 'api-key',
+      AUTH_API_KEYS: key,
+      AUTH_RESUME_SECRET: secret,
+    });
+    try {
+      const started = await postStream(
+        testApp.url,
+        { messages: [{ role: 'user', content: '[sim tokens=2]' }] },
+        { headers: { authorization: `Bearer ${key}` } },
+      );
+      const token = started.headers.get('x-resume-token') as string;
+      const [payload] = token.split('.');
+      const [, owner] = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as [string, string];
+      return { token, owner };
+    } finally {
+      await testApp.close();
+    }
+  }
+
+  it('names the owner by an HMAC under the server secret: unguessable offline, stable across instances', async () => {
+    const first = await tokenFrom('server-secret-one-0123456789abcdef');
+    const sameSecret = await tokenFrom('server-secret-one-0123456789abcdef');
+    const otherSecret = await tokenFrom('server-secret-two-0123456789abcdef');
+    const decoded = Buffer.from(first.token.split('.')[0], 'base64url').toString('utf8');
+
+    expect(keyDerived.filter((window) => first.token.includes(window) || decoded.includes(window))).toEqual(
+      [],
+    );
+    expect(first.owner).toMatch(/^key:[0-9a-f]{32}$/);
+    expect(sameSecret.owner).toBe(first.owner);
+    expect(otherSecret.owner).not.toBe(first.owner);
+  });
+});

@@ -9,6 +9,7 @@ export * from './credentials';
 export * from './host-check';
 export * from './current-principal.decorator';
 export * from './resume-token.service';
+export * from './server-keys.service';
 export * from './socket-auth.middleware';
 export * from './strategies/api-key.strategy';
 export * from './strategies/jwt.strategy';
