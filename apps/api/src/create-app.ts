@@ -6,17 +6,47 @@ import {
   refuseForeignHosts,
 } from '@app/auth';
 import type { AppConfig } from '@app/config';
-import { REQUEST_LIMITS, RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
+import { RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { ProblemDetailsFilter } from '@app/problem';
 import { CompletionsIoAdapter } from '@app/socket-io';
-import type { LoggerService, Type } from '@nestjs/common';
+import type { LoggerService, NestApplicationOptions, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import { createServer } from 'node:http';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import type { DestinationStream } from 'pino';
 import { AppModule } from './app.module';
+
+/**
+ * Node's defaults hold a slow request for up to 300 s and check every 30 s. The gateway sets both timeouts
+ * deliberately (HTTP_REQUEST_TIMEOUT_MS, HTTP_HEADERS_TIMEOUT_MS) and checks each second, so a client
+ * trickling a body or its headers is answered 408 and cut within a second of its limit. They bound how long
+ * a request takes to arrive, never how long a response (a stream) lasts. The interval is a constructor
+ * option of the server only, hence the server made here rather than by ExpressAdapter.
+ */
+class TimedExpressAdapter extends ExpressAdapter {
+  constructor(private readonly timeouts: AppConfig['http']) {
+    super();
+  }
+
+  override initHttpServer(options: NestApplicationOptions): void {
+    if (options.httpsOptions || options.forceCloseConnections || options.return503OnClosing) {
+      throw new Error('TimedExpressAdapter serves plain HTTP only; TLS is the proxy’s to terminate');
+    }
+    this.setHttpServer(
+      createServer(
+        {
+          requestTimeout: this.timeouts.requestTimeoutMs,
+          headersTimeout: this.timeouts.headersTimeoutMs,
+          connectionsCheckingInterval: 1000,
+        },
+        this.getInstance(),
+      ),
+    );
+  }
+}
 
 export interface CreateAppOptions {
   logger?: LoggerService | false;
@@ -33,8 +63,10 @@ export async function createApp(
 ): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.forRoot(config, options.authStrategies, options.logDestination),
+    new TimedExpressAdapter(config.http),
     {
-      // Only JSON bodies, with the documented size limit; anything else is refused with 415 by the controllers.
+      // No global body parser: a route reads its JSON body after its guards (JsonBodyInterceptor), so nothing
+      // is read, buffered or parsed for a client that is not authenticated.
       bodyParser: false,
       // Structured JSON logs through pino once the app is built; `false` keeps the e2e suites quiet.
       logger: options.logger,
@@ -50,7 +82,6 @@ export async function createApp(
   // One rule for both transports: Express's req.ip and the Socket.IO handshake's address.
   const trustProxy = compileTrustProxy(config.trustProxy);
   app.set('trust proxy', trustProxy);
-  app.useBodyParser('json', { limit: REQUEST_LIMITS.maxBodyBytes });
   app.use(
     helmet({
       contentSecurityPolicy: {

@@ -35,6 +35,8 @@ export const envSchema = z.object({
   STREAM_RESUME_GRACE_MS: milliseconds.default(5000),
   STREAM_RETENTION_MS: milliseconds.default(60_000),
   SHUTDOWN_GRACE_MS: milliseconds.default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: milliseconds.min(1000).default(30_000),
+  HTTP_HEADERS_TIMEOUT_MS: milliseconds.min(1000).default(10_000),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   WEB_ROOT: optionalText,
   AUTH_MODE: z
@@ -79,6 +81,12 @@ export interface AppConfig {
   simulator: { profile: (typeof SIMULATOR_PROFILES)[number] };
   streams: { resumeGraceMs: number; retentionMs: number; shutdownGraceMs: number };
   logLevel: Env['LOG_LEVEL'];
+  /**
+   * How long a client may take to send a whole request (`requestTimeout`), and its headers
+   * (`headersTimeout`), before the server answers 408 and closes the connection. Responses (streams) are
+   * not bounded by them.
+   */
+  http: { requestTimeoutMs: number; headersTimeoutMs: number };
   /** The built Angular client served at `/`. */
   webRoot: string;
   auth: {

@@ -42,6 +42,9 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       'none is refused with NODE_ENV=production; choose api-key or jwt, or set AUTH_ALLOW_ANONYMOUS=true',
     );
   }
+  if (values.HTTP_HEADERS_TIMEOUT_MS > values.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', 'must be at most HTTP_REQUEST_TIMEOUT_MS');
+  }
   if (values.AUTH_MODE === 'api-key' && !values.AUTH_API_KEYS) {
     throw new ConfigError('AUTH_API_KEYS', 'AUTH_MODE=api-key needs at least one key');
   }
@@ -82,6 +85,10 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       shutdownGraceMs: values.SHUTDOWN_GRACE_MS,
     },
     logLevel: values.LOG_LEVEL,
+    http: {
+      requestTimeoutMs: values.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: values.HTTP_HEADERS_TIMEOUT_MS,
+    },
     webRoot: resolve(values.WEB_ROOT ?? 'dist/web/browser'),
     auth: {
       mode: values.AUTH_MODE,

@@ -1,5 +1,12 @@
 import { completionRequestSchema } from '@app/completion';
-import { AllowResumeToken, AuthGuard, CurrentPrincipal, type Principal, ResumeTokenService } from '@app/auth';
+import {
+  AllowResumeToken,
+  AuthGuard,
+  CurrentPrincipal,
+  JsonBodyInterceptor,
+  type Principal,
+  ResumeTokenService,
+} from '@app/auth';
 import { RESUME_TOKEN_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
@@ -17,6 +24,7 @@ import {
   Req,
   Res,
   UseGuards,
+  UseInterceptors,
 } from '@nestjs/common';
 import {
   ApiBearerAuth,
@@ -70,6 +78,7 @@ export class SseController {
   }
 
   @Post('stream')
+  @UseInterceptors(JsonBodyInterceptor)
   @HttpCode(200)
   @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
   @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
