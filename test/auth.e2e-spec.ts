@@ -321,3 +321,224 @@ describe('limits per principal', () => {
     expect(overRate.status).toBe(429);
   });
 });
+
+describe('stream ids are scoped to their owner (no existence oracle, no squatting)', () => {
+  let testApp: TestApp;
+  const alice = { authorization: 'Bearer alice-key-0123456789' };
+  const bob = { authorization: 'Bearer bob-key-0123456789' };
+  const long = (streamId: string) => ({
+    messages: [{ role: 'user' as const, content: '[sim tokens=400 tps=40]' }],
+    streamId,
+  });
+
+  beforeAll(async () => {
+    testApp = await startTestApp({
+      AUTH_MODE: 'api-key',
+      AUTH_API_KEYS: 'alice-key-0123456789,bob-key-0123456789',
+    });
+  });
+  afterAll(() => testApp.close());
+
+  it("answers another principal's running or retained id exactly as a fresh one, on both transports", async () => {
+    const cancel = new AbortController();
+    const running = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { ...alice, 'content-type': 'application/json' },
+      body: JSON.stringify(long('alices-running-id')),
+      signal: cancel.signal,
+    });
+    const alongside = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { ...alice, 'content-type': 'application/json' },
+      body: JSON.stringify(long('alices-other-id')),
+      signal: cancel.signal,
+    });
+    const retained = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'alices-retained-id' },
+      { headers: alice },
+    );
+    const fresh = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'nobodys-id' },
+      { headers: bob },
+    );
+    const bobOnRunning = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'alices-running-id' },
+      { headers: bob },
+    );
+    const bobOnRetained = await postStream(
+      testApp.url,
+      { messages: [{ role: 'user', content: '[sim tokens=5]' }], streamId: 'alices-retained-id' },
+      { headers: bob },
+    );
+    const bobSocket = await connectWith(testApp.url, 'bob-key-0123456789');
+    const socketAck = await new Promise<StartAck>((resolve) =>
+      bobSocket.emit('completion:start', long('alices-other-id'), resolve),
+    );
+    const cancelAck = await new Promise<SimpleAck>((resolve) =>
+      bobSocket.emit('completion:cancel', { streamId: 'alices-other-id' }, resolve),
+    );
+    bobSocket.close();
+    // Alice's stream was not touched by Bob's cancel of his own: she still follows it live.
+    const aliceResume = await fetch(`${testApp.url}/api/completions/alices-other-id/stream`, {
+      headers: { ...alice, 'last-event-id': '0' },
+      signal: cancel.signal,
+    });
+    const aliceDuplicate = await postStream(testApp.url, long('alices-running-id'), { headers: alice });
+    cancel.abort();
+
+    const shape = (result: Awaited<ReturnType<typeof postStream>>) =>
+      `${result.status}:${result.events.map((event) => event.type).join(',')}`;
+    expect({
+      running: [running.status, alongside.status],
+      retained: shape(retained),
+      bobOnRunning: shape(bobOnRunning),
+      bobOnRetained: shape(bobOnRetained),
+      socketAck: socketAck.ok,
+      cancelAck: cancelAck.ok,
+      aliceResume: aliceResume.status,
+      aliceDuplicate: aliceDuplicate.status,
+    }).toEqual({
+      running: [200, 200],
+      retained: shape(fresh),
+      bobOnRunning: shape(fresh),
+      bobOnRetained: shape(fresh),
+      socketAck: true,
+      cancelAck: true,
+      aliceResume: 200,
+      aliceDuplicate: 400,
+    });
+  });
+});
+
+describe('auth: jwt hardening (exp required, unambiguous principals, one clock tolerance)', () => {
+  const secret = 'an-hs256-secret-of-enough-length-0123456789';
+  const token = (claims: { sub: string; iss?: string; exp?: number | null }) => {
+    const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(claims.sub);
+    if (claims.iss !== undefined) jwt.setIssuer(claims.iss);
+    if (claims.exp !== null) jwt.setExpirationTime(claims.exp ?? '5m');
+    return jwt.sign(new TextEncoder().encode(secret));
+  };
+  let testApp: TestApp;
+
+  afterEach(() => testApp.close());
+
+  it('refuses a token without exp on both transports, unless AUTH_JWT_REQUIRE_EXP=false', async () => {
+    testApp = await startTestApp({ AUTH_MODE: 'jwt', AUTH_JWT_SECRET: secret });
+    const forever = await token({ sub: 'u', exp: null });
+    const http = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${forever}`, 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+    });
+    const refused = {
+      http: `${http.status}:${((await http.json()) as { detail: string }).detail}`,
+      socket: await overSocket(testApp.url, forever),
+    };
+    await testApp.close();
+    testApp = await startTestApp({
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_SECRET: secret,
+      AUTH_JWT_REQUIRE_EXP: 'false',
+    });
+    const optedOut = {
+      http: await overHttp(testApp.url, { authorization: `Bearer ${forever}` }),
+      socket: await overSocket(testApp.url, forever),
+    };
+
+    expect({ refused, optedOut }).toEqual({
+      refused: { http: '401:The token has no exp claim.', socket: 'connect_error:unauthorized' },
+      optedOut: { http: 'ok', socket: 'ok' },
+    });
+  });
+
+  it('keeps (iss "a:b", sub "c") and (iss "a", sub "b:c") apart: one cannot cancel the other’s stream', async () => {
+    testApp = await startTestApp({ AUTH_MODE: 'jwt', AUTH_JWT_SECRET: secret });
+    const alice = { authorization: `Bearer ${await token({ iss: 'a:b', sub: 'c' })}` };
+    const mallory = { authorization: `Bearer ${await token({ iss: 'a', sub: 'b:c' })}` };
+    const cancel = new AbortController();
+    const started = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { ...alice, 'content-type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: '[sim tokens=400 tps=40]' }] }),
+      signal: cancel.signal,
+    });
+    const streamId = started.headers.get('x-stream-id') as string;
+    const byMallory = await fetch(`${testApp.url}/api/completions/${streamId}`, {
+      method: 'DELETE',
+      headers: mallory,
+    });
+    const byAlice = await fetch(`${testApp.url}/api/completions/${streamId}`, {
+      method: 'DELETE',
+      headers: alice,
+    });
+    cancel.abort();
+
+    expect({ byMallory: byMallory.status, byAlice: byAlice.status }).toEqual({
+      byMallory: 404,
+      byAlice: 204,
+    });
+  });
+
+  it('allows the same clock skew on every socket event as at the handshake', async () => {
+    testApp = await startTestApp({
+      AUTH_MODE: 'jwt',
+      AUTH_JWT_SECRET: secret,
+      AUTH_JWT_CLOCK_TOLERANCE_SEC: '30',
+    });
+    // Expired 10 s ago by our clock: within the 30 s tolerance, so a skewed issuer's token is accepted...
+    const skewed = await token({ sub: 'u', exp: Math.floor(Date.now() / 1000) - 10 });
+    const socket = await connectWith(testApp.url, skewed);
+    // ...and the socket may act on it, not refused as expired at the first event.
+    const ack = await new Promise<StartAck>((resolve) => socket.emit('completion:start', request, resolve));
+    socket.close();
+
+    expect(ack).toMatchObject({ ok: true });
+  });
+});
+
+describe('resume tokens carry nothing derived from the API key alone', () => {
+  const key = 'weak-key-0123456789';
+  const digest = createHash('sha256').update(key).digest();
+  /** Every 8-character window of the key's unsalted digest, as hex and as base64url: what an offline guess would match. */
+  const keyDerived = [digest.toString('hex'), digest.toString('base64url'), key].flatMap((form) =>
+    Array.from({ length: form.length - 7 }, (_, index) => form.slice(index, index + 8)),
+  );
+
+  async function tokenFrom(secret: string): Promise<{ token: string; owner: string }> {
+    const testApp = await startTestApp({
+      AUTH_MODE: 'api-key',
+      AUTH_API_KEYS: key,
+      AUTH_RESUME_SECRET: secret,
+    });
+    try {
+      const started = await postStream(
+        testApp.url,
+        { messages: [{ role: 'user', content: '[sim tokens=2]' }] },
+        { headers: { authorization: `Bearer ${key}` } },
+      );
+      const token = started.headers.get('x-resume-token') as string;
+      const [payload] = token.split('.');
+      const [, owner] = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as [string, string];
+      return { token, owner };
+    } finally {
+      await testApp.close();
+    }
+  }
+
+  it('names the owner by an HMAC under the server secret: unguessable offline, stable across instances', async () => {
+    const first = await tokenFrom('server-secret-one-0123456789abcdef');
+    const sameSecret = await tokenFrom('server-secret-one-0123456789abcdef');
+    const otherSecret = await tokenFrom('server-secret-two-0123456789abcdef');
+    const decoded = Buffer.from(first.token.split('.')[0], 'base64url').toString('utf8');
+
+    expect(keyDerived.filter((window) => first.token.includes(window) || decoded.includes(window))).toEqual(
+      [],
+    );
+    expect(first.owner).toMatch(/^key:[0-9a-f]{32}$/);
+    expect(sameSecret.owner).toBe(first.owner);
+    expect(otherSecret.owner).not.toBe(first.owner);
+  });
+});

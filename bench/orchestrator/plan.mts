@@ -134,6 +134,9 @@ export function gatewayArgs(root: string, simulatorUrl: string, profileDir: stri
       AUTH_ALLOW_ANONYMOUS: 'true',
       RATE_LIMIT_PER_MINUTE: '1000000',
       RATE_LIMIT_CONCURRENT_STREAMS: '1000000',
+      RATE_LIMIT_LISTENERS_PER_PRINCIPAL: '1000000',
+      // Every load-generator connection comes from 127.0.0.1.
+      SOCKET_MAX_CONNECTIONS_PER_ADDRESS: '1000000',
       WEB_ROOT: join(import.meta.dirname, 'no-web-client'),
     },
   };

@@ -33,8 +33,11 @@ export async function startTestApp(
     RATE_LIMIT_CONCURRENT_STREAMS: '10000',
     ...env,
   });
-  // Quiet unless a suite passes a logger of its own (to read what is logged).
-  const app = await createApp(config, { ...options, logger: options.logger ?? false });
+  // Quiet unless a suite passes a logger, or a destination for the app's own JSON lines (to read what is logged).
+  const app = await createApp(config, {
+    ...options,
+    logger: options.logger ?? (options.logDestination ? undefined : false),
+  });
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   return {

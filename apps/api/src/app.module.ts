@@ -1,4 +1,4 @@
-import { AuthModule, type AuthStrategy } from '@app/auth';
+import { AuthModule, type AuthStrategy, compileTrustProxy } from '@app/auth';
 import { CompletionModule } from '@app/completion';
 import { type AppConfig, AppConfigModule } from '@app/config';
 import { HealthModule } from '@app/health';
@@ -11,9 +11,11 @@ import { StreamsModule } from '@app/streams';
 import { type DynamicModule, Logger, Module, type OnModuleInit, type Type } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import { LoggerModule } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { existsSync } from 'node:fs';
+import { STREAM_ID_HEADER } from '@app/contracts';
 
 /**
  * Composes the libraries from one validated configuration. With the simulator as the model, the
@@ -22,8 +24,15 @@ import { existsSync } from 'node:fs';
  */
 @Module({})
 export class AppModule {
-  /** `authStrategies`: a deployment's own strategies, selectable with `AUTH_MODE` (docs/auth.md). */
-  static forRoot(config: AppConfig, authStrategies: Type<AuthStrategy>[] = []): DynamicModule {
+  /**
+   * `authStrategies`: a deployment's own strategies, selectable with `AUTH_MODE` (docs/auth.md).
+   * `logDestination`: where the JSON log lines go, stdout unless given (the e2e suites read them).
+   */
+  static forRoot(
+    config: AppConfig,
+    authStrategies: Type<AuthStrategy>[] = [],
+    logDestination?: DestinationStream,
+  ): DynamicModule {
     const simulator = config.provider === 'simulator';
     const completionOptions = {
       defaultModel: config.openai.model,
@@ -35,36 +44,23 @@ export class AppModule {
       imports: [
         AppConfigModule.forRoot(config),
         LoggerModule.forRoot({
-          pinoHttp: {
-            level: config.logLevel,
-            genReqId: (request: IncomingMessage) => {
-              const given = request.headers['x-request-id'];
-              return typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+          pinoHttp: [
+            {
+              level: config.logLevel,
+              genReqId: (request: IncomingMessage) => {
+                const given = request.headers['x-request-id'];
+                return typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+              },
+              // An allow-list, never headers wholesale: a deny-list misses the credentials it does not know of (a
+              // trusted proxy's shared secret, Proxy-Authorization), and the query string may hold a resumeToken.
+              serializers: { req: requestLogFields, res: responseLogFields },
+              customAttributeKeys: { responseTime: 'durationMs' },
+              autoLogging: {
+                ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
+              },
             },
-            // Credentials never reach a log line: headers are redacted and the query string (resumeToken) dropped.
-            redact: [
-              'req.headers.authorization',
-              'req.headers["x-api-key"]',
-              'req.headers.cookie',
-              'res.headers["x-resume-token"]',
-            ],
-            serializers: {
-              req: (request: {
-                id: unknown;
-                method: string;
-                url: string;
-                headers: Record<string, unknown>;
-              }) => ({
-                id: request.id,
-                method: request.method,
-                path: request.url.split('?')[0],
-                headers: request.headers,
-              }),
-            },
-            autoLogging: {
-              ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
-            },
-          },
+            logDestination ?? process.stdout,
+          ],
         }),
         MetricsModule,
         ...(simulator
@@ -98,6 +94,7 @@ export class AppModule {
           apiKeys: config.auth.apiKeys,
           jwt: config.auth.jwt,
           resumeTokenSecret: config.auth.resumeTokenSecret,
+          trustProxy: compileTrustProxy(config.trustProxy),
           // A resume token lives as long as the stream can be resumed at all.
           resumeTokenTtlMs:
             config.streams.resumeGraceMs + config.streams.retentionMs + config.upstream.firstTokenTimeoutMs,
@@ -130,6 +127,44 @@ export class AppModule {
       ],
     };
   }
+}
+
+/** What a request's log line says about it: no header but the user agent and the length, no query string. */
+export function requestLogFields(request: {
+  id: unknown;
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+}) {
+  return {
+    id: request.id,
+    method: request.method,
+    path: request.url.split('?')[0],
+    userAgent: oneHeader(request.headers['user-agent'])?.slice(0, 256),
+    contentLength: lengthOf(request.headers['content-length']),
+  };
+}
+
+/** And about its response: the status, the length when known, and the stream it started or resumed. */
+export function responseLogFields(response: {
+  statusCode: number | null;
+  headers: Record<string, string | string[] | number | undefined>;
+}) {
+  const streamId = response.headers[STREAM_ID_HEADER.toLowerCase()];
+  return {
+    statusCode: response.statusCode,
+    contentLength: lengthOf(response.headers['content-length']),
+    ...(typeof streamId === 'string' ? { streamId } : {}),
+  };
+}
+
+function oneHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function lengthOf(value: string | string[] | number | undefined): number | undefined {
+  const length = Number(Array.isArray(value) ? value[0] : value);
+  return Number.isSafeInteger(length) && length >= 0 && value !== undefined ? length : undefined;
 }
 
 /** Says once, through the app's logger (so as JSON, and not at all in the e2e suites), that there is no client. */

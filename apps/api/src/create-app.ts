@@ -1,20 +1,59 @@
-import type { AuthStrategy } from '@app/auth';
+import {
+  type AuthStrategy,
+  clientAddressOf,
+  compileTrustProxy,
+  HostCheck,
+  refuseForeignHosts,
+} from '@app/auth';
 import type { AppConfig } from '@app/config';
-import { REQUEST_LIMITS, RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
+import { RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { ProblemDetailsFilter } from '@app/problem';
 import { CompletionsIoAdapter } from '@app/socket-io';
-import type { LoggerService, Type } from '@nestjs/common';
+import type { LoggerService, NestApplicationOptions, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import { createServer } from 'node:http';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
+import type { DestinationStream } from 'pino';
 import { AppModule } from './app.module';
+
+/**
+ * Node's defaults hold a slow request for up to 300 s and check every 30 s. The gateway sets both timeouts
+ * deliberately (HTTP_REQUEST_TIMEOUT_MS, HTTP_HEADERS_TIMEOUT_MS) and checks each second, so a client
+ * trickling a body or its headers is answered 408 and cut within a second of its limit. They bound how long
+ * a request takes to arrive, never how long a response (a stream) lasts. The interval is a constructor
+ * option of the server only, hence the server made here rather than by ExpressAdapter.
+ */
+class TimedExpressAdapter extends ExpressAdapter {
+  constructor(private readonly timeouts: AppConfig['http']) {
+    super();
+  }
+
+  override initHttpServer(options: NestApplicationOptions): void {
+    if (options.httpsOptions || options.forceCloseConnections || options.return503OnClosing) {
+      throw new Error('TimedExpressAdapter serves plain HTTP only; TLS is the proxy’s to terminate');
+    }
+    this.setHttpServer(
+      createServer(
+        {
+          requestTimeout: this.timeouts.requestTimeoutMs,
+          headersTimeout: this.timeouts.headersTimeoutMs,
+          connectionsCheckingInterval: 1000,
+        },
+        this.getInstance(),
+      ),
+    );
+  }
+}
 
 export interface CreateAppOptions {
   logger?: LoggerService | false;
   /** Custom auth strategies of a deployment (docs/auth.md). */
   authStrategies?: Type<AuthStrategy>[];
+  /** Where the JSON log lines go instead of stdout (with `logger` left unset). */
+  logDestination?: DestinationStream;
 }
 
 /** Builds the application exactly as production runs it; `main.ts` and the e2e suites both use it. */
@@ -23,9 +62,11 @@ export async function createApp(
   options: CreateAppOptions = {},
 ): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(
-    AppModule.forRoot(config, options.authStrategies),
+    AppModule.forRoot(config, options.authStrategies, options.logDestination),
+    new TimedExpressAdapter(config.http),
     {
-      // Only JSON bodies, with the documented size limit; anything else is refused with 415 by the controllers.
+      // No global body parser: a route reads its JSON body after its guards (JsonBodyInterceptor), so nothing
+      // is read, buffered or parsed for a client that is not authenticated.
       bodyParser: false,
       // Structured JSON logs through pino once the app is built; `false` keeps the e2e suites quiet.
       logger: options.logger,
@@ -35,7 +76,12 @@ export async function createApp(
   if (options.logger === undefined) {
     app.useLogger(app.get(Logger));
   }
-  app.useBodyParser('json', { limit: REQUEST_LIMITS.maxBodyBytes });
+  // Before anything else reads the request: a foreign Host (DNS rebinding) is refused on HTTP and Socket.IO alike.
+  const hostCheck = new HostCheck(config.allowedHosts);
+  app.use(refuseForeignHosts(hostCheck));
+  // One rule for both transports: Express's req.ip and the Socket.IO handshake's address.
+  const trustProxy = compileTrustProxy(config.trustProxy);
+  app.set('trust proxy', trustProxy);
   app.use(
     helmet({
       contentSecurityPolicy: {
@@ -59,7 +105,14 @@ export async function createApp(
     });
   }
   app.useGlobalFilters(new ProblemDetailsFilter());
-  app.useWebSocketAdapter(new CompletionsIoAdapter(app, config.corsOrigins));
+  app.useWebSocketAdapter(
+    new CompletionsIoAdapter(app, {
+      corsOrigins: config.corsOrigins,
+      maxConnectionsPerAddress: config.limits.maxSocketConnectionsPerAddress,
+      clientAddress: (request) => clientAddressOf(request, trustProxy),
+      hostCheck,
+    }),
+  );
   app.disable('x-powered-by');
   const openApi = new DocumentBuilder()
     .setTitle('llm-stream-gateway')

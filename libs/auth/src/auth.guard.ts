@@ -7,6 +7,7 @@ import { AuthError } from './auth.types';
 import { httpCredentials } from './credentials';
 import type { WithPrincipal } from './current-principal.decorator';
 import { ResumeTokenService } from './resume-token.service';
+import { ANONYMOUS, anonymousFrom } from './strategies/none.strategy';
 
 const RESUME_TOKEN_ALLOWED = Symbol('RESUME_TOKEN_ALLOWED');
 /** Lets a route that takes a `:streamId` accept `?resumeToken=` (for EventSource) instead of credentials. */
@@ -32,7 +33,11 @@ export class AuthGuard implements CanActivate {
           'The resume token is not valid for this stream, or has expired.',
         );
       }
-      request.principal = principal;
+      // A token of the anonymous owner counts against the limits of the address using it, as its start did.
+      request.principal =
+        principal.id === ANONYMOUS.id
+          ? { ...principal, limitKey: anonymousFrom(request.ip).limitKey }
+          : principal;
       return true;
     }
     try {

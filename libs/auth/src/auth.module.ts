@@ -6,6 +6,7 @@ import { AUTH_MODULE_OPTIONS, AuthModuleBase, type AUTH_OPTIONS_TYPE } from './a
 import { AuthService } from './auth.service';
 import type { AuthStrategy } from './auth.types';
 import { ResumeTokenService } from './resume-token.service';
+import { ServerKeys } from './server-keys.service';
 import { ApiKeyStrategy } from './strategies/api-key.strategy';
 import { JwtStrategy } from './strategies/jwt.strategy';
 import { NoneStrategy } from './strategies/none.strategy';
@@ -14,8 +15,8 @@ export const BUILT_IN_STRATEGIES = [NoneStrategy, ApiKeyStrategy, JwtStrategy];
 
 /** Global: every transport module uses the same AuthService, guard and resume tokens. */
 @Module({
-  providers: [AuthService, AuthGuard, ResumeTokenService],
-  exports: [AuthService, AuthGuard, ResumeTokenService, AUTH_MODULE_OPTIONS],
+  providers: [AuthService, AuthGuard, ResumeTokenService, ServerKeys],
+  exports: [AuthService, AuthGuard, ResumeTokenService, ServerKeys, AUTH_MODULE_OPTIONS],
 })
 export class AuthModule extends AuthModuleBase {
   static override forRoot(options: typeof AUTH_OPTIONS_TYPE) {

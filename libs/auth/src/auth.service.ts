@@ -3,6 +3,8 @@ import { ModuleRef } from '@nestjs/core';
 import { AUTH_STRATEGY_TYPE } from './auth.constants';
 import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from './auth.module-definition';
 import { AuthError, type AuthStrategy, type Credentials, type Principal } from './auth.types';
+import { clientAddressOf } from './client-address';
+import type { IncomingMessage } from 'node:http';
 
 /**
  * The one place that decides who a request is. The HTTP guard and the Socket.IO handshake middleware
@@ -26,6 +28,11 @@ export class AuthService implements OnModuleInit {
 
   get mode(): string {
     return this.options.mode;
+  }
+
+  /** The client's address for a raw request (a Socket.IO handshake), by the same TRUST_PROXY rule as Express's `req.ip`. */
+  clientAddress(request: IncomingMessage): string {
+    return clientAddressOf(request, this.options.trustProxy);
   }
 
   /** Resolves to a principal or rejects with `AuthError`, whatever the strategy threw. */

@@ -8,6 +8,11 @@ export interface Principal {
   /** When the credentials stop being valid (epoch ms); a socket re-checks it on every event. */
   expiresAt?: number;
   claims?: Readonly<Record<string, unknown>>;
+  /**
+   * Whose limits its requests count against, when not `id`'s. Anonymous clients share one id (a stream is
+   * owned by whoever holds its id) and are told apart here, by client address.
+   */
+  limitKey?: string;
 }
 
 /** What a client presented, the same shape whatever the transport. */
@@ -19,6 +24,7 @@ export interface Credentials {
   apiKey?: string;
   /** Request or handshake headers, lower-cased, for strategies that trust a proxy's identity headers. */
   headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The client's address: the peer's, or what a proxy trusted by `TRUST_PROXY` says it is. */
   remoteAddress?: string;
 }
 

@@ -12,18 +12,22 @@ export function httpCredentials(request: Request): Credentials {
     bearer: authorization ? (BEARER.exec(authorization)?.[1] ?? '') : undefined,
     apiKey: typeof apiKey === 'string' ? apiKey : undefined,
     headers: request.headers,
-    remoteAddress: request.socket.remoteAddress,
+    // Express applies TRUST_PROXY to req.ip (create-app sets the same rule the handshake uses).
+    remoteAddress: request.ip,
   };
 }
 
-/** Socket.IO credentials travel in the handshake's `auth` object, never in the URL. */
-export function socketCredentials(socket: Pick<Socket, 'handshake'>): Credentials {
+/**
+ * Socket.IO credentials travel in the handshake's `auth` object, never in the URL. `remoteAddress` is the
+ * client's, as `AuthService.clientAddress` found it with the TRUST_PROXY rule.
+ */
+export function socketCredentials(socket: Pick<Socket, 'handshake'>, remoteAddress?: string): Credentials {
   const auth: unknown = socket.handshake.auth;
   const token = typeof auth === 'object' && auth !== null ? (auth as { token?: unknown }).token : undefined;
   return {
     transport: 'socket.io',
     bearer: typeof token === 'string' ? token : undefined,
     headers: socket.handshake.headers,
-    remoteAddress: socket.handshake.address,
+    remoteAddress,
   };
 }

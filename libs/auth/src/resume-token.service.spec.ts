@@ -1,15 +1,17 @@
 import { ResumeTokenService } from './resume-token.service';
+import { ServerKeys } from './server-keys.service';
 
 const options = {
   mode: 'none',
   apiKeys: [],
-  jwt: { clockToleranceSec: 30, jwksCooldownMs: 30_000 },
+  jwt: { clockToleranceSec: 30, jwksCooldownMs: 30_000, requireExp: true },
   resumeTokenTtlMs: 60_000,
+  trustProxy: () => false,
 };
 const alice = { id: 'alice', strategy: 'api-key' };
 
 describe('ResumeTokenService', () => {
-  const tokens = new ResumeTokenService(options);
+  const tokens = new ResumeTokenService(options, new ServerKeys(options));
   const now = 1_000_000;
 
   it('vouches for the owner of the one stream it was issued for', () => {
@@ -37,7 +39,9 @@ describe('ResumeTokenService', () => {
     );
 
     expect(tokens.verify(`${forgedPayload}.${signature}`, 'stream-1', now)).toBeUndefined();
-    expect(new ResumeTokenService(options).verify(token, 'stream-1', now)).toBeUndefined();
+    expect(
+      new ResumeTokenService(options, new ServerKeys(options)).verify(token, 'stream-1', now),
+    ).toBeUndefined();
   });
 
   it.each([
@@ -52,8 +56,10 @@ describe('ResumeTokenService', () => {
 
   it('shares tokens between instances configured with the same secret', () => {
     const shared = { ...options, resumeTokenSecret: 'one-secret-for-all-instances' };
-    const token = new ResumeTokenService(shared).issue('stream-1', alice, now);
+    const token = new ResumeTokenService(shared, new ServerKeys(shared)).issue('stream-1', alice, now);
 
-    expect(new ResumeTokenService(shared).verify(token, 'stream-1', now)).toMatchObject({ id: 'alice' });
+    expect(
+      new ResumeTokenService(shared, new ServerKeys(shared)).verify(token, 'stream-1', now),
+    ).toMatchObject({ id: 'alice' });
   });
 });

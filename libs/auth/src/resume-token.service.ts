@@ -1,22 +1,26 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from './auth.module-definition';
 import type { Principal } from './auth.types';
+import { ServerKeys } from './server-keys.service';
 
 /**
  * A browser's native EventSource cannot send headers, so resuming with it needs something in the
  * URL. Instead of the long-lived credentials, it carries this: an HMAC over one stream id, its owner
- * and an expiry, good for nothing else and for minutes only.
+ * and an expiry, good for nothing else and for minutes only. The owner is a principal id, which never
+ * holds anything derived from a credential alone (API-key principals are named by an HMAC under the
+ * server's secret), so a token in a proxy log allows no offline guessing of a key.
  */
 @Injectable()
 export class ResumeTokenService {
   /** Imported once: every stream start signs a token, and importing a raw key per call showed in profiles. */
   private readonly key: KeyObject;
 
-  constructor(@Inject(AUTH_MODULE_OPTIONS) private readonly options: AuthModuleOptions) {
-    this.key = createSecretKey(
-      options.resumeTokenSecret ? Buffer.from(options.resumeTokenSecret, 'utf8') : randomBytes(32),
-    );
+  constructor(
+    @Inject(AUTH_MODULE_OPTIONS) private readonly options: AuthModuleOptions,
+    keys: ServerKeys,
+  ) {
+    this.key = keys.keyFor('resume-token');
   }
 
   issue(streamId: string, principal: Principal, now = Date.now()): string {

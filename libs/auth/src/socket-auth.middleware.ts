@@ -22,7 +22,7 @@ export class HandshakeRefusal extends Error {
  */
 export function authenticateHandshake(auth: AuthService) {
   return (socket: Socket & { data: WithPrincipal }, next: (error?: Error) => void): void => {
-    auth.authenticate(socketCredentials(socket)).then(
+    auth.authenticate(socketCredentials(socket, auth.clientAddress(socket.request))).then(
       (principal) => {
         socket.data.principal = principal;
         next();

@@ -35,6 +35,8 @@ export const envSchema = z.object({
   STREAM_RESUME_GRACE_MS: milliseconds.default(5000),
   STREAM_RETENTION_MS: milliseconds.default(60_000),
   SHUTDOWN_GRACE_MS: milliseconds.default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: milliseconds.min(1000).default(30_000),
+  HTTP_HEADERS_TIMEOUT_MS: milliseconds.min(1000).default(10_000),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   WEB_ROOT: optionalText,
   AUTH_MODE: z
@@ -49,11 +51,17 @@ export const envSchema = z.object({
   AUTH_JWT_ISSUER: optionalText,
   AUTH_JWT_AUDIENCE: optionalText,
   AUTH_JWT_CLOCK_TOLERANCE_SEC: z.coerce.number().int().min(0).max(300).default(30),
+  AUTH_JWT_REQUIRE_EXP: z.stringbool().default(true),
   AUTH_JWKS_COOLDOWN_MS: milliseconds.default(30_000),
   AUTH_RESUME_SECRET: optionalText,
   CORS_ORIGINS: optionalText,
+  TRUST_PROXY: optionalText,
+  ALLOWED_HOSTS: optionalText,
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
+  RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
+  RATE_LIMIT_LISTENERS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(40),
+  SOCKET_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(100),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -73,6 +81,12 @@ export interface AppConfig {
   simulator: { profile: (typeof SIMULATOR_PROFILES)[number] };
   streams: { resumeGraceMs: number; retentionMs: number; shutdownGraceMs: number };
   logLevel: Env['LOG_LEVEL'];
+  /**
+   * How long a client may take to send a whole request (`requestTimeout`), and its headers
+   * (`headersTimeout`), before the server answers 408 and closes the connection. Responses (streams) are
+   * not bounded by them.
+   */
+  http: { requestTimeoutMs: number; headersTimeoutMs: number };
   /** The built Angular client served at `/`. */
   webRoot: string;
   auth: {
@@ -83,7 +97,10 @@ export interface AppConfig {
       jwksUrl?: string;
       issuer?: string;
       audience?: string;
+      /** Skew allowed on `exp` and `nbf`, at verification and on every later expiry check alike. */
       clockToleranceSec: number;
+      /** Refuse tokens without `exp` (`AUTH_JWT_REQUIRE_EXP`, default true). */
+      requireExp: boolean;
       /** Least time between two JWKS fetches; an unknown `kid` refetches once it has passed. */
       jwksCooldownMs: number;
     };
@@ -92,5 +109,22 @@ export interface AppConfig {
   };
   /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
   corsOrigins: string[];
-  limits: { requestsPerMinute: number; maxConcurrentStreams: number };
+  /**
+   * `TRUST_PROXY`, with Express's `trust proxy` semantics: `false` (the default: the peer is the client),
+   * `true` (every hop), a hop count, or names (`loopback`, `linklocal`, `uniquelocal`), addresses and CIDRs.
+   */
+  trustProxy: boolean | number | string[];
+  /**
+   * `Host` values served (DNS-rebinding protection); undefined: any. Default: the loopback names while
+   * listening on a loopback address, else any (a public name cannot be guessed: set ALLOWED_HOSTS).
+   */
+  allowedHosts: string[] | undefined;
+  limits: {
+    requestsPerMinute: number;
+    maxConcurrentStreams: number;
+    maxListenersPerStream: number;
+    maxListenersPerPrincipal: number;
+    /** Socket.IO (Engine.IO) connections one client address may hold open. */
+    maxSocketConnectionsPerAddress: number;
+  };
 }

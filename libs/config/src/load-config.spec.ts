@@ -76,6 +76,64 @@ describe('loadConfig: auth and limits', () => {
     expect(() => loadConfig({ AUTH_MODE: 'jwt' })).toThrow(/^Invalid configuration: AUTH_JWT_SECRET: /);
   });
 
+  it.each([
+    [undefined, false],
+    ['false', false],
+    ['true', true],
+    ['2', 2],
+    ['loopback, 10.0.0.0/8', ['loopback', '10.0.0.0/8']],
+  ])('reads TRUST_PROXY=%s as Express would', (value, expected) => {
+    expect(loadConfig(value === undefined ? {} : { TRUST_PROXY: value }).trustProxy).toEqual(expected);
+  });
+
+  it.each(['not-an-address', '10.0.0.0/99', ',,', 'loopback,300.1.1.1'])(
+    'refuses TRUST_PROXY=%s with one line, without echoing it',
+    (value) => {
+      expect(() => loadConfig({ TRUST_PROXY: value })).toThrow(
+        expect.objectContaining({
+          message: expect.stringMatching(/^Invalid configuration: TRUST_PROXY: must be [^\n]+$/),
+        }),
+      );
+      expect(() => loadConfig({ TRUST_PROXY: value })).toThrow(
+        expect.objectContaining({ message: expect.not.stringContaining(value) }),
+      );
+    },
+  );
+
+  it('serves the loopback names by default on loopback, any Host elsewhere, or exactly ALLOWED_HOSTS', () => {
+    expect(loadConfig({}).allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]']);
+    expect(loadConfig({ HOST: '::1' }).allowedHosts).toEqual(['localhost', '127.0.0.1', '[::1]']);
+    expect(loadConfig({ HOST: '0.0.0.0' }).allowedHosts).toBeUndefined();
+    expect(loadConfig({ ALLOWED_HOSTS: 'a.example, b.example:8443' }).allowedHosts).toEqual([
+      'a.example',
+      'b.example:8443',
+    ]);
+    expect(loadConfig({ ALLOWED_HOSTS: '*' }).allowedHosts).toBeUndefined();
+    expect(() => loadConfig({ ALLOWED_HOSTS: 'https://a.example/' })).toThrow(
+      /^Invalid configuration: ALLOWED_HOSTS: must be [^\n]+$/,
+    );
+  });
+
+  it('refuses an HS256 secret under 32 bytes in production, without echoing it', () => {
+    const production = { NODE_ENV: 'production', AUTH_MODE: 'jwt' };
+
+    expect(() => loadConfig({ ...production, AUTH_JWT_SECRET: 'short-secret-31-bytes-long-xxxx' })).toThrow(
+      /^Invalid configuration: AUTH_JWT_SECRET: must be at least 32 bytes with NODE_ENV=production$/,
+    );
+    expect(loadConfig({ ...production, AUTH_JWT_SECRET: 'a-secret-of-exactly-32-bytes-xxx' }).auth.mode).toBe(
+      'jwt',
+    );
+    expect(loadConfig({ AUTH_MODE: 'jwt', AUTH_JWT_SECRET: 'x' }).auth.jwt.secret).toBe('x');
+  });
+
+  it('requires exp on JWTs unless AUTH_JWT_REQUIRE_EXP=false', () => {
+    expect(loadConfig({}).auth.jwt.requireExp).toBe(true);
+    expect(loadConfig({ AUTH_JWT_REQUIRE_EXP: 'false' }).auth.jwt.requireExp).toBe(false);
+    expect(() => loadConfig({ AUTH_JWT_REQUIRE_EXP: 'sometimes' })).toThrow(
+      /^Invalid configuration: AUTH_JWT_REQUIRE_EXP: /,
+    );
+  });
+
   it('refuses a malformed AUTH_MODE name', () => {
     expect(() => loadConfig({ AUTH_MODE: 'Not A Name' })).toThrow(/^Invalid configuration: AUTH_MODE: /);
   });

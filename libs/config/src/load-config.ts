@@ -1,10 +1,13 @@
 import { resolve } from 'node:path';
+import proxyAddr from 'proxy-addr';
 import { z } from 'zod';
 import { type AppConfig, envSchema } from './app-config.schema';
 
 export const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';
 /** The simulator's own default model name (it uses the configured latency profile). */
 export const SIMULATOR_DEFAULT_MODEL = 'simulator';
+
+const MIN_HS256_SECRET_BYTES = 32;
 
 /** A configuration that cannot start the server; `message` is one line naming the variable. */
 export class ConfigError extends Error {
@@ -39,11 +42,25 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       'none is refused with NODE_ENV=production; choose api-key or jwt, or set AUTH_ALLOW_ANONYMOUS=true',
     );
   }
+  if (values.HTTP_HEADERS_TIMEOUT_MS > values.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', 'must be at most HTTP_REQUEST_TIMEOUT_MS');
+  }
   if (values.AUTH_MODE === 'api-key' && !values.AUTH_API_KEYS) {
     throw new ConfigError('AUTH_API_KEYS', 'AUTH_MODE=api-key needs at least one key');
   }
   if (values.AUTH_MODE === 'jwt' && !values.AUTH_JWT_SECRET && !values.AUTH_JWKS_URL) {
     throw new ConfigError('AUTH_JWT_SECRET', 'AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_URL');
+  }
+  if (
+    values.NODE_ENV === 'production' &&
+    values.AUTH_JWT_SECRET !== undefined &&
+    Buffer.byteLength(values.AUTH_JWT_SECRET, 'utf8') < MIN_HS256_SECRET_BYTES
+  ) {
+    // RFC 7518 3.2: an HS256 key must be at least as long as the hash; a short one can be brute-forced offline.
+    throw new ConfigError(
+      'AUTH_JWT_SECRET',
+      `must be at least ${MIN_HS256_SECRET_BYTES} bytes with NODE_ENV=production`,
+    );
   }
   return {
     nodeEnv: values.NODE_ENV,
@@ -68,6 +85,10 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       shutdownGraceMs: values.SHUTDOWN_GRACE_MS,
     },
     logLevel: values.LOG_LEVEL,
+    http: {
+      requestTimeoutMs: values.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: values.HTTP_HEADERS_TIMEOUT_MS,
+    },
     webRoot: resolve(values.WEB_ROOT ?? 'dist/web/browser'),
     auth: {
       mode: values.AUTH_MODE,
@@ -78,16 +99,72 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
         issuer: values.AUTH_JWT_ISSUER,
         audience: values.AUTH_JWT_AUDIENCE,
         clockToleranceSec: values.AUTH_JWT_CLOCK_TOLERANCE_SEC,
+        requireExp: values.AUTH_JWT_REQUIRE_EXP,
         jwksCooldownMs: values.AUTH_JWKS_COOLDOWN_MS,
       },
       resumeTokenSecret: values.AUTH_RESUME_SECRET,
     },
     corsOrigins: list(values.CORS_ORIGINS),
+    trustProxy: trustProxyOf(values.TRUST_PROXY),
+    allowedHosts: allowedHostsOf(values.ALLOWED_HOSTS, values.HOST),
     limits: {
       requestsPerMinute: values.RATE_LIMIT_PER_MINUTE,
       maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
+      maxListenersPerStream: values.RATE_LIMIT_LISTENERS_PER_STREAM,
+      maxListenersPerPrincipal: values.RATE_LIMIT_LISTENERS_PER_PRINCIPAL,
+      maxSocketConnectionsPerAddress: values.SOCKET_MAX_CONNECTIONS_PER_ADDRESS,
     },
   };
+}
+
+/** What a browser on this machine calls a server listening on loopback. */
+export const LOOPBACK_HOST_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+function allowedHostsOf(value: string | undefined, listenHost: string): string[] | undefined {
+  if (value === undefined) {
+    return isLoopback(listenHost) ? LOOPBACK_HOST_NAMES : undefined;
+  }
+  const entries = list(value);
+  if (
+    entries.length === 0 ||
+    entries.some((entry) => !/^(\*|\[[0-9a-f:.]+\](:\d+)?|[^\s/@[\]]+)$/i.test(entry))
+  ) {
+    throw new ConfigError(
+      'ALLOWED_HOSTS',
+      'must be a comma-separated list of host names (with an optional :port), or *',
+    );
+  }
+  return entries.includes('*') ? undefined : entries;
+}
+
+const TRUST_PROXY_HELP =
+  'must be true, false, a hop count, or a comma-separated list of loopback, linklocal, uniquelocal, addresses and CIDRs';
+
+/** Parsed as Express parses a `trust proxy` string, and checked now rather than on the first request. */
+function trustProxyOf(value: string | undefined): boolean | number | string[] {
+  if (value === undefined || value === 'false') {
+    return false;
+  }
+  if (value === 'true') {
+    return true;
+  }
+  if (/^\d+$/.test(value)) {
+    return Number(value);
+  }
+  const entries = list(value);
+  try {
+    proxyAddr.compile(entries);
+  } catch {
+    throw new ConfigError('TRUST_PROXY', TRUST_PROXY_HELP);
+  }
+  if (entries.length === 0) {
+    throw new ConfigError('TRUST_PROXY', TRUST_PROXY_HELP);
+  }
+  return entries;
 }
 
 function list(value: string | undefined): string[] {

@@ -21,6 +21,8 @@ export const REFUSAL_STATUS = {
   rate_limited: 429,
   internal: 500,
   shutting_down: 503,
+  /** A dependency the server needs to admit a stream (the shared limits' store) is unreachable; retryable. */
+  unavailable: 503,
 } as const;
 export type RefusalCode = keyof typeof REFUSAL_STATUS;
 

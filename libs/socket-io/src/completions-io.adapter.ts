@@ -1,31 +1,91 @@
-import { REQUEST_LIMITS, SOCKET_PATH } from '@app/contracts';
+import { HandshakeRefusal, type HostCheck, refuseForeignHostsOnEngine } from '@app/auth';
+import { REQUEST_LIMITS, SOCKET_NAMESPACE, SOCKET_PATH } from '@app/contracts';
 import type { INestApplicationContext } from '@nestjs/common';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import type { IncomingMessage } from 'node:http';
 import type { Server, ServerOptions } from 'socket.io';
 
+export interface CompletionsIoOptions {
+  /** `CORS_ORIGINS`: origins allowed besides the server's own. */
+  corsOrigins: readonly string[];
+  /** `SOCKET_MAX_CONNECTIONS_PER_ADDRESS`: Engine.IO connections one client address may hold open. */
+  maxConnectionsPerAddress: number;
+  /** The client's address for limits (the socket's peer, or what a trusted proxy says). */
+  clientAddress: (request: IncomingMessage) => string;
+  /** `ALLOWED_HOSTS`, checked on every Engine.IO request and upgrade as on HTTP. */
+  hostCheck: HostCheck;
+}
+
 /**
  * Socket.IO settings for every namespace: the HTTP body limit as the packet limit, no client bundle
  * served, and the same origin policy as HTTP. Browsers send `Origin` with a WebSocket handshake but
  * do not enforce CORS on it, so the server checks it: same origin, or one of `CORS_ORIGINS`.
+ *
+ * Only `/completions` is served: the main namespace `/`, which Socket.IO creates and accepts by default,
+ * refuses every connection (other names are refused by Socket.IO as unknown). And one client address
+ * may hold at most `maxConnectionsPerAddress` connections, counted at the Engine.IO level, so that a
+ * connection that never joins a namespace, or whose handshake is refused, still counts while it is open.
  */
 export class CompletionsIoAdapter extends IoAdapter {
+  private readonly connections = new Map<string, number>();
+
   constructor(
     app: INestApplicationContext,
-    private readonly corsOrigins: readonly string[],
+    private readonly options: CompletionsIoOptions,
   ) {
     super(app);
   }
 
   override createIOServer(port: number, options?: ServerOptions): Server {
-    return super.createIOServer(port, {
+    const server: Server = super.createIOServer(port, {
       ...options,
       path: options?.path ?? SOCKET_PATH,
       serveClient: false,
       maxHttpBufferSize: REQUEST_LIMITS.maxBodyBytes,
-      cors: this.corsOrigins.length > 0 ? { origin: [...this.corsOrigins] } : undefined,
-      allowRequest: (request, callback) => callback(null, originAllowed(request, this.corsOrigins)),
+      cors: this.options.corsOrigins.length > 0 ? { origin: [...this.options.corsOrigins] } : undefined,
+      allowRequest: (request, callback) => {
+        const refusal = this.refusalOf(request);
+        callback(refusal ?? null, refusal === undefined);
+      },
     } as ServerOptions);
+    server.engine.use(refuseForeignHostsOnEngine(this.options.hostCheck));
+    server
+      .of('/')
+      .use((_socket, next) =>
+        next(
+          new HandshakeRefusal(`Only the ${SOCKET_NAMESPACE} namespace is served.`, { code: 'forbidden' }),
+        ),
+      );
+    // The handshake that allowRequest admitted becomes this connection synchronously (no await between), so a
+    // burst of handshakes from one address cannot all pass the check before any of them is counted.
+    server.engine.on(
+      'connection',
+      (connection: { request: IncomingMessage; once: (event: 'close', listener: () => void) => void }) => {
+        const address = this.options.clientAddress(connection.request);
+        this.connections.set(address, (this.connections.get(address) ?? 0) + 1);
+        connection.once('close', () => {
+          const left = (this.connections.get(address) ?? 1) - 1;
+          if (left > 0) {
+            this.connections.set(address, left);
+          } else {
+            this.connections.delete(address);
+          }
+        });
+      },
+    );
+    return server;
+  }
+
+  /** Why a new Engine.IO handshake is refused, or undefined when it is not. */
+  private refusalOf(request: IncomingMessage): string | undefined {
+    if (!originAllowed(request, this.options.corsOrigins)) {
+      return 'This origin is not allowed.';
+    }
+    const open = this.connections.get(this.options.clientAddress(request)) ?? 0;
+    if (open >= this.options.maxConnectionsPerAddress) {
+      return 'Too many connections from this address.';
+    }
+    return undefined;
   }
 }
 

@@ -3,7 +3,6 @@ import {
   type AckError,
   type CancelPayload,
   type ClientToServerEvents,
-  type CompletionEvent,
   type ResumePayload,
   type ServerToClientEvents,
   type SimpleAck,
@@ -12,7 +11,13 @@ import {
   type StartAck,
 } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
-import { ShutdownCoordinator, StreamRegistry, StreamStarter } from '@app/streams';
+import {
+  type ResumeOutcome,
+  ShutdownCoordinator,
+  type StreamListener,
+  StreamRegistry,
+  StreamStarter,
+} from '@app/streams';
 import { Logger } from '@nestjs/common';
 import {
   Ack,
@@ -24,7 +29,7 @@ import {
   SubscribeMessage,
   WebSocketGateway,
 } from '@nestjs/websockets';
-import type { Observable, Subscription } from 'rxjs';
+import type { Subscription } from 'rxjs';
 import type { Namespace, Socket } from 'socket.io';
 import { z } from 'zod';
 import { MAX_SOCKET_PENDING_BYTES, pendingBytes } from './engine-queue';
@@ -92,10 +97,10 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       ack?.(EXPIRED);
       return;
     }
-    const owner = (socket.data.principal as Principal).id;
+    const { id: owner, limitKey } = socket.data.principal as Principal;
     let result: StartAck;
     try {
-      const outcome = await this.starter.start(payload, owner, 'socket.io');
+      const outcome = await this.starter.start(payload, owner, 'socket.io', limitKey);
       result = outcome.ok
         ? { ok: true, streamId: outcome.streamId }
         : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
@@ -105,7 +110,10 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     }
     ack?.(result);
     if (result.ok) {
-      this.listen(socket, result.streamId, this.registry.listen(result.streamId, owner));
+      const listener = this.registry.listen(result.streamId, owner, -1, 'start', limitKey);
+      if (listener.ok) {
+        this.listen(socket, result.streamId, listener);
+      }
     }
   }
 
@@ -123,11 +131,11 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
   }
 
   @SubscribeMessage(SOCKET_EVENTS.resume)
-  resumeStream(
+  async resumeStream(
     @ConnectedSocket() socket: CompletionSocket,
     @MessageBody() payload: unknown,
     @Ack() ack: Reply<SimpleAck>,
-  ): void {
+  ): Promise<void> {
     const request = this.accept(
       socket,
       resumeSchema,
@@ -138,14 +146,26 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     if (!request) {
       return;
     }
-    const events = this.registry.listen(request.streamId, request.owner, request.lastSeq);
-    if (!events) {
-      ack?.(refusal('not_found', 'No such stream, or it is no longer available.'));
+    let outcome: ResumeOutcome;
+    try {
+      outcome = await this.starter.resume(
+        request.streamId,
+        request.owner,
+        request.lastSeq,
+        (socket.data.principal as Principal).limitKey,
+      );
+    } catch (error) {
+      this.logger.error(`completion:resume failed: ${error instanceof Error ? error.stack : String(error)}`);
+      ack?.(refusal('internal', 'The server failed to resume the stream.'));
+      return;
+    }
+    if (!outcome.ok) {
+      ack?.(refusal(outcome.code, outcome.message, outcome.retryAfterMs));
       return;
     }
     ack?.({ ok: true });
     this.metrics.resumed('socket.io');
-    this.listen(socket, request.streamId, events);
+    this.listen(socket, request.streamId, outcome);
   }
 
   handleConnection(): void {
@@ -181,17 +201,17 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     return { ...parsed.data, owner: (socket.data.principal as Principal).id };
   }
 
-  private listen(
-    socket: CompletionSocket,
-    streamId: string,
-    events: Observable<CompletionEvent> | undefined,
-  ): void {
-    if (!events) {
-      return;
-    }
+  /**
+   * Relays a stream to the socket until its terminal event or the socket's end. The listener's place is
+   * given back with the subscription: what a replay queued is bounded by the socket's pending-bytes cap.
+   * A listener this socket already had for the stream is replaced, after the new one is subscribed (so
+   * the stream never looks abandoned in between, which with a zero grace would cancel it).
+   */
+  private listen(socket: CompletionSocket, streamId: string, listener: StreamListener): void {
     const listening = (socket.data.listening ??= new Map());
-    listening.get(streamId)?.unsubscribe();
-    const subscription = events.subscribe({
+    const previous = listening.get(streamId);
+    let subscription: Subscription | undefined = undefined;
+    subscription = listener.events.subscribe({
       next: (event) => {
         if (pendingBytes(socket) > MAX_SOCKET_PENDING_BYTES) {
           // The client stopped reading: drop it rather than let its backlog grow; it resumes on reconnect.
@@ -201,9 +221,21 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
         }
         socket.emit(SOCKET_EVENTS.event, event);
       },
-      complete: () => listening.delete(streamId),
+      complete: () => {
+        if (subscription !== undefined && listening.get(streamId) === subscription) {
+          listening.delete(streamId);
+        }
+      },
     });
-    if (!subscription.closed) {
+    subscription.add(() => listener.leave());
+    previous?.unsubscribe();
+    if (!socket.connected) {
+      // The socket went while the start or resume was being admitted: its disconnect handler has already run.
+      subscription.unsubscribe();
+    }
+    if (subscription.closed) {
+      listening.delete(streamId);
+    } else {
       listening.set(streamId, subscription);
     }
   }

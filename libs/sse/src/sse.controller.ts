@@ -1,9 +1,16 @@
 import { completionRequestSchema } from '@app/completion';
-import { AllowResumeToken, AuthGuard, CurrentPrincipal, type Principal, ResumeTokenService } from '@app/auth';
-import { type CompletionEvent, RESUME_TOKEN_HEADER } from '@app/contracts';
+import {
+  AllowResumeToken,
+  AuthGuard,
+  CurrentPrincipal,
+  JsonBodyInterceptor,
+  type Principal,
+  ResumeTokenService,
+} from '@app/auth';
+import { RESUME_TOKEN_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
-import { StreamRegistry, StreamStarter } from '@app/streams';
+import { StreamRegistry, type StreamListener, StreamStarter } from '@app/streams';
 import {
   Body,
   Controller,
@@ -17,6 +24,7 @@ import {
   Req,
   Res,
   UseGuards,
+  UseInterceptors,
 } from '@nestjs/common';
 import {
   ApiBearerAuth,
@@ -33,7 +41,6 @@ import {
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import type { Observable } from 'rxjs';
 import { SseWriter } from './sse-writer';
 
 /**
@@ -45,7 +52,7 @@ import { SseWriter } from './sse-writer';
 const EVENT_STREAM_DESCRIPTION =
   'text/event-stream: `id: <seq>`, `event: start|token|done|error`, `data: <CompletionEvent JSON>`; `: ping` every 15 s while idle. See docs/protocol.md.';
 const REFUSALS =
-  'Refusals are application/problem+json with `code`: 400, 401, 403, 404, 413, 415, 429 (Retry-After), 503.';
+  'Refusals are application/problem+json with `code`: 400, 401, 403, 404, 413, 415, 429 (Retry-After), 503 (Retry-After).';
 
 @ApiTags('completions')
 @ApiBearerAuth()
@@ -71,6 +78,7 @@ export class SseController {
   }
 
   @Post('stream')
+  @UseInterceptors(JsonBodyInterceptor)
   @HttpCode(200)
   @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
   @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
@@ -85,7 +93,7 @@ export class SseController {
     if (!request.is('application/json')) {
       throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
     }
-    const outcome = await this.starter.start(body, principal.id, 'sse');
+    const outcome = await this.starter.start(body, principal.id, 'sse', principal.limitKey);
     if (!outcome.ok) {
       throw new ProblemException(outcome.code, outcome.message, {
         errors: outcome.violations,
@@ -93,10 +101,10 @@ export class SseController {
       });
     }
     // Listening in the same tick as start: the registry buffers the start event until then.
-    const events = this.registry.listen(outcome.streamId, principal.id);
-    if (events) {
+    const listener = this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey);
+    if (listener.ok) {
       response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
-      this.pipe(outcome.streamId, events, response);
+      this.pipe(outcome.streamId, listener, response);
     }
   }
 
@@ -117,13 +125,13 @@ export class SseController {
   @ApiProduces('text/event-stream')
   @ApiOkResponse({ description: EVENT_STREAM_DESCRIPTION })
   @ApiNotFoundResponse({ description: 'unknown, expired, or another principal’s stream' })
-  resumeStream(
+  async resumeStream(
     @Param('streamId') streamId: string,
     @Headers('last-event-id') lastEventIdHeader: string | undefined,
     @Query('lastEventId') lastEventIdQuery: string | undefined,
     @Res() response: Response,
     @CurrentPrincipal() principal: Principal,
-  ): void {
+  ): Promise<void> {
     const lastSeq = parseLastEventId(lastEventIdHeader ?? lastEventIdQuery);
     if (lastSeq === undefined) {
       throw new ProblemException(
@@ -131,12 +139,12 @@ export class SseController {
         'Last-Event-ID must be a whole number (the last seq received).',
       );
     }
-    const events = this.registry.listen(streamId, principal.id, lastSeq);
-    if (!events) {
-      throw new ProblemException('not_found', 'No such stream, or it is no longer available.');
+    const outcome = await this.starter.resume(streamId, principal.id, lastSeq, principal.limitKey);
+    if (!outcome.ok) {
+      throw new ProblemException(outcome.code, outcome.message, { retryAfterMs: outcome.retryAfterMs });
     }
     this.metrics.resumed('sse');
-    this.pipe(streamId, events, response);
+    this.pipe(streamId, outcome, response);
   }
 
   @Delete(':streamId')
@@ -152,11 +160,11 @@ export class SseController {
     }
   }
 
-  private pipe(streamId: string, events: Observable<CompletionEvent>, response: Response): void {
+  private pipe(streamId: string, listener: StreamListener, response: Response): void {
     const writer = new SseWriter(response, streamId, () => this.metrics.slowClientDropped('sse'));
     this.writers.add(writer);
     this.metrics.connectionOpened('sse');
-    const subscription = events.subscribe({
+    const subscription = listener.events.subscribe({
       next: (event) => writer.send(event),
       complete: () => writer.end(),
     });
@@ -167,6 +175,8 @@ export class SseController {
       this.writers.delete(writer);
       subscription.unsubscribe();
       writer.end();
+      // Only now: a replay has left the process once the response is closed, not when its events were queued.
+      listener.leave();
     });
   }
 }

@@ -1,5 +1,7 @@
+export * from './in-memory-stream-admission';
 export * from './live-stream';
 export * from './shutdown-coordinator.service';
+export * from './stream-admission';
 export * from './stream-registry.service';
 export * from './stream-starter.service';
 export * from './streams.constants';

@@ -5,8 +5,24 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from
 import { randomUUID } from 'node:crypto';
 import type { Observable } from 'rxjs';
 import { LiveStream } from './live-stream';
-import type { StreamRegistryOptions } from './streams.constants';
+import type { StreamSlot } from './stream-admission';
+import { STREAM_LIMITS, type StreamLimits, type StreamRegistryOptions } from './streams.constants';
 import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
+
+/**
+ * One client following one stream. `leave()` frees its place among the stream's and the owner's
+ * listeners: a transport calls it when the client's connection for the stream has ended (an SSE
+ * response once it is closed, so that a replay counts until it has been written out), not merely
+ * when the events end. A second call does nothing.
+ */
+export interface StreamListener {
+  readonly events: Observable<CompletionEvent>;
+  leave(): void;
+}
+
+export type ListenOutcome =
+  | ({ ok: true } & StreamListener)
+  | { ok: false; reason: 'not_found' | 'listeners_per_stream' | 'listeners_per_principal' };
 
 export class StreamIdConflictError extends Error {
   constructor() {
@@ -19,13 +35,16 @@ export class StreamIdConflictError extends Error {
  * Every running and recently finished stream, whichever transport started it. A transport starts a
  * stream, listens to it, and stops listening when its client goes; the registry decides when the
  * upstream request is aborted (explicit cancel: at once; nobody listening: after the resume grace).
- * Ownership is checked here so that no transport can forget it: an unknown stream and another
- * principal's stream look the same (`undefined` / `false`).
+ * Ownership is checked here so that no transport can forget it: streams are found by owner and id
+ * together, so another principal's stream is not merely hidden but not there at all (`not_found` /
+ * `false`), and its id is free for anyone else to use.
  */
 @Injectable()
 export class StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
-  private readonly activeByOwner = new Map<string, number>();
+  /** Clients following each stream, and each limit key's streams, now (see `StreamListener.leave`). */
+  private readonly listenersByStream = new Map<string, number>();
+  private readonly listenersByOwner = new Map<string, number>();
   private readonly logger = new Logger(StreamRegistry.name);
   private activeTotal = 0;
   private idleWaiters: (() => void)[] = [];
@@ -33,6 +52,7 @@ export class StreamRegistry implements OnApplicationShutdown {
   constructor(
     private readonly completion: CompletionService,
     @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
+    @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
     @Optional() private readonly metrics?: MetricsService,
   ) {}
 
@@ -62,22 +82,25 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
   }
 
-  get size(): number {
-    return this.streams.size;
+  /** Clients following `owner`'s stream `id` now (for operations and tests). */
+  listenerCount(id: string, owner: string): number {
+    return this.listenersByStream.get(keyOf(owner, id)) ?? 0;
   }
 
-  /** Streams of `owner` that have not ended yet. */
-  activeCount(owner: string): number {
-    return this.activeByOwner.get(owner) ?? 0;
+  get size(): number {
+    return this.streams.size;
   }
 
   /**
    * Starts the upstream request at once; events are buffered until a transport listens, which it
    * must do in the same tick (the resume grace only starts once a listener has come and gone).
+   * `slot` is the owner's concurrency slot, admitted before: the stream gives it back when it ends.
+   * When the start is refused (a conflicting id) the slot is the caller's to release.
    */
-  start(request: CompletionRequest, owner: string, transport: TransportName): string {
+  start(request: CompletionRequest, owner: string, transport: TransportName, slot: StreamSlot): string {
     const id = request.streamId ?? randomUUID();
-    if (this.streams.has(id)) {
+    const key = keyOf(owner, id);
+    if (this.streams.has(key)) {
       throw new StreamIdConflictError();
     }
     const stream = new LiveStream(
@@ -85,10 +108,9 @@ export class StreamRegistry implements OnApplicationShutdown {
       owner,
       transport,
       (idle) => this.whenIdle(idle),
-      (finished) => this.retain(finished),
+      (finished) => this.retain(finished, slot),
     );
-    this.streams.set(id, stream);
-    this.activeByOwner.set(owner, this.activeCount(owner) + 1);
+    this.streams.set(key, stream);
     this.activeTotal += 1;
     this.metrics?.streamStarted(transport);
     this.logger.log({ streamId: id, transport }, 'stream started');
@@ -96,16 +118,52 @@ export class StreamRegistry implements OnApplicationShutdown {
     return id;
   }
 
-  /** The stream's events after `afterSeq` (-1: all), then live ones until its terminal event. */
-  listen(id: string, owner: string, afterSeq = -1): Observable<CompletionEvent> | undefined {
-    const stream = this.streams.get(id);
-    return stream && stream.owner === owner ? stream.listen(afterSeq) : undefined;
+  /**
+   * The stream's events after `afterSeq` (-1: all), then live ones until its terminal event.
+   * `not_found` when unknown, expired, no longer buffered that far back, or another owner's.
+   * A resume is refused past the listener caps; the start's own first listener never is (the
+   * concurrency limit bounds those). The per-principal cap counts by `limitKey` (see StreamStarter.start).
+   */
+  listen(
+    id: string,
+    owner: string,
+    afterSeq = -1,
+    purpose: 'start' | 'resume' = 'resume',
+    limitKey = owner,
+  ): ListenOutcome {
+    const key = keyOf(owner, id);
+    const events = this.streams.get(key)?.listen(afterSeq);
+    if (!events) {
+      return { ok: false, reason: 'not_found' };
+    }
+    if (purpose === 'resume') {
+      if ((this.listenersByStream.get(key) ?? 0) >= this.limits.maxListenersPerStream) {
+        return { ok: false, reason: 'listeners_per_stream' };
+      }
+      if ((this.listenersByOwner.get(limitKey) ?? 0) >= this.limits.maxListenersPerPrincipal) {
+        return { ok: false, reason: 'listeners_per_principal' };
+      }
+    }
+    adjust(this.listenersByStream, key, +1);
+    adjust(this.listenersByOwner, limitKey, +1);
+    let present = true;
+    return {
+      ok: true,
+      events,
+      leave: () => {
+        if (present) {
+          present = false;
+          adjust(this.listenersByStream, key, -1);
+          adjust(this.listenersByOwner, limitKey, -1);
+        }
+      },
+    };
   }
 
   /** Aborts the upstream request now; the stream ends with `done`/`cancelled`. False when unknown or not the owner's. */
   cancel(id: string, owner: string): boolean {
-    const stream = this.streams.get(id);
-    if (!stream || stream.owner !== owner) {
+    const stream = this.streams.get(keyOf(owner, id));
+    if (!stream) {
       return false;
     }
     stream.cancel();
@@ -117,7 +175,6 @@ export class StreamRegistry implements OnApplicationShutdown {
       stream.dispose();
     }
     this.streams.clear();
-    this.activeByOwner.clear();
   }
 
   private whenIdle(stream: LiveStream): void {
@@ -128,7 +185,8 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
   }
 
-  private retain(stream: LiveStream): void {
+  private retain(stream: LiveStream, slot: StreamSlot): void {
+    slot.release();
     const outcome = stream.outcome(this.completion.providerName);
     this.metrics?.streamEnded(outcome);
     // Ids and counts only: prompts and answers never reach a log line.
@@ -149,15 +207,10 @@ export class StreamRegistry implements OnApplicationShutdown {
       this.idleWaiters = [];
       waiters.forEach((wake) => wake());
     }
-    const active = this.activeCount(stream.owner) - 1;
-    if (active > 0) {
-      this.activeByOwner.set(stream.owner, active);
-    } else {
-      this.activeByOwner.delete(stream.owner);
-    }
     const forget = () => {
-      if (this.streams.get(stream.id) === stream) {
-        this.streams.delete(stream.id);
+      const key = keyOf(stream.owner, stream.id);
+      if (this.streams.get(key) === stream) {
+        this.streams.delete(key);
       }
     };
     if (this.options.retentionMs === 0) {
@@ -165,5 +218,24 @@ export class StreamRegistry implements OnApplicationShutdown {
       return;
     }
     setTimeout(forget, this.options.retentionMs).unref();
+  }
+}
+
+/**
+ * Stream ids are scoped to their owner: two principals may use the same id, each for a stream of their own,
+ * so choosing an id tells nothing about anyone else's streams (and cannot squat one). JSON keeps the pair
+ * unambiguous whatever either part contains.
+ */
+function keyOf(owner: string, id: string): string {
+  return JSON.stringify([owner, id]);
+}
+
+/** Counts kept only while positive, so that the maps hold present owners and streams only. */
+function adjust(counts: Map<string, number>, key: string, by: 1 | -1): void {
+  const next = (counts.get(key) ?? 0) + by;
+  if (next > 0) {
+    counts.set(key, next);
+  } else {
+    counts.delete(key);
   }
 }

@@ -2,37 +2,69 @@ import { describeViolations, parseCompletionRequest, type RequestViolation } fro
 import type { RefusalCode } from '@app/contracts';
 import type { TransportName } from '@app/metrics';
 import { Inject, Injectable } from '@nestjs/common';
-import { ThrottlerStorage } from '@nestjs/throttler';
 import { ShutdownCoordinator } from './shutdown-coordinator.service';
-import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+import {
+  type AdmissionDecision,
+  type AdmissionRefusal,
+  AdmissionUnavailableError,
+  StreamAdmission,
+} from './stream-admission';
+import { StreamIdConflictError, StreamRegistry, type StreamListener } from './stream-registry.service';
 import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
 
 export type StartOutcome =
   | { ok: true; streamId: string }
   | { ok: false; code: RefusalCode; message: string; retryAfterMs?: number; violations?: RequestViolation[] };
 
+type Refusal = Extract<StartOutcome, { ok: false }>;
+
+export type ResumeOutcome = ({ ok: true } & StreamListener) | Refusal;
+
+const SHUTTING_DOWN: Refusal = {
+  ok: false,
+  code: 'shutting_down',
+  message: 'The server is shutting down; retry shortly.',
+  retryAfterMs: 1000,
+};
+/** A listener's place frees when a client goes, at any moment; this is only a hint. */
+const LISTENER_RETRY_AFTER_MS = 1000;
+const UNAVAILABLE: Refusal = {
+  ok: false,
+  code: 'unavailable',
+  message: 'The server cannot check its limits right now; retry shortly.',
+  retryAfterMs: 1000,
+};
+
 /**
- * What every transport does to start a stream, in one place: validate the payload with the one
- * schema, apply the principal's limits, start it in the registry. A transport only maps the outcome
- * to its own framing (problem+json, an ack).
+ * What every transport does to start or resume a stream, in one place: validate the payload with the
+ * one schema, admit it against the principal's limits, start it in (or follow it from) the registry.
+ * A transport only maps the outcome to its own framing (problem+json, an ack).
+ *
+ * Nothing is awaited before the admission: it is the one step that reserves, so a burst of starts
+ * cannot all pass a check made before any of them is counted. A start refused after admission
+ * (shutdown began meanwhile, a conflicting id) gives its slot back.
  */
 @Injectable()
 export class StreamStarter {
   constructor(
     private readonly registry: StreamRegistry,
+    private readonly admission: StreamAdmission,
     @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
-    @Inject(ThrottlerStorage) private readonly store: ThrottlerStorage,
     private readonly shutdown: ShutdownCoordinator,
   ) {}
 
-  async start(payload: unknown, owner: string, transport: TransportName): Promise<StartOutcome> {
+  /**
+   * `owner` owns the stream (cancel and resume check it); `limitKey` is whose limits it counts against,
+   * the owner's unless the principal says otherwise (`Principal.limitKey`: anonymous clients, by address).
+   */
+  async start(
+    payload: unknown,
+    owner: string,
+    transport: TransportName,
+    limitKey = owner,
+  ): Promise<StartOutcome> {
     if (this.shutdown.draining) {
-      return {
-        ok: false,
-        code: 'shutting_down',
-        message: 'The server is shutting down; retry shortly.',
-        retryAfterMs: 1000,
-      };
+      return SHUTTING_DOWN;
     }
     const parsed = parseCompletionRequest(payload);
     if (!parsed.ok) {
@@ -43,40 +75,86 @@ export class StreamStarter {
         violations: parsed.violations,
       };
     }
-    if (this.registry.activeCount(owner) >= this.limits.maxConcurrentStreams) {
-      return {
-        ok: false,
-        code: 'rate_limited',
-        message: `At most ${this.limits.maxConcurrentStreams} streams may run at once; wait for one to end.`,
-        retryAfterMs: 1000,
-      };
+    let admitted: AdmissionDecision;
+    try {
+      admitted = await this.admission.admitStart(limitKey);
+    } catch (error) {
+      if (error instanceof AdmissionUnavailableError) {
+        return UNAVAILABLE;
+      }
+      throw error;
     }
-    const window = await this.store.increment(
-      `streams:${owner}`,
-      60_000,
-      this.limits.requestsPerMinute,
-      0,
-      'streams-per-minute',
-    );
-    if (window.totalHits > this.limits.requestsPerMinute) {
-      return {
-        ok: false,
-        code: 'rate_limited',
-        message: `At most ${this.limits.requestsPerMinute} streams may start per minute.`,
-        retryAfterMs: Math.max(1, window.timeToExpire) * 1000,
-      };
+    if (!admitted.ok) {
+      return this.refusalFor(admitted);
+    }
+    if (this.shutdown.draining) {
+      admitted.slot.release();
+      return SHUTTING_DOWN;
     }
     try {
-      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport) };
+      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport, admitted.slot) };
     } catch (error) {
+      admitted.slot.release();
       if (error instanceof StreamIdConflictError) {
         return {
           ok: false,
           code: 'invalid_request',
-          message: 'streamId is already in use; choose another or omit it.',
+          message: 'streamId is already used by one of your streams; choose another or omit it.',
         };
       }
       throw error;
     }
+  }
+
+  /**
+   * Follows a stream after `afterSeq`. Every resume counts toward the per-minute limit, found or not
+   * (so ids cannot be probed unmetered), and is refused past the listener caps.
+   */
+  async resume(streamId: string, owner: string, afterSeq: number, limitKey = owner): Promise<ResumeOutcome> {
+    let admitted: { ok: true } | AdmissionRefusal;
+    try {
+      admitted = await this.admission.admitResume(limitKey);
+    } catch (error) {
+      if (error instanceof AdmissionUnavailableError) {
+        return UNAVAILABLE;
+      }
+      throw error;
+    }
+    if (!admitted.ok) {
+      return this.refusalFor(admitted);
+    }
+    const listening = this.registry.listen(streamId, owner, afterSeq, 'resume', limitKey);
+    switch (listening.ok ? 'ok' : listening.reason) {
+      case 'ok':
+        return listening as ResumeOutcome;
+      case 'listeners_per_stream':
+        return {
+          ok: false,
+          code: 'rate_limited',
+          message: `At most ${this.limits.maxListenersPerStream} clients may follow one stream at once.`,
+          retryAfterMs: LISTENER_RETRY_AFTER_MS,
+        };
+      case 'listeners_per_principal':
+        return {
+          ok: false,
+          code: 'rate_limited',
+          message: `At most ${this.limits.maxListenersPerPrincipal} clients may follow your streams at once.`,
+          retryAfterMs: LISTENER_RETRY_AFTER_MS,
+        };
+      default:
+        return { ok: false, code: 'not_found', message: 'No such stream, or it is no longer available.' };
+    }
+  }
+
+  private refusalFor(refusal: AdmissionRefusal): Refusal {
+    return {
+      ok: false,
+      code: 'rate_limited',
+      message:
+        refusal.limit === 'concurrent'
+          ? `At most ${this.limits.maxConcurrentStreams} streams may run at once; wait for one to end.`
+          : `At most ${this.limits.requestsPerMinute} streams may be started or resumed per minute.`,
+      retryAfterMs: refusal.retryAfterMs,
+    };
   }
 }

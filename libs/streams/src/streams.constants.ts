@@ -17,8 +17,12 @@ export const MAX_BUFFERED_EVENTS = 20_000;
 export const STREAM_LIMITS = Symbol('STREAM_LIMITS');
 
 export interface StreamLimits {
-  /** Streams a principal may start per minute, on all transports together. */
+  /** Streams a principal may start or resume per minute, on all transports together. */
   requestsPerMinute: number;
   /** Streams of one principal running at once. */
   maxConcurrentStreams: number;
+  /** Clients following one stream at once (its start's own included); a resume past it is refused. */
+  maxListenersPerStream: number;
+  /** Clients following any of one principal's streams at once; a resume past it is refused. */
+  maxListenersPerPrincipal: number;
 }

@@ -1,8 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuthStrategyName } from '../auth.constants';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { AUTH_MODULE_OPTIONS, type AuthModuleOptions } from '../auth.module-definition';
 import { AuthError, type AuthStrategy, type Credentials, type Principal } from '../auth.types';
+import { ServerKeys } from '../server-keys.service';
 
 const HASHED = /^sha256:([0-9a-f]{64})$/i;
 
@@ -13,14 +14,17 @@ function sha256(value: string): Buffer {
 /**
  * Static API keys, from `AUTH_API_KEYS` in clear or as `sha256:<hex>`. Every key is compared as a
  * SHA-256 digest with `timingSafeEqual`, against every configured key, so neither the comparison nor
- * the loop tells how close a guess was. The principal is named by a digest prefix, never by the key.
+ * the loop tells how close a guess was. The principal is named by an HMAC of the key's digest under a
+ * server secret, never by the key nor by its bare digest (unsalted, so a weak key could be guessed offline
+ * from anything that shows the name: a resume token in a proxy log, a limits key in a shared store).
  */
 @Injectable()
 @AuthStrategyName('api-key')
 export class ApiKeyStrategy implements AuthStrategy {
   private readonly digests: Buffer[];
+  private readonly names: string[];
 
-  constructor(@Inject(AUTH_MODULE_OPTIONS) options: AuthModuleOptions) {
+  constructor(@Inject(AUTH_MODULE_OPTIONS) options: AuthModuleOptions, keys: ServerKeys) {
     if (options.apiKeys.length === 0) {
       throw new Error('AUTH_MODE=api-key needs AUTH_API_KEYS');
     }
@@ -28,6 +32,10 @@ export class ApiKeyStrategy implements AuthStrategy {
       const hashed = HASHED.exec(key);
       return hashed ? Buffer.from(hashed[1], 'hex') : sha256(key);
     });
+    const naming = keys.keyFor('principal-name');
+    this.names = this.digests.map(
+      (digest) => `key:${createHmac('sha256', naming).update(digest).digest('hex').slice(0, 32)}`,
+    );
   }
 
   async authenticate(credentials: Credentials): Promise<Principal> {
@@ -39,15 +47,15 @@ export class ApiKeyStrategy implements AuthStrategy {
       );
     }
     const presented = sha256(key);
-    let match: Buffer | undefined;
-    for (const digest of this.digests) {
+    let match: string | undefined;
+    this.digests.forEach((digest, index) => {
       if (timingSafeEqual(presented, digest)) {
-        match = digest;
+        match = this.names[index];
       }
-    }
+    });
     if (!match) {
       throw new AuthError('unauthorized', 'The API key is not valid.');
     }
-    return { id: `key:${match.toString('hex').slice(0, 16)}`, strategy: 'api-key' };
+    return { id: match, strategy: 'api-key' };
   }
 }

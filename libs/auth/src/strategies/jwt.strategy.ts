@@ -49,6 +49,8 @@ export class JwtStrategy implements AuthStrategy {
         issuer: this.options.jwt.issuer,
         audience: this.options.jwt.audience,
         clockTolerance: this.options.jwt.clockToleranceSec,
+        // A token without exp would be good forever, on every socket it ever opened.
+        requiredClaims: this.options.jwt.requireExp ? ['exp', 'sub'] : ['sub'],
       }));
     } catch (error) {
       throw new AuthError('unauthorized', reasonOf(error));
@@ -57,9 +59,12 @@ export class JwtStrategy implements AuthStrategy {
       throw new AuthError('unauthorized', 'The token names no subject.');
     }
     return {
-      id: `jwt:${payload.iss ?? ''}:${payload.sub}`,
+      // Each part encoded (a ':' becomes %3A), so that no (iss, sub) pair can spell another's id.
+      id: `jwt:${encodeURIComponent(payload.iss ?? '')}:${encodeURIComponent(payload.sub)}`,
       strategy: 'jwt',
-      expiresAt: payload.exp === undefined ? undefined : payload.exp * 1000,
+      // The skew allowed when the token was verified is allowed on every later check too (socket events).
+      expiresAt:
+        payload.exp === undefined ? undefined : (payload.exp + this.options.jwt.clockToleranceSec) * 1000,
       claims: payload,
     };
   }
@@ -71,7 +76,9 @@ function reasonOf(error: unknown): string {
     return 'The token has expired.';
   }
   if (error instanceof errors.JWTClaimValidationFailed) {
-    return `The token's ${error.claim} claim is not accepted.`;
+    return error.reason === 'missing'
+      ? `The token has no ${error.claim} claim.`
+      : `The token's ${error.claim} claim is not accepted.`;
   }
   if (error instanceof errors.JWKSNoMatchingKey) {
     return 'The token is signed by an unknown key.';
