@@ -78,6 +78,7 @@ export class AppModule {
                   openai: {
                     baseURL: simulatorService.baseUrl,
                     maxRetries: config.openai.maxRetries,
+                    extractThinkTags: config.upstream.extractThinkTags,
                     name: 'simulator',
                   },
                 }),
@@ -90,6 +91,7 @@ export class AppModule {
                   baseURL: config.openai.baseURL,
                   apiKey: config.openai.apiKey,
                   maxRetries: config.openai.maxRetries,
+                  extractThinkTags: config.upstream.extractThinkTags,
                 },
               }),
             ]),

@@ -10,8 +10,12 @@ export interface ProviderRequest {
   topP?: number;
 }
 
-/** What a provider yields, in order: text deltas, then one finish, then usage when the upstream sends it. */
+/**
+ * What a provider yields, in order: reasoning deltas (when the model reasons), text deltas, then one finish, then
+ * usage when the upstream sends it.
+ */
 export type ProviderChunk =
+  | { kind: 'reasoning'; text: string }
   | { kind: 'text'; text: string }
   | { kind: 'finish'; reason: Exclude<FinishReason, 'cancelled'> }
   | { kind: 'usage'; usage: TokenUsage };

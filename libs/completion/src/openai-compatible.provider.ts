@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { CompletionProvider, ProviderChunk, ProviderRequest } from './completion-provider';
+import { ThinkTagSplitter } from './think-tag-splitter';
 import { UpstreamError } from './upstream.error';
 
 export interface OpenAiCompatibleOptions {
@@ -14,6 +15,8 @@ export interface OpenAiCompatibleOptions {
   maxRetries: number;
   /** Shown in `/api/info` and metrics. */
   name?: string;
+  /** Reasoning inlined as `<think>…</think>` at the start of the content becomes reasoning chunks. Off by default. */
+  extractThinkTags?: boolean;
 }
 
 const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls']);
@@ -79,16 +82,29 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
       throw this.toUpstreamError(error, 'request');
     }
     let finished = false;
+    const thinkTags = this.options.extractThinkTags ? new ThinkTagSplitter() : undefined;
     try {
       for await (const chunk of decode(response)) {
         // Chunks with empty `choices` carry usage (include_usage) or nothing at all.
         const choice = chunk.choices[0];
         if (choice) {
-          const text = choice.delta?.content;
+          const delta = choice.delta as ReasoningDelta | undefined;
+          const reasoning = reasoningOf(delta);
+          if (reasoning) {
+            yield { kind: 'reasoning', text: reasoning };
+          }
+          const text = delta?.content;
           if (text) {
-            yield { kind: 'text', text };
+            if (thinkTags) {
+              yield* thinkTags.push(text);
+            } else {
+              yield { kind: 'text', text };
+            }
           }
           if (choice.finish_reason) {
+            if (thinkTags) {
+              yield* thinkTags.end();
+            }
             if (!FINISH_REASONS.has(choice.finish_reason)) {
               throw new UpstreamError('upstream_protocol', 'The model sent an unknown finish reason.');
             }
@@ -180,6 +196,20 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
   }
 }
 
+/** The two spellings of a reasoning delta: `reasoning_content` (DeepSeek, older vLLM), `reasoning` (vLLM ≥ 0.11, OpenRouter). */
+type ReasoningDelta = ChatCompletionChunk.Choice.Delta & { reasoning_content?: unknown; reasoning?: unknown };
+
+/**
+ * A delta's reasoning text. Servers in transition between the two names send both with the same text: that is one
+ * delta of reasoning, not two; `reasoning_content` is read first.
+ */
+export function reasoningOf(delta: ReasoningDelta | undefined): string | undefined {
+  if (typeof delta?.reasoning_content === 'string' && delta.reasoning_content !== '') {
+    return delta.reasoning_content;
+  }
+  return typeof delta?.reasoning === 'string' && delta.reasoning !== '' ? delta.reasoning : undefined;
+}
+
 /** What a chunk may carry instead: OpenAI's way of giving up mid-answer. */
 type UpstreamData = ChatCompletionChunk & { error?: unknown };
 
@@ -235,10 +265,12 @@ export async function* decode(response: Response): AsyncGenerator<ChatCompletion
 }
 
 function toUsage(usage: OpenAI.CompletionUsage): TokenUsage {
+  const reasoningTokens = usage.completion_tokens_details?.reasoning_tokens;
   return {
     promptTokens: usage.prompt_tokens,
     completionTokens: usage.completion_tokens,
     totalTokens: usage.total_tokens,
+    ...(typeof reasoningTokens === 'number' ? { reasoningTokens } : {}),
   };
 }
 

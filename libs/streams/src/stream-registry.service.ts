@@ -138,6 +138,7 @@ export class StreamRegistry implements OnApplicationShutdown {
         transport: stream.transport,
         outcome: outcome.errorCode ?? (outcome.cancelled ? 'cancelled' : 'done'),
         tokens: outcome.tokens,
+        reasoningTokens: outcome.reasoningTokens,
         ttftMs: outcome.ttftMs === undefined ? undefined : Math.round(outcome.ttftMs),
         durationMs: Math.round(outcome.durationMs),
       },
