@@ -1,6 +1,7 @@
 import type { AuthStrategy } from '@app/auth';
 import type { AppConfig } from '@app/config';
 import { REQUEST_LIMITS, RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
+import { OpenAiErrorFilter } from '@app/openai-compat';
 import { ProblemDetailsFilter } from '@app/problem';
 import { CompletionsIoAdapter } from '@app/socket-io';
 import type { LoggerService, Type } from '@nestjs/common';
@@ -58,7 +59,8 @@ export async function createApp(
       maxAge: 600,
     });
   }
-  app.useGlobalFilters(new ProblemDetailsFilter());
+  // problem+json everywhere, but OpenAI's error shape under /v1, for the OpenAI SDKs.
+  app.useGlobalFilters(new OpenAiErrorFilter(new ProblemDetailsFilter()));
   app.useWebSocketAdapter(new CompletionsIoAdapter(app, config.corsOrigins));
   app.disable('x-powered-by');
   const openApi = new DocumentBuilder()

@@ -10,7 +10,12 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
 import { COMPLETION_PROVIDER } from './completion.constants';
 import { COMPLETION_MODULE_OPTIONS, type CompletionModuleOptions } from './completion.module-definition';
-import type { CompletionProvider, ProviderRequest } from './completion-provider';
+import {
+  type CompletionProvider,
+  isOpenAiPassthrough,
+  type OpenAiPassthrough,
+  type ProviderRequest,
+} from './completion-provider';
 import { UpstreamError } from './upstream.error';
 
 export interface StreamOptions {
@@ -43,6 +48,16 @@ export class CompletionService {
 
   get defaultModel(): string {
     return this.options.defaultModel;
+  }
+
+  /** The first-token and idle timeouts, for a transport that relays the upstream itself (`/v1`). */
+  get timeouts(): { firstTokenMs: number; idleMs: number } {
+    return { firstTokenMs: this.options.firstTokenTimeoutMs, idleMs: this.options.idleTimeoutMs };
+  }
+
+  /** The upstream as the `/v1` surface relays it, when the provider speaks OpenAI's wire format (the default one does). */
+  get passthrough(): OpenAiPassthrough | undefined {
+    return isOpenAiPassthrough(this.provider) ? this.provider : undefined;
   }
 
   /** Whether the upstream answers; for readiness. */

@@ -3,7 +3,12 @@ import { Logger } from '@nestjs/common';
 import OpenAI from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { CompletionProvider, ProviderChunk, ProviderRequest } from './completion-provider';
+import type {
+  CompletionProvider,
+  OpenAiPassthrough,
+  ProviderChunk,
+  ProviderRequest,
+} from './completion-provider';
 import { ThinkTagSplitter } from './think-tag-splitter';
 import { UpstreamError } from './upstream.error';
 
@@ -26,7 +31,7 @@ const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls'
  * refusals to typed errors. The stream's body is decoded here (`decode`); this class maps the chunks to
  * `ProviderChunk`s and every error to the contract's codes.
  */
-export class OpenAiCompatibleProvider implements CompletionProvider {
+export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPassthrough {
   readonly name: string;
   private readonly client: OpenAI;
   private readonly logger = new Logger(OpenAiCompatibleProvider.name);
@@ -124,6 +129,34 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
     }
   }
 
+  /**
+   * The body goes through the SDK as it is (tools, `response_format`, vendor fields): the SDK adds the upstream key,
+   * retries before the first byte and turns refusals into typed errors; `asResponse` hands over the body unread.
+   */
+  async chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response> {
+    try {
+      return await this.client.chat.completions
+        .create(body as unknown as OpenAI.ChatCompletionCreateParams, { signal })
+        .asResponse();
+    } catch (error) {
+      if (error instanceof OpenAI.APIError && error.status !== undefined) {
+        this.logger.warn(
+          { upstreamRequestId: error.requestID, status: error.status },
+          'upstream refused a relayed request',
+        );
+      }
+      throw this.toUpstreamError(error, 'request');
+    }
+  }
+
+  async models(signal: AbortSignal): Promise<Response> {
+    try {
+      return await this.client.models.list({ signal }).asResponse();
+    } catch (error) {
+      throw this.toUpstreamError(error, 'request');
+    }
+  }
+
   async ping(signal: AbortSignal): Promise<void> {
     await this.client.models.list({ signal, maxRetries: 0 });
   }
@@ -146,6 +179,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
         'upstream_rate_limited',
         'The model is rate limited.',
         retryAfterMs(error.headers),
+        429,
       );
     }
     if (error instanceof OpenAI.APIError && error.status !== undefined) {
@@ -168,30 +202,25 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
 
   /** Upstream 4xx texts can quote the API key (OpenAI masks only part of it): say what happened in our own words. */
   private fromStatus(status: number, error: InstanceType<typeof OpenAI.APIError>): UpstreamError {
+    const refused = (code: UpstreamError['code'], message: string, retryAfter?: number) =>
+      new UpstreamError(code, message, retryAfter, status);
     switch (status) {
       case 400:
       case 422:
-        return new UpstreamError('upstream_rejected', `The model refused the request (${status}).`);
+        return refused('upstream_rejected', `The model refused the request (${status}).`);
       case 401:
       case 403:
-        return new UpstreamError(
-          'upstream_rejected',
-          `The model refused the gateway's credentials (${status}).`,
-        );
+        return refused('upstream_rejected', `The model refused the gateway's credentials (${status}).`);
       case 404:
-        return new UpstreamError('upstream_rejected', 'The model does not exist or is not available (404).');
+        return refused('upstream_rejected', 'The model does not exist or is not available (404).');
       case 408:
-        return new UpstreamError('upstream_timeout', 'The model timed out (408).');
+        return refused('upstream_timeout', 'The model timed out (408).');
       case 429:
-        return new UpstreamError(
-          'upstream_rate_limited',
-          'The model is rate limited.',
-          retryAfterMs(error.headers),
-        );
+        return refused('upstream_rate_limited', 'The model is rate limited.', retryAfterMs(error.headers));
       default:
         return status >= 500
-          ? new UpstreamError('upstream_unavailable', `The model is unavailable (${status}).`)
-          : new UpstreamError('upstream_rejected', `The model refused the request (${status}).`);
+          ? refused('upstream_unavailable', `The model is unavailable (${status}).`)
+          : refused('upstream_rejected', `The model refused the request (${status}).`);
     }
   }
 }
@@ -203,7 +232,9 @@ type ReasoningDelta = ChatCompletionChunk.Choice.Delta & { reasoning_content?: u
  * A delta's reasoning text. Servers in transition between the two names send both with the same text: that is one
  * delta of reasoning, not two; `reasoning_content` is read first.
  */
-export function reasoningOf(delta: ReasoningDelta | undefined): string | undefined {
+export function reasoningOf(
+  delta: { reasoning_content?: unknown; reasoning?: unknown } | undefined,
+): string | undefined {
   if (typeof delta?.reasoning_content === 'string' && delta.reasoning_content !== '') {
     return delta.reasoning_content;
   }

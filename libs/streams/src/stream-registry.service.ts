@@ -96,6 +96,23 @@ export class StreamRegistry implements OnApplicationShutdown {
     return id;
   }
 
+  /**
+   * Counts work that runs outside the registry (a request relayed on the `/v1` surface) as a running stream of
+   * `owner`: it takes its place in the owner's concurrency limit and the shutdown drain waits for it. The returned
+   * function ends it; calling it again does nothing.
+   */
+  hold(owner: string): () => void {
+    this.activeByOwner.set(owner, this.activeCount(owner) + 1);
+    this.activeTotal += 1;
+    let held = true;
+    return () => {
+      if (held) {
+        held = false;
+        this.release(owner);
+      }
+    };
+  }
+
   /** The stream's events after `afterSeq` (-1: all), then live ones until its terminal event. */
   listen(id: string, owner: string, afterSeq = -1): Observable<CompletionEvent> | undefined {
     const stream = this.streams.get(id);
@@ -128,6 +145,21 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
   }
 
+  private release(owner: string): void {
+    this.activeTotal -= 1;
+    if (this.activeTotal === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      waiters.forEach((wake) => wake());
+    }
+    const active = this.activeCount(owner) - 1;
+    if (active > 0) {
+      this.activeByOwner.set(owner, active);
+    } else {
+      this.activeByOwner.delete(owner);
+    }
+  }
+
   private retain(stream: LiveStream): void {
     const outcome = stream.outcome(this.completion.providerName);
     this.metrics?.streamEnded(outcome);
@@ -144,18 +176,7 @@ export class StreamRegistry implements OnApplicationShutdown {
       },
       'stream ended',
     );
-    this.activeTotal -= 1;
-    if (this.activeTotal === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      waiters.forEach((wake) => wake());
-    }
-    const active = this.activeCount(stream.owner) - 1;
-    if (active > 0) {
-      this.activeByOwner.set(stream.owner, active);
-    } else {
-      this.activeByOwner.delete(stream.owner);
-    }
+    this.release(stream.owner);
     const forget = () => {
       if (this.streams.get(stream.id) === stream) {
         this.streams.delete(stream.id);

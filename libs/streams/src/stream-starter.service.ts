@@ -11,6 +11,11 @@ export type StartOutcome =
   | { ok: true; streamId: string }
   | { ok: false; code: RefusalCode; message: string; retryAfterMs?: number; violations?: RequestViolation[] };
 
+type Refusal = Extract<StartOutcome, { ok: false }>;
+
+/** `release` ends the admitted work's hold on the limits; call it once, when the work ends. */
+export type AdmitOutcome = { ok: true; release: () => void } | Refusal;
+
 /**
  * What every transport does to start a stream, in one place: validate the payload with the one
  * schema, apply the principal's limits, start it in the registry. A transport only maps the outcome
@@ -43,6 +48,41 @@ export class StreamStarter {
         violations: parsed.violations,
       };
     }
+    const refusal = await this.overLimit(owner);
+    if (refusal) {
+      return refusal;
+    }
+    try {
+      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport) };
+    } catch (error) {
+      if (error instanceof StreamIdConflictError) {
+        return {
+          ok: false,
+          code: 'invalid_request',
+          message: 'streamId is already in use; choose another or omit it.',
+        };
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * For a transport that makes its own upstream request (the `/v1` relay) and validates its own payload: the same
+   * shutdown refusal and limits as `start`, counted together with the streams of every transport.
+   */
+  async admit(owner: string): Promise<AdmitOutcome> {
+    if (this.shutdown.draining) {
+      return {
+        ok: false,
+        code: 'shutting_down',
+        message: 'The server is shutting down; retry shortly.',
+        retryAfterMs: 1000,
+      };
+    }
+    return (await this.overLimit(owner)) ?? { ok: true, release: this.registry.hold(owner) };
+  }
+
+  private async overLimit(owner: string): Promise<Refusal | undefined> {
     if (this.registry.activeCount(owner) >= this.limits.maxConcurrentStreams) {
       return {
         ok: false,
@@ -66,17 +106,6 @@ export class StreamStarter {
         retryAfterMs: Math.max(1, window.timeToExpire) * 1000,
       };
     }
-    try {
-      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport) };
-    } catch (error) {
-      if (error instanceof StreamIdConflictError) {
-        return {
-          ok: false,
-          code: 'invalid_request',
-          message: 'streamId is already in use; choose another or omit it.',
-        };
-      }
-      throw error;
-    }
+    return undefined;
   }
 }

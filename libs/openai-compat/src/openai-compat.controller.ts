@@ -1,0 +1,36 @@
+import { AuthGuard, CurrentPrincipal, type Principal } from '@app/auth';
+import { Body, Controller, Get, HttpCode, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiExcludeController } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { OpenAiRelay } from './openai-relay.service';
+
+/**
+ * The OpenAI-compatible surface: any OpenAI SDK with `baseURL: <gateway>/v1` and the gateway's credentials as its
+ * API key. Same guard as the other transports; errors in OpenAI's shape (`OpenAiErrorFilter`). Its reference is
+ * OpenAI's own API, so it stays out of the gateway's OpenAPI document (docs/protocol.md describes it).
+ */
+@ApiExcludeController()
+@ApiBearerAuth()
+@Controller('v1')
+@UseGuards(AuthGuard)
+export class OpenAiCompatController {
+  constructor(private readonly relay: OpenAiRelay) {}
+
+  @Post('chat/completions')
+  @HttpCode(200)
+  chatCompletions(
+    @Req() request: Request,
+    @Res() response: Response,
+    @Body() body: unknown,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    return this.relay.chatCompletions(request, response, body, principal);
+  }
+
+  @Get('models')
+  models(@Req() request: Request, @Res() response: Response): Promise<void> {
+    const client = new AbortController();
+    request.once('close', () => client.abort());
+    return this.relay.models(response, client.signal);
+  }
+}
