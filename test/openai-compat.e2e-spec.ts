@@ -238,6 +238,35 @@ describe('/v1 with the simulator, the official openai SDK as the client', () => 
     expect(contents.filter((text) => text !== '')).toHaveLength(3);
   });
 
+  it('an upstream that goes silent mid-stream is cut at the idle timeout, with an error the SDK raises', async () => {
+    const stream = await openai.chat.completions.create({
+      model: 'simulator',
+      messages: [{ role: 'user', content: '[sim fault=stall after=2]' }],
+      stream: true,
+    });
+    const abortedBefore = testApp.simulator.stats().aborted;
+    const error = await rejection(
+      (async () => {
+        for await (const chunk of stream) void chunk;
+      })(),
+    );
+    expect(error.message).toContain('The model stopped sending tokens in time.');
+    // The silent upstream request is aborted, not left hanging.
+    await eventually(() => testApp.simulator.stats().aborted > abortedBefore, 3000).catch(() => {
+      throw new Error(`simulator stats after the timeout: ${JSON.stringify(testApp.simulator.stats())}`);
+    });
+  });
+
+  it('a body that is not JSON is an OpenAI-shaped 415', async () => {
+    const response = await rawPost(testApp, 'messages=hi', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
+    expect(response.status).toBe(415);
+    expect(await response.json()).toMatchObject({
+      error: { type: 'invalid_request_error', code: 'unsupported_media_type' },
+    });
+  });
+
   it('bad JSON and an oversized body are OpenAI-shaped 400 and 413', async () => {
     const badJson = await rawPost(testApp, '{"messages": [');
     expect(badJson.status).toBe(400);
@@ -512,5 +541,29 @@ describe('unknown paths under /api and /v1 answer 404 JSON, even with the web cl
     const response = await fetch(`${testApp.url}/some/client/route`);
     expect(response.status).toBe(200);
     expect(await response.text()).toContain('<title>client</title>');
+  });
+});
+
+describe('/v1 at shutdown', () => {
+  it('a relay still running when the shutdown grace ends gets an error the SDK raises, not a cut', async () => {
+    const testApp = await startTestApp({ SHUTDOWN_GRACE_MS: '200', SIMULATOR_PROFILE: 'fast' });
+    const openai = clientOf(testApp);
+    const stream = await openai.chat.completions.create({
+      model: 'simulator',
+      messages: [{ role: 'user', content: '[sim tokens=2000 tps=20] outlive the grace' }],
+      stream: true,
+    });
+    const iterator = stream[Symbol.asyncIterator]();
+    await iterator.next();
+    const closing = testApp.close();
+    const error = await rejection(
+      (async () => {
+        for (;;) {
+          if ((await iterator.next()).done) return;
+        }
+      })(),
+    );
+    await closing;
+    expect(error.message).toContain('The server is restarting; retry the request.');
   });
 });

@@ -119,10 +119,11 @@ describe('reasoning from a scripted upstream: both field styles, exactly and in 
   });
 });
 
-describe('reasoning from the simulator, on both transports, resumed at a random cut point', () => {
+// Replay a failing cut point with REASONING_CUT_SEED (the seed is in the suite's name).
+const seed = Number(process.env.REASONING_CUT_SEED ?? Date.now() % 1000);
+
+describe(`reasoning from the simulator, on both transports, resumed at a random cut point (REASONING_CUT_SEED=${seed})`, () => {
   let testApp: TestApp;
-  // Replay a failing cut point with REASONING_CUT_SEED.
-  const seed = Number(process.env.REASONING_CUT_SEED ?? Date.now() % 1000);
   const think = 30;
 
   beforeAll(async () => {

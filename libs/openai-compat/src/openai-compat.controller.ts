@@ -28,9 +28,10 @@ export class OpenAiCompatController {
   }
 
   @Get('models')
-  models(@Req() request: Request, @Res() response: Response): Promise<void> {
+  models(@Res() response: Response): Promise<void> {
+    // The response closes when it is sent or when the client leaves; either way the upstream call is over.
     const client = new AbortController();
-    request.once('close', () => client.abort());
+    response.once('close', () => client.abort());
     return this.relay.models(response, client.signal);
   }
 }

@@ -1,7 +1,7 @@
 import { CompletionService, epochNow, type OpenAiPassthrough, UpstreamError } from '@app/completion';
 import type { Principal } from '@app/auth';
 import type { StreamErrorCode } from '@app/contracts';
-import { MetricsService } from '@app/metrics';
+import { MetricsService, type StreamOutcome } from '@app/metrics';
 import { StreamStarter } from '@app/streams';
 import { Injectable, Logger } from '@nestjs/common';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
@@ -48,12 +48,12 @@ export class OpenAiRelay {
     }
     const upstream = this.upstream();
     const chat = parseChatRequest(payload, this.completion.defaultModel);
+    const run = new RelayRun(chat, request, response, this.completion.timeouts);
     // The one coupling to the limits: admitted like any stream, released when the relay ends, however it ends.
-    const admission = await this.starter.admit(principal.id);
+    const admission = await this.starter.admit(principal.id, () => run.stopForShutdown());
     if (!admission.ok) {
       throw OpenAiError.refusal(admission.code, admission.message, admission.retryAfterMs);
     }
-    const run = new RelayRun(chat, request, response, this.completion.timeouts);
     this.metrics.streamStarted('openai');
     this.metrics.connectionOpened('openai');
     try {
@@ -122,6 +122,7 @@ class RelayRun {
   private readonly observer = new ChunkObserver();
   private timer: NodeJS.Timeout | undefined;
   private timedOut = false;
+  private shuttingDown = false;
   private clientLeft = false;
   private errorCode: StreamErrorCode | undefined;
 
@@ -134,6 +135,12 @@ class RelayRun {
     // pino-http's id (the client's X-Request-Id when it sent a sane one).
     const id = (request as Request & { id?: unknown }).id;
     this.requestId = typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+  }
+
+  /** The shutdown grace is over: the upstream request stops and the client is told to retry. */
+  stopForShutdown(): void {
+    this.shuttingDown = true;
+    this.upstream.abort();
   }
 
   get model(): string {
@@ -174,11 +181,11 @@ class RelayRun {
     }
   }
 
-  outcome(provider: string) {
+  outcome(provider: string): StreamOutcome {
     const { observer } = this;
     const end = this.endedAt ?? epochNow();
     return {
-      transport: 'openai' as const,
+      transport: 'openai',
       provider,
       tokens: observer.tokens,
       reasoningTokens: observer.reasoningTokens,
@@ -201,11 +208,13 @@ class RelayRun {
       if (this.clientLeft) {
         return undefined;
       }
-      const failure = this.timedOut
-        ? new UpstreamError('upstream_timeout', 'The model did not answer in time.')
-        : error instanceof UpstreamError
-          ? error
-          : new UpstreamError('internal', 'The gateway failed to call the model.');
+      const failure = this.shuttingDown
+        ? new UpstreamError('shutting_down', 'The server is restarting; retry the request.')
+        : this.timedOut
+          ? new UpstreamError('upstream_timeout', 'The model did not answer in time.')
+          : error instanceof UpstreamError
+            ? error
+            : new UpstreamError('internal', 'The gateway failed to call the model.');
       this.errorCode = failure.code;
       throw OpenAiError.fromUpstream(failure);
     }
@@ -302,6 +311,7 @@ class RelayRun {
       upstream_protocol: 'The model sent a malformed stream.',
       upstream_timeout: 'The model stopped sending tokens in time.',
       upstream_unavailable: 'The connection to the model was lost.',
+      shutting_down: 'The server is restarting; retry the request.',
     };
     return OpenAiError.fromUpstream(
       new UpstreamError(code, messages[code] ?? 'The model failed mid-answer.'),
@@ -314,6 +324,9 @@ class RelayRun {
   }
 
   private lostOrTimedOut(): StreamErrorCode {
+    if (this.shuttingDown) {
+      return 'shutting_down';
+    }
     return this.timedOut ? 'upstream_timeout' : 'upstream_unavailable';
   }
 

@@ -26,6 +26,8 @@ export class StreamIdConflictError extends Error {
 export class StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
   private readonly activeByOwner = new Map<string, number>();
+  /** How to stop each piece of held work (see `hold`). */
+  private readonly held = new Set<() => void>();
   private readonly logger = new Logger(StreamRegistry.name);
   private activeTotal = 0;
   private idleWaiters: (() => void)[] = [];
@@ -59,6 +61,9 @@ export class StreamRegistry implements OnApplicationShutdown {
   failRunning(error: StreamError): void {
     for (const stream of this.streams.values()) {
       stream.fail(error);
+    }
+    for (const stop of [...this.held]) {
+      stop();
     }
   }
 
@@ -98,16 +103,19 @@ export class StreamRegistry implements OnApplicationShutdown {
 
   /**
    * Counts work that runs outside the registry (a request relayed on the `/v1` surface) as a running stream of
-   * `owner`: it takes its place in the owner's concurrency limit and the shutdown drain waits for it. The returned
-   * function ends it; calling it again does nothing.
+   * `owner`: it takes its place in the owner's concurrency limit and the shutdown drain waits for it; `stop` is
+   * called when the drain's grace is over, as running streams are failed. The returned function ends the hold;
+   * calling it again does nothing.
    */
-  hold(owner: string): () => void {
+  hold(owner: string, stop: () => void): () => void {
     this.activeByOwner.set(owner, this.activeCount(owner) + 1);
     this.activeTotal += 1;
+    this.held.add(stop);
     let held = true;
     return () => {
       if (held) {
         held = false;
+        this.held.delete(stop);
         this.release(owner);
       }
     };

@@ -68,9 +68,10 @@ export class StreamStarter {
 
   /**
    * For a transport that makes its own upstream request (the `/v1` relay) and validates its own payload: the same
-   * shutdown refusal and limits as `start`, counted together with the streams of every transport.
+   * shutdown refusal and limits as `start`, counted together with the streams of every transport. `stop` is
+   * called if the server is still waiting for it when the shutdown grace ends.
    */
-  async admit(owner: string): Promise<AdmitOutcome> {
+  async admit(owner: string, stop: () => void): Promise<AdmitOutcome> {
     if (this.shutdown.draining) {
       return {
         ok: false,
@@ -79,7 +80,7 @@ export class StreamStarter {
         retryAfterMs: 1000,
       };
     }
-    return (await this.overLimit(owner)) ?? { ok: true, release: this.registry.hold(owner) };
+    return (await this.overLimit(owner)) ?? { ok: true, release: this.registry.hold(owner, stop) };
   }
 
   private async overLimit(owner: string): Promise<Refusal | undefined> {
