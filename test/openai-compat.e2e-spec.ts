@@ -1,4 +1,5 @@
-import type { LoggerService } from '@nestjs/common';
+import { AuthError, type AuthStrategy, AuthStrategyName, type Credentials, type Principal } from '@app/auth';
+import { Injectable, type LoggerService } from '@nestjs/common';
 import { REASONING_MODEL_NAME } from '@app/simulator';
 import { StreamRegistry } from '@app/streams';
 import { createParser } from 'eventsource-parser';
@@ -565,5 +566,60 @@ describe('/v1 at shutdown', () => {
     );
     await closing;
     expect(error.message).toContain('The server is restarting; retry the request.');
+  });
+});
+
+/** Knows every key, lets only one in: the other is a known principal without access (403). */
+@Injectable()
+@AuthStrategyName('gatekeeper')
+class GatekeeperStrategy implements AuthStrategy {
+  async authenticate(credentials: Credentials): Promise<Principal> {
+    if (credentials.bearer === 'allowed-key') {
+      return { id: 'allowed', strategy: 'gatekeeper' };
+    }
+    throw new AuthError('forbidden', 'This key may not use the model.');
+  }
+}
+
+describe('/v1 with a strategy that forbids', () => {
+  let testApp: TestApp;
+
+  beforeAll(async () => {
+    testApp = await startTestApp({ AUTH_MODE: 'gatekeeper' }, { authStrategies: [GatekeeperStrategy] });
+  });
+  afterAll(() => testApp.close());
+
+  it('a forbidden principal gets the SDK’s PermissionDeniedError; the allowed one streams', async () => {
+    const request = { model: 'simulator', messages: [{ role: 'user' as const, content: '[sim tokens=3]' }] };
+    const forbidden = await rejection(clientOf(testApp, 'other-key').chat.completions.create(request));
+    expect(forbidden).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(forbidden.error).toMatchObject({ type: 'permission_error', code: 'forbidden' });
+    const completion = await clientOf(testApp, 'allowed-key').chat.completions.create(request);
+    expect(completion.choices[0].finish_reason).toBe('stop');
+  });
+});
+
+describe('/v1 first-token timeout', () => {
+  it('a model that never answers is a 504 once UPSTREAM_FIRST_TOKEN_TIMEOUT_MS has passed, its request aborted', async () => {
+    const testApp = await startTestApp({ UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '300' });
+    try {
+      const abortedBefore = testApp.simulator.stats().aborted;
+      const error = await rejection(
+        clientOf(testApp).chat.completions.create({
+          model: 'simulator',
+          messages: [{ role: 'user', content: '[sim fault=stall]' }],
+        }),
+      );
+      expect(error).toBeInstanceOf(OpenAI.InternalServerError);
+      expect({ status: error.status, error: error.error }).toMatchObject({
+        status: 504,
+        error: { type: 'upstream_error', code: 'upstream_timeout' },
+      });
+      await eventually(() => testApp.simulator.stats().aborted > abortedBefore, 3000).catch(() => {
+        throw new Error(`simulator stats after the timeout: ${JSON.stringify(testApp.simulator.stats())}`);
+      });
+    } finally {
+      await testApp.close();
+    }
   });
 });
