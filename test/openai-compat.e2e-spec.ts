@@ -160,12 +160,14 @@ describe('/v1 with the simulator, the official openai SDK as the client', () => 
     let seen = 0;
     for await (const chunk of stream) {
       if (chunk.choices[0]?.delta.content) seen += 1;
-      if (seen === 2) stream.controller.abort();
+      if (seen === 2) {
+        stream.controller.abort();
+        break;
+      }
     }
     await eventually(() => testApp.simulator.stats().aborted > abortedBefore, 3000).catch(() => {
       throw new Error(`simulator stats after the abort: ${JSON.stringify(testApp.simulator.stats())}`);
     });
-    expect(seen).toBe(2);
   });
 
   it('refusals raise the SDK errors: AuthenticationError, BadRequestError, NotFoundError', async () => {
