@@ -62,17 +62,31 @@ function onAbort(signal: AbortSignal, close: () => void, reject: (error: Error) 
   else signal.addEventListener('abort', abort, { once: true });
 }
 
+/** OpenAI's chunk stream, from the simulator itself (`direct`) or relayed by the gateway's `/v1` (`openai`). */
+async function readOpenAiStream(
+  url: string,
+  prompt: string,
+  sink: TokenSink,
+  signal: AbortSignal,
+): Promise<void> {
+  const body = { model: 'simulator', stream: true, messages: [{ role: 'user', content: prompt }] };
+  await readSse(await postJson(`${url}/chat/completions`, body, signal), (_event, data) => {
+    if (data === '[DONE]') return true;
+    const chunk = JSON.parse(data) as {
+      choices?: { delta?: { content?: string } }[];
+      error?: { code?: string };
+    };
+    if (chunk.error) throw new Error(`error mid-stream: ${chunk.error.code ?? 'unknown'}`);
+    const text = chunk.choices?.[0]?.delta?.content;
+    if (text) sink.token(text);
+    return false;
+  });
+}
+
 export const CLIENTS: Record<Target, Client> = {
-  direct: async (url, prompt, sink, signal) => {
-    const body = { model: 'simulator', stream: true, messages: [{ role: 'user', content: prompt }] };
-    await readSse(await postJson(`${url}/chat/completions`, body, signal), (_event, data) => {
-      if (data === '[DONE]') return true;
-      const text = (JSON.parse(data) as { choices: { delta?: { content?: string } }[] }).choices[0]?.delta
-        ?.content;
-      if (text) sink.token(text);
-      return false;
-    });
-  },
+  direct: readOpenAiStream,
+
+  openai: (url, prompt, sink, signal) => readOpenAiStream(`${url}/v1`, prompt, sink, signal),
 
   'raw-sse': async (url, prompt, sink, signal) => {
     await readSse(await postJson(`${url}/stream`, { content: prompt }, signal), (event, data) => {

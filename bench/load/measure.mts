@@ -4,6 +4,7 @@ export const TARGETS = [
   'direct',
   'raw-sse',
   'gateway-sse',
+  'openai',
   'raw-socket.io',
   'gateway-socket.io',
   'raw-ws',

@@ -9,6 +9,7 @@ const COLORS: Record<Target, string> = {
   direct: '#555555',
   'raw-sse': '#f59f00',
   'gateway-sse': '#d9480f',
+  openai: '#ae3ec9',
   'raw-socket.io': '#74c0fc',
   'gateway-socket.io': '#1c4fd8',
   'raw-ws': '#2b8a3e',

@@ -530,6 +530,99 @@ const checks: Check[] = [
     name: `rendering cost while 2,000 tokens stream at 100 tokens/s over ${mode}`,
     run: (page: Page) => measureRendering(page, mode),
   })),
+  {
+    name: 'the thinking block grows above the answer, then collapses to its duration (SSE, Socket.IO, race)',
+    run: async (page) => {
+      // What the page shows of the thinking, for the waits and for the failure messages.
+      const shown = () =>
+        page.evaluate(() => ({
+          status: document.querySelector('[data-testid="status"]')?.textContent?.trim() ?? null,
+          blocks: [...document.querySelectorAll<HTMLDetailsElement>('[data-testid="reasoning"]')].map(
+            (block) => ({
+              open: block.open,
+              summary: block.querySelector('summary')?.textContent?.trim() ?? '',
+              length: (block.textContent ?? '').length,
+              aboveAnswer:
+                block.closest('.lane')?.querySelector('[data-testid="answer"]') !== null &&
+                Boolean(
+                  block.compareDocumentPosition(
+                    block.closest('.lane')?.querySelector('[data-testid="answer"]') as Node,
+                  ) & Node.DOCUMENT_POSITION_FOLLOWING,
+                ),
+            }),
+          ),
+          answers: [...document.querySelectorAll('[data-testid="answer"]')].map(
+            (answer) => (answer.textContent ?? '').length,
+          ),
+          ttfr: document.querySelector('[data-testid="ttfr"]')?.textContent?.trim() ?? null,
+          ttft: document.querySelector('[data-testid="ttft"]')?.textContent?.trim() ?? null,
+        }));
+      const until = async (what: string, wait: () => Promise<unknown>) => {
+        try {
+          await wait();
+        } catch {
+          throw new Error(`${what}; the page showed ${JSON.stringify(await shown())}`);
+        }
+      };
+      const options = { timeout: STATUS_TIMEOUT_MS, polling: 20 };
+      for (const mode of ['sse', 'socket.io', 'race']) {
+        const lanes = mode === 'race' ? 2 : 1;
+        await startNewChat(page);
+        await sendPrompt(page, mode, 'Think first. [sim think=90 tokens=40 tps=60]');
+        await until('no open, non-empty thinking block while the model thinks', () =>
+          page.waitForFunction(
+            (count) => {
+              const blocks = [...document.querySelectorAll<HTMLDetailsElement>('[data-testid="reasoning"]')];
+              return (
+                blocks.length === count &&
+                blocks.every((block) => block.open && (block.textContent ?? '').length > 12)
+              );
+            },
+            lanes,
+            options,
+          ),
+        );
+        const early = await shown();
+        await until('the thinking did not grow while open', () =>
+          page.waitForFunction(
+            (lengths) =>
+              [...document.querySelectorAll<HTMLDetailsElement>('[data-testid="reasoning"]')].some(
+                (block, index) => block.open && (block.textContent ?? '').length > lengths[index],
+              ),
+            early.blocks.map((block) => block.length),
+            options,
+          ),
+        );
+        await screenshot(page, `thinking-${mode.replace('.', '')}`);
+        const status = await waitForStatus(page, ['done', 'error', 'cancelled']);
+        const after = await shown();
+        assert(status === 'done', `the run ended ${status}: ${JSON.stringify(after)}`);
+        assert(after.blocks.length === lanes, `expected ${lanes} thinking blocks: ${JSON.stringify(after)}`);
+        for (const block of after.blocks) {
+          assert(!block.open, `the thinking block did not collapse: ${JSON.stringify(after)}`);
+          assert(
+            /^Thought for \d+\.\d s$/.test(block.summary),
+            `summary "${block.summary}": ${JSON.stringify(after)}`,
+          );
+          assert(block.aboveAnswer, `the thinking block is not above its answer: ${JSON.stringify(after)}`);
+        }
+        assert(
+          after.answers.every((length) => length > 20),
+          `an answer is missing: ${JSON.stringify(after)}`,
+        );
+        const ttfr = Number.parseFloat(after.ttfr ?? '');
+        const ttft = Number.parseFloat(after.ttft ?? '');
+        assert(
+          ttfr > 0 && ttft > ttfr,
+          `first reasoning ${after.ttfr} ms, first answer token ${after.ttft} ms`,
+        );
+        console.warn(
+          `    ${mode}: ${after.blocks.map((block) => block.summary).join(', ')}; ttfr ${ttfr} ms, ttft ${ttft} ms`,
+        );
+        await screenshot(page, `thought-${mode.replace('.', '')}`);
+      }
+    },
+  },
 ];
 
 interface RenderingCost {

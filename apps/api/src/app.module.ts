@@ -4,6 +4,7 @@ import { type AppConfig, AppConfigModule } from '@app/config';
 import { HealthModule } from '@app/health';
 import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
 import { MetricsModule } from '@app/metrics';
+import { OpenAiCompatModule } from '@app/openai-compat';
 import { SimulatorModule, SimulatorService } from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
@@ -74,6 +75,7 @@ export class AppModule {
                   openai: {
                     baseURL: simulatorService.baseUrl,
                     maxRetries: config.openai.maxRetries,
+                    extractThinkTags: config.upstream.extractThinkTags,
                     name: 'simulator',
                   },
                 }),
@@ -86,6 +88,7 @@ export class AppModule {
                   baseURL: config.openai.baseURL,
                   apiKey: config.openai.apiKey,
                   maxRetries: config.openai.maxRetries,
+                  extractThinkTags: config.upstream.extractThinkTags,
                 },
               }),
             ]),
@@ -103,6 +106,7 @@ export class AppModule {
         StreamsModule.forRoot({ ...config.streams, limits: config.limits }),
         SseModule,
         SocketIoModule,
+        OpenAiCompatModule,
         HealthModule,
         InfoModule.forRoot(
           simulator
@@ -192,7 +196,16 @@ function webClient(webRoot: string): DynamicModule[] {
   return [
     ServeStaticModule.forRoot({
       rootPath: webRoot,
-      exclude: ['/api/{*path}', '/health/{*path}', '/metrics', '/socket.io/{*path}'],
+      // The client's own routes only: unknown paths of the APIs answer 404 JSON, never the page.
+      exclude: [
+        '/api',
+        '/api/{*path}',
+        '/v1',
+        '/v1/{*path}',
+        '/health/{*path}',
+        '/metrics',
+        '/socket.io/{*path}',
+      ],
     }),
   ];
 }

@@ -7,6 +7,7 @@ import {
 } from '@app/auth';
 import type { AppConfig } from '@app/config';
 import { RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
+import { OpenAiErrorFilter } from '@app/openai-compat';
 import { ProblemDetailsFilter } from '@app/problem';
 import { CompletionsIoAdapter } from '@app/socket-io';
 import type { LoggerService, NestApplicationOptions, Type } from '@nestjs/common';
@@ -104,7 +105,8 @@ export async function createApp(
       maxAge: 600,
     });
   }
-  app.useGlobalFilters(new ProblemDetailsFilter());
+  // problem+json everywhere, but OpenAI's error shape under /v1, for the OpenAI SDKs.
+  app.useGlobalFilters(new OpenAiErrorFilter(new ProblemDetailsFilter()));
   app.useWebSocketAdapter(
     new CompletionsIoAdapter(app, {
       corsOrigins: config.corsOrigins,

@@ -10,8 +10,12 @@ export interface ProviderRequest {
   topP?: number;
 }
 
-/** What a provider yields, in order: text deltas, then one finish, then usage when the upstream sends it. */
+/**
+ * What a provider yields, in order: reasoning deltas (when the model reasons), text deltas, then one finish, then
+ * usage when the upstream sends it.
+ */
 export type ProviderChunk =
+  | { kind: 'reasoning'; text: string }
   | { kind: 'text'; text: string }
   | { kind: 'finish'; reason: Exclude<FinishReason, 'cancelled'> }
   | { kind: 'usage'; usage: TokenUsage };
@@ -26,4 +30,19 @@ export interface CompletionProvider {
   stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk>;
   /** Resolves when the upstream answers at all (readiness); rejects otherwise. */
   ping(signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * What the OpenAI-compatible surface (`/v1`) needs of an upstream that speaks OpenAI's wire format: an OpenAI request
+ * body sent as it is, and the upstream's response handed back unread, to be relayed. A refusal rejects with an
+ * `UpstreamError` in the gateway's own words (upstream texts can quote the key), its `status` kept.
+ */
+export interface OpenAiPassthrough {
+  chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response>;
+  models(signal: AbortSignal): Promise<Response>;
+}
+
+export function isOpenAiPassthrough(provider: object): provider is OpenAiPassthrough {
+  const candidate = provider as Partial<OpenAiPassthrough>;
+  return typeof candidate.chatCompletions === 'function' && typeof candidate.models === 'function';
 }

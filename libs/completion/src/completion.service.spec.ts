@@ -74,6 +74,59 @@ describe('CompletionService', () => {
     expect(provider.requests[0]).toMatchObject({ model: 'default-model', messages: request.messages });
   });
 
+  it('emits reasoning events before the tokens; ttftMs counts the first reasoning, reasoningMs runs to the first token', async () => {
+    async function* thinking(): AsyncIterable<ProviderChunk> {
+      yield { kind: 'reasoning', text: 'Let me ' };
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      yield { kind: 'reasoning', text: 'think.' };
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      yield { kind: 'text', text: 'Answer' };
+      yield { kind: 'finish', reason: 'stop' };
+      yield {
+        kind: 'usage',
+        usage: { promptTokens: 3, completionTokens: 9, totalTokens: 12, reasoningTokens: 7 },
+      };
+    }
+    const events = await collect(new CompletionService(new ScriptedProvider(thinking), options));
+
+    expect(events.map((event) => [event.type, event.seq, 'text' in event ? event.text : undefined])).toEqual([
+      ['start', 0, undefined],
+      ['reasoning', 1, 'Let me '],
+      ['reasoning', 2, 'think.'],
+      ['token', 3, 'Answer'],
+      ['done', 4, undefined],
+    ]);
+    const [start, firstReasoning, , firstToken, done] = events;
+    if (done.type !== 'done') throw new Error(`ended with ${JSON.stringify(done)}`);
+    expect(done.usage).toEqual({ promptTokens: 3, completionTokens: 9, totalTokens: 12, reasoningTokens: 7 });
+    expect(done.timing.ttftMs).toBeCloseTo(firstReasoning.ts - start.ts, 6);
+    expect(done.timing.reasoningMs).toBeCloseTo(firstToken.ts - firstReasoning.ts, 6);
+    expect(done.timing.reasoningMs).toBeGreaterThanOrEqual(50);
+  });
+
+  it('leaves reasoningMs out when the model did not reason', async () => {
+    const provider = new ScriptedProvider(() =>
+      chunks({ kind: 'text', text: 'plain' }, { kind: 'finish', reason: 'stop' }),
+    );
+    const done = (await collect(new CompletionService(provider, options))).at(-1);
+    expect(done).toMatchObject({ type: 'done', timing: { ttftMs: expect.any(Number) } });
+    expect(done?.type === 'done' && 'reasoningMs' in done.timing).toBe(false);
+  });
+
+  it('a model that only reasons, slowly, does not hit the first-token timeout', async () => {
+    async function* slowThinker(): AsyncIterable<ProviderChunk> {
+      // Each gap is under the idle timeout (100 ms); together they pass the first-token timeout (200 ms).
+      for (let index = 0; index < 5; index++) {
+        yield { kind: 'reasoning', text: `step ${index} ` };
+        await new Promise((resolve) => setTimeout(resolve, 60));
+      }
+      yield { kind: 'text', text: 'done thinking' };
+      yield { kind: 'finish', reason: 'stop' };
+    }
+    const events = await collect(new CompletionService(new ScriptedProvider(slowThinker), options));
+    expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'stop' });
+  });
+
   it('emits start before the upstream answers', async () => {
     const provider = new ScriptedProvider((signal) => hangs(signal));
     const service = new CompletionService(provider, options);

@@ -3,13 +3,19 @@ import type {
   CompletionRequest,
   FinishReason,
   StreamError,
+  StreamTiming,
   TokenUsage,
 } from '@app/contracts';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
 import { COMPLETION_PROVIDER } from './completion.constants';
 import { COMPLETION_MODULE_OPTIONS, type CompletionModuleOptions } from './completion.module-definition';
-import type { CompletionProvider, ProviderRequest } from './completion-provider';
+import {
+  type CompletionProvider,
+  isOpenAiPassthrough,
+  type OpenAiPassthrough,
+  type ProviderRequest,
+} from './completion-provider';
 import { UpstreamError } from './upstream.error';
 
 export interface StreamOptions {
@@ -42,6 +48,16 @@ export class CompletionService {
 
   get defaultModel(): string {
     return this.options.defaultModel;
+  }
+
+  /** The first-token and idle timeouts, for a transport that relays the upstream itself (`/v1`). */
+  get timeouts(): { firstTokenMs: number; idleMs: number } {
+    return { firstTokenMs: this.options.firstTokenTimeoutMs, idleMs: this.options.idleTimeoutMs };
+  }
+
+  /** The upstream as the `/v1` surface relays it, when the provider speaks OpenAI's wire format (the default one does). */
+  get passthrough(): OpenAiPassthrough | undefined {
+    return isOpenAiPassthrough(this.provider) ? this.provider : undefined;
   }
 
   /** Whether the upstream answers; for readiness. */
@@ -81,6 +97,9 @@ class StreamRun {
   private readonly upstream = new AbortController();
   private seq = 0;
   private startedAt = 0;
+  /** The first reasoning or token event: what the user first sees, so what ttftMs and the first-token timeout count. */
+  private firstEventAt: number | undefined;
+  private firstReasoningAt: number | undefined;
   private firstTokenAt: number | undefined;
   private finishReason: Exclude<FinishReason, 'cancelled'> | undefined;
   private usage: TokenUsage | null = null;
@@ -110,16 +129,21 @@ class StreamRun {
         if (this.ended) {
           return;
         }
-        if (chunk.kind === 'text') {
+        if (chunk.kind === 'text' || chunk.kind === 'reasoning') {
           const ts = epochNow();
-          if (this.firstTokenAt === undefined) {
-            this.firstTokenAt = ts;
+          if (this.firstEventAt === undefined) {
+            this.firstEventAt = ts;
             this.restartTimer(this.options.idleTimeoutMs);
           } else {
             this.timer?.refresh();
           }
+          if (chunk.kind === 'reasoning') {
+            this.firstReasoningAt ??= ts;
+          } else {
+            this.firstTokenAt ??= ts;
+          }
           this.subscriber.next({
-            type: 'token',
+            type: chunk.kind === 'text' ? 'token' : 'reasoning',
             streamId: this.streamId,
             seq: this.seq++,
             text: chunk.text,
@@ -163,8 +187,19 @@ class StreamRun {
       ts,
       finishReason: reason,
       usage: reason === 'cancelled' ? null : this.usage,
-      timing: { ttftMs: (this.firstTokenAt ?? ts) - this.startedAt, durationMs: ts - this.startedAt },
+      timing: this.timing(ts),
     });
+  }
+
+  private timing(ts: number): StreamTiming {
+    const timing: StreamTiming = {
+      ttftMs: (this.firstEventAt ?? ts) - this.startedAt,
+      durationMs: ts - this.startedAt,
+    };
+    if (this.firstReasoningAt !== undefined) {
+      timing.reasoningMs = (this.firstTokenAt ?? ts) - this.firstReasoningAt;
+    }
+    return timing;
   }
 
   /** Teardown: whatever state the stream is in, the upstream request stops. */

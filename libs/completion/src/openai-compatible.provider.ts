@@ -3,7 +3,13 @@ import { Logger } from '@nestjs/common';
 import OpenAI from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import type { CompletionProvider, ProviderChunk, ProviderRequest } from './completion-provider';
+import type {
+  CompletionProvider,
+  OpenAiPassthrough,
+  ProviderChunk,
+  ProviderRequest,
+} from './completion-provider';
+import { ThinkTagSplitter } from './think-tag-splitter';
 import { UpstreamError } from './upstream.error';
 
 export interface OpenAiCompatibleOptions {
@@ -14,6 +20,8 @@ export interface OpenAiCompatibleOptions {
   maxRetries: number;
   /** Shown in `/api/info` and metrics. */
   name?: string;
+  /** Reasoning inlined as `<think>…</think>` at the start of the content becomes reasoning chunks. Off by default. */
+  extractThinkTags?: boolean;
 }
 
 const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls']);
@@ -23,7 +31,7 @@ const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls'
  * refusals to typed errors. The stream's body is decoded here (`decode`); this class maps the chunks to
  * `ProviderChunk`s and every error to the contract's codes.
  */
-export class OpenAiCompatibleProvider implements CompletionProvider {
+export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPassthrough {
   readonly name: string;
   private readonly client: OpenAI;
   private readonly logger = new Logger(OpenAiCompatibleProvider.name);
@@ -79,16 +87,29 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
       throw this.toUpstreamError(error, 'request');
     }
     let finished = false;
+    const thinkTags = this.options.extractThinkTags ? new ThinkTagSplitter() : undefined;
     try {
       for await (const chunk of decode(response)) {
         // Chunks with empty `choices` carry usage (include_usage) or nothing at all.
         const choice = chunk.choices[0];
         if (choice) {
-          const text = choice.delta?.content;
+          const delta = choice.delta as ReasoningDelta | undefined;
+          const reasoning = reasoningOf(delta);
+          if (reasoning) {
+            yield { kind: 'reasoning', text: reasoning };
+          }
+          const text = delta?.content;
           if (text) {
-            yield { kind: 'text', text };
+            if (thinkTags) {
+              yield* thinkTags.push(text);
+            } else {
+              yield { kind: 'text', text };
+            }
           }
           if (choice.finish_reason) {
+            if (thinkTags) {
+              yield* thinkTags.end();
+            }
             if (!FINISH_REASONS.has(choice.finish_reason)) {
               throw new UpstreamError('upstream_protocol', 'The model sent an unknown finish reason.');
             }
@@ -105,6 +126,34 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
     }
     if (!finished && !signal.aborted) {
       throw new UpstreamError('upstream_protocol', 'The model stream ended without a finish reason.');
+    }
+  }
+
+  /**
+   * The body goes through the SDK as it is (tools, `response_format`, vendor fields): the SDK adds the upstream key,
+   * retries before the first byte and turns refusals into typed errors; `asResponse` hands over the body unread.
+   */
+  async chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response> {
+    try {
+      return await this.client.chat.completions
+        .create(body as unknown as OpenAI.ChatCompletionCreateParams, { signal })
+        .asResponse();
+    } catch (error) {
+      if (error instanceof OpenAI.APIError && error.status !== undefined) {
+        this.logger.warn(
+          { upstreamRequestId: error.requestID, status: error.status },
+          'upstream refused a relayed request',
+        );
+      }
+      throw this.toUpstreamError(error, 'request');
+    }
+  }
+
+  async models(signal: AbortSignal): Promise<Response> {
+    try {
+      return await this.client.models.list({ signal }).asResponse();
+    } catch (error) {
+      throw this.toUpstreamError(error, 'request');
     }
   }
 
@@ -130,6 +179,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
         'upstream_rate_limited',
         'The model is rate limited.',
         retryAfterMs(error.headers),
+        429,
       );
     }
     if (error instanceof OpenAI.APIError && error.status !== undefined) {
@@ -152,32 +202,43 @@ export class OpenAiCompatibleProvider implements CompletionProvider {
 
   /** Upstream 4xx texts can quote the API key (OpenAI masks only part of it): say what happened in our own words. */
   private fromStatus(status: number, error: InstanceType<typeof OpenAI.APIError>): UpstreamError {
+    const refused = (code: UpstreamError['code'], message: string, retryAfter?: number) =>
+      new UpstreamError(code, message, retryAfter, status);
     switch (status) {
       case 400:
       case 422:
-        return new UpstreamError('upstream_rejected', `The model refused the request (${status}).`);
+        return refused('upstream_rejected', `The model refused the request (${status}).`);
       case 401:
       case 403:
-        return new UpstreamError(
-          'upstream_rejected',
-          `The model refused the gateway's credentials (${status}).`,
-        );
+        return refused('upstream_rejected', `The model refused the gateway's credentials (${status}).`);
       case 404:
-        return new UpstreamError('upstream_rejected', 'The model does not exist or is not available (404).');
+        return refused('upstream_rejected', 'The model does not exist or is not available (404).');
       case 408:
-        return new UpstreamError('upstream_timeout', 'The model timed out (408).');
+        return refused('upstream_timeout', 'The model timed out (408).');
       case 429:
-        return new UpstreamError(
-          'upstream_rate_limited',
-          'The model is rate limited.',
-          retryAfterMs(error.headers),
-        );
+        return refused('upstream_rate_limited', 'The model is rate limited.', retryAfterMs(error.headers));
       default:
         return status >= 500
-          ? new UpstreamError('upstream_unavailable', `The model is unavailable (${status}).`)
-          : new UpstreamError('upstream_rejected', `The model refused the request (${status}).`);
+          ? refused('upstream_unavailable', `The model is unavailable (${status}).`)
+          : refused('upstream_rejected', `The model refused the request (${status}).`);
     }
   }
+}
+
+/** The two spellings of a reasoning delta: `reasoning_content` (DeepSeek, older vLLM), `reasoning` (vLLM ≥ 0.11, OpenRouter). */
+type ReasoningDelta = ChatCompletionChunk.Choice.Delta & { reasoning_content?: unknown; reasoning?: unknown };
+
+/**
+ * A delta's reasoning text. Servers in transition between the two names send both with the same text: that is one
+ * delta of reasoning, not two; `reasoning_content` is read first.
+ */
+export function reasoningOf(
+  delta: { reasoning_content?: unknown; reasoning?: unknown } | undefined,
+): string | undefined {
+  if (typeof delta?.reasoning_content === 'string' && delta.reasoning_content !== '') {
+    return delta.reasoning_content;
+  }
+  return typeof delta?.reasoning === 'string' && delta.reasoning !== '' ? delta.reasoning : undefined;
 }
 
 /** What a chunk may carry instead: OpenAI's way of giving up mid-answer. */
@@ -235,10 +296,12 @@ export async function* decode(response: Response): AsyncGenerator<ChatCompletion
 }
 
 function toUsage(usage: OpenAI.CompletionUsage): TokenUsage {
+  const reasoningTokens = usage.completion_tokens_details?.reasoning_tokens;
   return {
     promptTokens: usage.prompt_tokens,
     completionTokens: usage.completion_tokens,
     totalTokens: usage.total_tokens,
+    ...(typeof reasoningTokens === 'number' ? { reasoningTokens } : {}),
   };
 }
 

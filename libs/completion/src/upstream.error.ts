@@ -19,6 +19,8 @@ export class UpstreamError extends Error {
     readonly code: StreamErrorCode,
     message: string,
     readonly retryAfterMs?: number,
+    /** The upstream's HTTP status when it refused the request; the /v1 surface answers with a matching one. */
+    readonly status?: number,
   ) {
     super(message);
     this.name = 'UpstreamError';

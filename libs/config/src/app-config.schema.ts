@@ -31,6 +31,7 @@ export const envSchema = z.object({
   OPENAI_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
   UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: milliseconds.min(1).default(60_000),
   UPSTREAM_IDLE_TIMEOUT_MS: milliseconds.min(1).default(30_000),
+  UPSTREAM_EXTRACT_THINK_TAGS: z.stringbool().default(false),
   SIMULATOR_PROFILE: z.enum(SIMULATOR_PROFILES).default('realistic'),
   STREAM_RESUME_GRACE_MS: milliseconds.default(5000),
   STREAM_RETENTION_MS: milliseconds.default(60_000),
@@ -77,7 +78,12 @@ export interface AppConfig {
     model: string;
     maxRetries: number;
   };
-  upstream: { firstTokenTimeoutMs: number; idleTimeoutMs: number };
+  upstream: {
+    firstTokenTimeoutMs: number;
+    idleTimeoutMs: number;
+    /** A `<think>…</think>` block opening the content becomes reasoning events. */
+    extractThinkTags: boolean;
+  };
   simulator: { profile: (typeof SIMULATOR_PROFILES)[number] };
   streams: { resumeGraceMs: number; retentionMs: number; shutdownGraceMs: number };
   logLevel: Env['LOG_LEVEL'];

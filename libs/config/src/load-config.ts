@@ -77,6 +77,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     upstream: {
       firstTokenTimeoutMs: values.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
       idleTimeoutMs: values.UPSTREAM_IDLE_TIMEOUT_MS,
+      extractThinkTags: values.UPSTREAM_EXTRACT_THINK_TAGS,
     },
     simulator: { profile: values.SIMULATOR_PROFILE },
     streams: {

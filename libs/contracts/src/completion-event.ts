@@ -6,6 +6,8 @@ export interface TokenUsage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /** (v1.1) The upstream's `completion_tokens_details.reasoning_tokens`, when it reports it; part of `completionTokens`. */
+  reasoningTokens?: number;
 }
 
 interface EventBase {
@@ -27,11 +29,28 @@ export interface TokenEvent extends EventBase {
   text: string;
 }
 
+/**
+ * (v1.1) The model's reasoning as it streams (an upstream delta's `reasoning_content` or `reasoning`, or what a
+ * `<think>` block held when the gateway extracts it), exactly and in order, before the answer's tokens.
+ */
+export interface ReasoningEvent extends EventBase {
+  type: 'reasoning';
+  text: string;
+}
+
 export interface DoneEvent extends EventBase {
   type: 'done';
   finishReason: FinishReason;
   usage: TokenUsage | null;
-  timing: { ttftMs: number; durationMs: number };
+  timing: StreamTiming;
+}
+
+export interface StreamTiming {
+  /** From the request to the first `reasoning` or `token` event: when the user first sees something. */
+  ttftMs: number;
+  durationMs: number;
+  /** (v1.1) How long the model reasoned: first `reasoning` event to first `token` (or to the end); absent when it did not. */
+  reasoningMs?: number;
 }
 
 export interface StreamError {
@@ -46,7 +65,7 @@ export interface ErrorEvent extends EventBase {
   error: StreamError;
 }
 
-export type CompletionEvent = StartEvent | TokenEvent | DoneEvent | ErrorEvent;
+export type CompletionEvent = StartEvent | ReasoningEvent | TokenEvent | DoneEvent | ErrorEvent;
 export type CompletionEventType = CompletionEvent['type'];
 export type TerminalEvent = DoneEvent | ErrorEvent;
 

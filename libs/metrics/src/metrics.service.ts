@@ -2,14 +2,20 @@ import type { StreamErrorCode } from '@app/contracts';
 import { Injectable } from '@nestjs/common';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type TransportName = 'sse' | 'socket.io';
+/** `openai`: the OpenAI-compatible surface (`/v1`), which relays the upstream's chunks rather than our events. */
+export type TransportName = 'sse' | 'socket.io' | 'openai';
 
 /** What a finished stream reports, once: per-stream figures are cheap where per-token ones would not be. */
 export interface StreamOutcome {
   transport: TransportName;
   provider: string;
   tokens: number;
+  /** Reasoning deltas delivered (reasoning events, or reasoning deltas relayed). */
+  reasoningTokens: number;
+  /** To the first reasoning or token. */
   ttftMs: number | undefined;
+  /** First reasoning to first token, when the model reasoned. */
+  reasoningMs: number | undefined;
   durationMs: number;
   cancelled: boolean;
   errorCode: StreamErrorCode | undefined;
@@ -51,9 +57,22 @@ export class MetricsService {
     labelNames: ['transport', 'provider'],
     registers: [this.registry],
   });
+  private readonly reasoningTokens = new Counter({
+    name: 'llm_gateway_reasoning_tokens_total',
+    help: 'Reasoning deltas delivered to streams (reasoning events; reasoning deltas relayed on /v1).',
+    labelNames: ['transport', 'provider'],
+    registers: [this.registry],
+  });
+  private readonly reasoningTime = new Histogram({
+    name: 'llm_gateway_reasoning_seconds',
+    help: 'How long the model reasoned: from its first reasoning delta to its first answer token.',
+    labelNames: ['transport', 'provider'],
+    buckets: DURATION_BUCKETS_SECONDS,
+    registers: [this.registry],
+  });
   private readonly ttft = new Histogram({
     name: 'llm_gateway_time_to_first_token_seconds',
-    help: 'From the request to the first token, as the gateway saw it.',
+    help: 'From the request to the first token or reasoning delta (what the user first sees), as the gateway saw it.',
     labelNames: ['transport', 'provider'],
     buckets: LATENCY_BUCKETS_SECONDS,
     registers: [this.registry],
@@ -122,6 +141,12 @@ export class MetricsService {
     const result = outcome.errorCode ? 'error' : outcome.cancelled ? 'cancelled' : 'done';
     this.streams.inc({ transport, provider, outcome: result });
     this.tokens.inc({ transport, provider }, outcome.tokens);
+    if (outcome.reasoningTokens > 0) {
+      this.reasoningTokens.inc({ transport, provider }, outcome.reasoningTokens);
+    }
+    if (outcome.reasoningMs !== undefined) {
+      this.reasoningTime.observe({ transport, provider }, outcome.reasoningMs / 1000);
+    }
     this.duration.observe({ transport, provider }, outcome.durationMs / 1000);
     if (outcome.ttftMs !== undefined) {
       this.ttft.observe({ transport, provider }, outcome.ttftMs / 1000);

@@ -3,7 +3,7 @@ import type { EmissionScheduler, ScheduledTask } from './emission.scheduler';
 import type { LatencyProfile } from './latency.profiles';
 import { ChunkFormat, chatCompletion, type FinishReason, type Usage } from './openai.wire';
 import type { Random } from './seeded.random';
-import type { MidStreamFault } from './sim-directive.parser';
+import type { MidStreamFault, ReasoningStyle } from './sim-directive.parser';
 import type { TokenPiece } from './token.splitter';
 
 /** How a run ended: `faulted` is a drop or malformed stream the simulator caused on purpose. */
@@ -24,7 +24,13 @@ export interface RunPlan {
   /** Draws the inter-token jitter; seeded, so a seed replays the same schedule. */
   random: Random;
   fault?: { kind: MidStreamFault; after: number };
+  /** A reasoning model's thinking, streamed before the answer in the given style. */
+  reasoning?: { style: Exclude<ReasoningStyle, 'none'>; pieces: readonly TokenPiece[] };
 }
+
+/** What a `think`-style model writes around its reasoning, in the content itself. */
+export const THINK_OPEN = '<think>\n';
+export const THINK_CLOSE = '\n</think>\n\n';
 
 const MALFORMED_FRAME = 'data: {not json\n\n';
 
@@ -36,7 +42,9 @@ export class CompletionRun implements ScheduledTask {
   due = 0;
   heapIndex = -1;
   private emitted = 0;
+  private reasoned = 0;
   private completionTokens = 0;
+  private reasoningTokens = 0;
   private roleSent = false;
   private outcome: RunOutcome | undefined;
   private readonly format: ChunkFormat;
@@ -66,7 +74,9 @@ export class CompletionRun implements ScheduledTask {
     }
     const generated = this.plan.fault ? Math.min(this.plan.fault.after, this.plan.pieces.length) : Infinity;
     let lastTokenAt = firstTokenAt;
-    for (let i = 1; i < Math.min(generated, this.plan.pieces.length); i++) lastTokenAt += this.nextGap();
+    const thinking = this.plan.reasoning?.pieces.length ?? 0;
+    for (let i = 1; i < thinking + Math.min(generated, this.plan.pieces.length); i++)
+      lastTokenAt += this.nextGap();
     this.scheduler.schedule(this, lastTokenAt);
   }
 
@@ -81,11 +91,24 @@ export class CompletionRun implements ScheduledTask {
   }
 
   private step(): void {
-    const { pieces, fault } = this.plan;
+    const { pieces, fault, reasoning } = this.plan;
     let frames = '';
     if (!this.roleSent) {
       this.roleSent = true;
       frames += this.format.role();
+    }
+    if (reasoning && this.reasoned < reasoning.pieces.length) {
+      const first = this.reasoned === 0;
+      this.response.write(
+        frames + this.reasoningFrame(reasoning.style, reasoning.pieces[this.reasoned++], first),
+      );
+      this.scheduler.schedule(this, this.due + this.nextGap());
+      return;
+    }
+    if (reasoning?.style === 'think' && this.emitted === 0 && this.reasoned === reasoning.pieces.length) {
+      // The closing tag travels with the first answer delta, as one more content delta before it.
+      this.reasoned++;
+      frames += this.format.content(JSON.stringify(THINK_CLOSE));
     }
     if (fault && (this.emitted >= fault.after || this.emitted >= pieces.length)) {
       this.streamFault(fault.kind, frames);
@@ -118,6 +141,20 @@ export class CompletionRun implements ScheduledTask {
     }
   }
 
+  private reasoningFrame(style: Exclude<ReasoningStyle, 'none'>, piece: TokenPiece, first: boolean): string {
+    this.completionTokens += piece.tokens;
+    this.reasoningTokens += piece.tokens;
+    const json = this.plan.emitTimestamps ? JSON.stringify(timestamped(piece.text)) : piece.json;
+    switch (style) {
+      case 'reasoning_content':
+        return this.format.reasoningContent(json);
+      case 'reasoning':
+        return this.format.reasoning(json);
+      case 'think':
+        return (first ? this.format.content(JSON.stringify(THINK_OPEN)) : '') + this.format.content(json);
+    }
+  }
+
   private respondAtOnce(): void {
     const { pieces, fault } = this.plan;
     const kind = fault?.kind;
@@ -139,6 +176,18 @@ export class CompletionRun implements ScheduledTask {
       content += this.plan.emitTimestamps ? timestamped(piece.text) : piece.text;
     }
     const finishReason: FinishReason = kind === 'content_filter' ? 'content_filter' : this.plan.finishReason;
+    let reasoningFields: Record<string, string> = {};
+    const reasoning = this.plan.reasoning;
+    if (reasoning) {
+      let thought = '';
+      for (const piece of reasoning.pieces) {
+        this.completionTokens += piece.tokens;
+        this.reasoningTokens += piece.tokens;
+        thought += piece.text;
+      }
+      if (reasoning.style === 'think') content = THINK_OPEN + thought + THINK_CLOSE + content;
+      else reasoningFields = { [reasoning.style]: thought };
+    }
     const body = chatCompletion(
       this.plan.id,
       this.plan.created,
@@ -146,6 +195,7 @@ export class CompletionRun implements ScheduledTask {
       content,
       finishReason,
       this.usage(),
+      reasoningFields,
     );
     this.response.writeHead(200, { 'content-type': 'application/json' });
     this.finish(JSON.stringify(body), 'completed');
@@ -168,6 +218,12 @@ export class CompletionRun implements ScheduledTask {
       prompt_tokens: promptTokens,
       completion_tokens: this.completionTokens,
       total_tokens: promptTokens + this.completionTokens,
+      completion_tokens_details: {
+        reasoning_tokens: this.reasoningTokens,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     };
   }
 

@@ -13,5 +13,6 @@ export {
   type LatencyProfile,
   type ProfileName,
 } from './latency.profiles';
-export { FAULT_KINDS, type FaultKind } from './sim-directive.parser';
-export { EMIT_TS_PATTERN } from './completion.run';
+export { FAULT_KINDS, REASONING_STYLES, type FaultKind, type ReasoningStyle } from './sim-directive.parser';
+export { EMIT_TS_PATTERN, THINK_CLOSE, THINK_OPEN } from './completion.run';
+export { REASONING_MODEL_NAME } from './simulator.server';

@@ -9,6 +9,13 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** As OpenAI sends it on every usage; `reasoning_tokens` is part of `completion_tokens`. */
+  completion_tokens_details: {
+    reasoning_tokens: number;
+    audio_tokens: number;
+    accepted_prediction_tokens: number;
+    rejected_prediction_tokens: number;
+  };
 }
 
 export interface OpenAiError {
@@ -59,6 +66,16 @@ export class ChunkFormat {
     return `${this.head}{"content":${contentJson}}${this.tail}`;
   }
 
+  /** A reasoning delta as DeepSeek sends it (`content` null beside it). */
+  reasoningContent(reasoningJson: string): string {
+    return `${this.head}{"content":null,"reasoning_content":${reasoningJson}}${this.tail}`;
+  }
+
+  /** A reasoning delta as vLLM ≥ 0.11 and OpenRouter send it. */
+  reasoning(reasoningJson: string): string {
+    return `${this.head}{"reasoning":${reasoningJson}}${this.tail}`;
+  }
+
   /** The finish chunk, then the usage chunk when asked for, then `[DONE]`. */
   end(finishReason: FinishReason, usage: Usage): string {
     let frames = `${this.head}{},"logprobs":null,"finish_reason":"${finishReason}"}]${this.usageTail}`;
@@ -79,6 +96,8 @@ export function chatCompletion(
   content: string,
   finishReason: FinishReason,
   usage: Usage,
+  /** Fields beside `content` in the message: the reasoning of a reasoning model. */
+  reasoning: Record<string, string> = {},
 ): object {
   return {
     id,
@@ -88,7 +107,7 @@ export function chatCompletion(
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content, refusal: null, annotations: [] },
+        message: { role: 'assistant', content, ...reasoning, refusal: null, annotations: [] },
         logprobs: null,
         finish_reason: finishReason,
       },

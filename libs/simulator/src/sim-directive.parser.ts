@@ -27,6 +27,14 @@ export const REFUSAL_FAULTS = [
 export type RefusalFault = (typeof REFUSAL_FAULTS)[number];
 export type MidStreamFault = Exclude<FaultKind, RefusalFault>;
 
+/**
+ * How a reasoning model streams its thinking: `reasoning_content` (DeepSeek, older vLLM), `reasoning` (vLLM ≥ 0.11,
+ * OpenRouter), `think` (inlined in the content as `<think>…</think>`, as R1 and Qwen3 do behind a server without
+ * a reasoning parser), or `none`.
+ */
+export const REASONING_STYLES = ['reasoning_content', 'reasoning', 'think', 'none'] as const;
+export type ReasoningStyle = (typeof REASONING_STYLES)[number];
+
 export type FaultDirective =
   | { kind: Exclude<RefusalFault, 'rate_limit'> }
   | { kind: 'rate_limit'; retryAfterMs: number }
@@ -40,6 +48,9 @@ export interface SimDirectives {
   echo: boolean;
   emitTimestamps: boolean;
   fault?: FaultDirective;
+  reasoning?: ReasoningStyle;
+  /** Reasoning deltas before the answer. */
+  think?: number;
 }
 
 export interface ParsedPrompt {
@@ -76,6 +87,8 @@ export function parseDirectives(message: string): ParsedPrompt {
     echo: values.has('echo'),
     emitTimestamps: values.has('emit_ts'),
     fault: fault(values),
+    reasoning: reasoningStyle(values),
+    think: integer(values, 'think', 0),
   };
   return { directives, text };
 }
@@ -94,6 +107,15 @@ function fault(values: ReadonlyMap<string, string | true>): FaultDirective | und
     return { kind: faultKind as Exclude<RefusalFault, 'rate_limit'> };
   }
   return { kind: faultKind as MidStreamFault, after: integer(values, 'after', 0) ?? DEFAULT_FAULT_AFTER };
+}
+
+function reasoningStyle(values: ReadonlyMap<string, string | true>): ReasoningStyle | undefined {
+  const style = values.get('reasoning');
+  if (style === undefined) return undefined;
+  if (style === true || !(REASONING_STYLES as readonly string[]).includes(style)) {
+    throw new InvalidDirectiveError(`[sim reasoning=…] must be one of ${REASONING_STYLES.join(', ')}`);
+  }
+  return style as ReasoningStyle;
 }
 
 function integer(values: ReadonlyMap<string, string | true>, key: string, min: number): number | undefined {

@@ -16,6 +16,7 @@ describe('SimulatorModule', () => {
       'simulator-fast',
       'simulator-realistic',
       'simulator-slow',
+      'simulator-reasoning',
     ]);
     expect(service.profiles[0]).toEqual({ model: 'simulator', ttftMs: 0, tokensPerSecond: 0, jitter: 0 });
 

@@ -77,6 +77,7 @@ describe('SimulatorServer', () => {
       'simulator-fast',
       'simulator-realistic',
       'simulator-slow',
+      'simulator-reasoning',
     ]);
     expect(body.data[0]).toEqual({
       id: 'simulator',
@@ -85,7 +86,7 @@ describe('SimulatorServer', () => {
       owned_by: 'simulator',
     });
     const sdkModels = await openai.models.list();
-    expect(sdkModels.data).toHaveLength(5);
+    expect(sdkModels.data).toHaveLength(6);
   });
 
   it('streams the exact OpenAI chunk sequence: role, content per token, finish, usage, [DONE]', async () => {
@@ -132,6 +133,12 @@ describe('SimulatorServer', () => {
       prompt_tokens: expect.any(Number),
       completion_tokens: 7,
       total_tokens: expect.any(Number),
+      completion_tokens_details: {
+        reasoning_tokens: 0,
+        audio_tokens: 0,
+        accepted_prediction_tokens: 0,
+        rejected_prediction_tokens: 0,
+      },
     });
     expect(usage.usage?.total_tokens).toBe((usage.usage?.prompt_tokens ?? 0) + 7);
   });

@@ -3,12 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { echoPieces, generatedPieces } from './completion.text';
-import { CompletionRun, type RunOutcome } from './completion.run';
+import { CompletionRun, type RunOutcome, type RunPlan } from './completion.run';
 import { EmissionScheduler } from './emission.scheduler';
 import {
   DEFAULT_MODEL_NAME,
   DEFAULT_PROFILE,
   describeProfiles,
+  LATENCY_PROFILES,
   modelProfiles,
   type LatencyProfile,
 } from './latency.profiles';
@@ -20,6 +21,7 @@ import {
   type FaultDirective,
   type ParsedPrompt,
   type RefusalFault,
+  type SimDirectives,
 } from './sim-directive.parser';
 import type { SimulatorOptions, SimulatorStats } from './simulator-options.interface';
 import { countTextTokens, loadTokenizer, type TokenPiece } from './token.splitter';
@@ -31,6 +33,10 @@ const TOKENS_PER_MESSAGE = 3;
 const TOKENS_PER_REPLY = 3;
 /** Mixed into the seed for the timing PRNG so that the text and the schedule are independent streams. */
 const SCHEDULE_SALT = 0x9e3779b9;
+/** Mixed into the seed for a reasoning model's thinking, so that it differs from its answer. */
+const REASONING_SALT = 0x5bd1e995;
+/** The reasoning model: the default profile, thinking in `reasoning_content` before every answer. */
+export const REASONING_MODEL_NAME = 'simulator-reasoning';
 
 interface ChatMessageBody {
   role: string;
@@ -63,7 +69,11 @@ export class SimulatorServer {
 
   constructor(options: SimulatorOptions) {
     this.defaultModel = options.modelName ?? DEFAULT_MODEL_NAME;
-    this.models = modelProfiles(this.defaultModel, options.profile ?? DEFAULT_PROFILE);
+    const profile = options.profile ?? DEFAULT_PROFILE;
+    this.models = new Map([
+      ...modelProfiles(this.defaultModel, profile),
+      [REASONING_MODEL_NAME, LATENCY_PROFILES[profile]],
+    ]);
     this.profiles = describeProfiles(this.models);
     this.authorization = options.apiKey === undefined ? undefined : `Bearer ${options.apiKey}`;
     const created = Math.floor(Date.now() / 1000);
@@ -187,6 +197,7 @@ export class SimulatorServer {
         },
         random: seededRandom(seed ^ SCHEDULE_SALT),
         fault: fault !== undefined && 'after' in fault ? fault : undefined,
+        reasoning: reasoningPlan(model === REASONING_MODEL_NAME, directives, seed),
       },
       response,
       this.scheduler,
@@ -309,6 +320,22 @@ function capTokens(
     if (tokens > cap) return { pieces: pieces.slice(0, i), truncated: true };
   }
   return { pieces, truncated: false };
+}
+
+/**
+ * The reasoning model thinks in `reasoning_content` unless told otherwise; any model thinks when a directive asks
+ * (`reasoning=<style>`, or `think=N` alone, which means `reasoning_content`). Without `think`, the length of the
+ * thinking is drawn from the seed like an answer's.
+ */
+function reasoningPlan(
+  reasoningModel: boolean,
+  directives: SimDirectives,
+  seed: number,
+): RunPlan['reasoning'] {
+  const style =
+    directives.reasoning ?? (reasoningModel || directives.think !== undefined ? 'reasoning_content' : 'none');
+  if (style === 'none' || directives.think === 0) return undefined;
+  return { style, pieces: generatedPieces((seed ^ REASONING_SALT) >>> 0, directives.think) };
 }
 
 function isRefusal(fault: FaultDirective): fault is Extract<FaultDirective, { kind: RefusalFault }> {

@@ -62,13 +62,33 @@ export class LiveStream {
   outcome(provider: string): StreamOutcome {
     const first = this.events[0];
     const last = this.events[this.events.length - 1];
-    const firstToken = this.events.find((event) => event.type === 'token');
     const start = first?.type === 'start' ? first.ts : undefined;
+    let tokens = 0;
+    let reasoningTokens = 0;
+    let firstEventAt: number | undefined;
+    let firstReasoningAt: number | undefined;
+    let firstTokenAt: number | undefined;
+    for (const event of this.events) {
+      if (event.type === 'token') {
+        tokens += 1;
+        firstTokenAt ??= event.ts;
+        firstEventAt ??= event.ts;
+      } else if (event.type === 'reasoning') {
+        reasoningTokens += 1;
+        firstReasoningAt ??= event.ts;
+        firstEventAt ??= event.ts;
+      }
+    }
     return {
       transport: this.transport,
       provider,
-      tokens: this.events.filter((event) => event.type === 'token').length,
-      ttftMs: start !== undefined && firstToken ? firstToken.ts - start : undefined,
+      tokens,
+      reasoningTokens,
+      ttftMs: start !== undefined && firstEventAt !== undefined ? firstEventAt - start : undefined,
+      reasoningMs:
+        firstReasoningAt !== undefined
+          ? (firstTokenAt ?? last?.ts ?? firstReasoningAt) - firstReasoningAt
+          : undefined,
       durationMs: start !== undefined && last ? last.ts - start : 0,
       cancelled: last?.type === 'done' && last.finishReason === 'cancelled',
       errorCode: last?.type === 'error' ? last.error.code : undefined,

@@ -45,6 +45,8 @@ export class StreamRegistry implements OnApplicationShutdown {
   /** Clients following each stream, and each limit key's streams, now (see `StreamListener.leave`). */
   private readonly listenersByStream = new Map<string, number>();
   private readonly listenersByOwner = new Map<string, number>();
+  /** How to stop each piece of held work (see `hold`). */
+  private readonly held = new Set<() => void>();
   private readonly logger = new Logger(StreamRegistry.name);
   private activeTotal = 0;
   private idleWaiters: (() => void)[] = [];
@@ -79,6 +81,9 @@ export class StreamRegistry implements OnApplicationShutdown {
   failRunning(error: StreamError): void {
     for (const stream of this.streams.values()) {
       stream.fail(error);
+    }
+    for (const stop of [...this.held]) {
+      stop();
     }
   }
 
@@ -116,6 +121,26 @@ export class StreamRegistry implements OnApplicationShutdown {
     this.logger.log({ streamId: id, transport }, 'stream started');
     stream.run(this.completion.stream(request, { streamId: id, cancel: stream.cancelSignal }));
     return id;
+  }
+
+  /**
+   * Counts work that runs outside the registry (a request relayed on the `/v1` surface) as a running stream: it
+   * holds its admitted concurrency `slot`, the shutdown drain waits for it, and `stop` is called when the drain's
+   * grace is over, as running streams are failed. The returned function ends the hold; calling it again does
+   * nothing.
+   */
+  hold(slot: StreamSlot, stop: () => void): () => void {
+    this.activeTotal += 1;
+    this.held.add(stop);
+    let held = true;
+    return () => {
+      if (held) {
+        held = false;
+        this.held.delete(stop);
+        slot.release();
+        this.ended();
+      }
+    };
   }
 
   /**
@@ -185,6 +210,16 @@ export class StreamRegistry implements OnApplicationShutdown {
     }
   }
 
+  /** One running stream or held piece of work fewer; wakes the shutdown drain when none is left. */
+  private ended(): void {
+    this.activeTotal -= 1;
+    if (this.activeTotal === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      waiters.forEach((wake) => wake());
+    }
+  }
+
   private retain(stream: LiveStream, slot: StreamSlot): void {
     slot.release();
     const outcome = stream.outcome(this.completion.providerName);
@@ -196,17 +231,13 @@ export class StreamRegistry implements OnApplicationShutdown {
         transport: stream.transport,
         outcome: outcome.errorCode ?? (outcome.cancelled ? 'cancelled' : 'done'),
         tokens: outcome.tokens,
+        reasoningTokens: outcome.reasoningTokens,
         ttftMs: outcome.ttftMs === undefined ? undefined : Math.round(outcome.ttftMs),
         durationMs: Math.round(outcome.durationMs),
       },
       'stream ended',
     );
-    this.activeTotal -= 1;
-    if (this.activeTotal === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      waiters.forEach((wake) => wake());
-    }
+    this.ended();
     const forget = () => {
       const key = keyOf(stream.owner, stream.id);
       if (this.streams.get(key) === stream) {

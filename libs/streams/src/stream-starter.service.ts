@@ -20,6 +20,9 @@ type Refusal = Extract<StartOutcome, { ok: false }>;
 
 export type ResumeOutcome = ({ ok: true } & StreamListener) | Refusal;
 
+/** `release` ends the admitted work's hold on the limits; call it once, when the work ends. */
+export type AdmitOutcome = { ok: true; release: () => void } | Refusal;
+
 const SHUTTING_DOWN: Refusal = {
   ok: false,
   code: 'shutting_down',
@@ -104,6 +107,34 @@ export class StreamStarter {
       }
       throw error;
     }
+  }
+
+  /**
+   * For a transport that makes its own upstream request (the `/v1` relay) and validates its own payload: the same
+   * shutdown refusal and limits as `start`, counted together with the streams of every transport. `stop` is
+   * called if the server is still waiting for it when the shutdown grace ends.
+   */
+  async admit(owner: string, stop: () => void, limitKey = owner): Promise<AdmitOutcome> {
+    if (this.shutdown.draining) {
+      return SHUTTING_DOWN;
+    }
+    let admitted: AdmissionDecision;
+    try {
+      admitted = await this.admission.admitStart(limitKey);
+    } catch (error) {
+      if (error instanceof AdmissionUnavailableError) {
+        return UNAVAILABLE;
+      }
+      throw error;
+    }
+    if (!admitted.ok) {
+      return this.refusalFor(admitted);
+    }
+    if (this.shutdown.draining) {
+      admitted.slot.release();
+      return SHUTTING_DOWN;
+    }
+    return { ok: true, release: this.registry.hold(admitted.slot, stop) };
   }
 
   /**

@@ -19,7 +19,10 @@ import { ServerConnection } from '../server/server-connection';
 import { Settings } from '../settings/settings';
 import { formatMs } from '../metrics/milliseconds';
 import { RESUME_EXPIRED } from '../run/live-run';
+import { thinkingTime } from '../metrics/run-metrics';
+import type { Lane } from '../run/lane';
 import { AnswerPane } from './answer-pane';
+import { ReasoningBlock } from './reasoning-block';
 import { ChatSession } from './chat-session';
 
 const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Socket.IO' };
@@ -27,7 +30,7 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
 @Component({
   selector: 'app-chat',
   changeDetection: ChangeDetectionStrategy.OnPush,
-  imports: [AnswerPane, RunMetricsPanel, RaceTimeline],
+  imports: [AnswerPane, ReasoningBlock, RunMetricsPanel, RaceTimeline],
   template: `
     <section class="panel chat" aria-labelledby="chat-title">
       <header class="panel-header">
@@ -61,6 +64,14 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
                   <h3 class="lane-title" [class]="'transport-' + lane.transport">
                     {{ labels[lane.transport] }} · {{ lane.status }}
                   </h3>
+                }
+                @if (lane.reasoning) {
+                  <app-reasoning-block
+                    [text]="lane.reasoning"
+                    [answering]="lane.arrivals.length > 0 || lane.status === 'done'"
+                    [thoughtMs]="thoughtMs(lane)"
+                    [transport]="lane.transport"
+                  />
                 }
                 <app-answer-pane
                   data-testid="answer"
@@ -233,6 +244,11 @@ export class Chat {
   readonly credentialsNeeded = output<void>();
 
   protected readonly labels = TRANSPORT_LABELS;
+
+  /** The server's measure once the stream is done (it saw the upstream's timing), the client's until then. */
+  protected thoughtMs(lane: Lane): number | null {
+    return lane.serverTiming?.reasoningMs ?? thinkingTime(lane);
+  }
   protected readonly draft = signal('');
   private readonly log = viewChild.required<ElementRef<HTMLElement>>('log');
   private readonly promptBox = viewChild.required<ElementRef<HTMLTextAreaElement>>('promptBox');
@@ -272,9 +288,14 @@ export class Chat {
       return `Both transports delivered the tokens at the same time ${over}.`;
     const ahead = TRANSPORT_LABELS[summary.ahead];
     const parts = [`${ahead} was ahead by ${formatMs(summary.medianLeadMs)} ms per token ${over}`];
+    if (summary.ttfrLeadMs !== null) {
+      parts.push(
+        `its first reasoning token came ${formatMs(Math.abs(summary.ttfrLeadMs))} ms ${summary.ttfrLeadMs >= 0 ? 'sooner' : 'later'}`,
+      );
+    }
     if (summary.ttftLeadMs !== null) {
       parts.push(
-        `its first token came ${formatMs(Math.abs(summary.ttftLeadMs))} ms ${summary.ttftLeadMs >= 0 ? 'sooner' : 'later'}`,
+        `its first ${summary.ttfrLeadMs !== null ? 'answer ' : ''}token came ${formatMs(Math.abs(summary.ttftLeadMs))} ms ${summary.ttftLeadMs >= 0 ? 'sooner' : 'later'}`,
       );
     }
     if (summary.transportDelayLeadMs !== null) {

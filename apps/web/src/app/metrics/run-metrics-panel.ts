@@ -18,8 +18,20 @@ import { computeRunMetrics } from './run-metrics';
       </p>
     }
     <dl class="metrics">
+      @if (metrics().ttfrMs !== null) {
+        <div>
+          <dt>Time to first reasoning token</dt>
+          <dd>
+            <span [attr.data-testid]="primary() ? 'ttfr' : null">{{ metrics().ttfrMs | ms }}</span> ms
+          </dd>
+        </div>
+        <div>
+          <dt>Thinking</dt>
+          <dd>{{ metrics().reasoningMs | ms }} ms</dd>
+        </div>
+      }
       <div>
-        <dt>Time to first token</dt>
+        <dt>{{ metrics().ttfrMs !== null ? 'Time to first answer token' : 'Time to first token' }}</dt>
         <dd>
           <span [attr.data-testid]="primary() ? 'ttft' : null">{{ metrics().ttftMs | ms }}</span> ms
         </dd>

@@ -24,6 +24,17 @@ describe('computeRunMetrics', () => {
     });
   });
 
+  it('separates the time to the first reasoning token from the time to the first answer token', () => {
+    const thinking = { ...laneWith([]), firstReasoningAt: 130 };
+    expect(computeRunMetrics(thinking, clock)).toMatchObject({ ttfrMs: 30, ttftMs: null, reasoningMs: null });
+    const answering = { ...laneWith([[450, 1448]]), firstReasoningAt: 130 };
+    expect(computeRunMetrics(answering, clock)).toMatchObject({ ttfrMs: 30, ttftMs: 350, reasoningMs: 320 });
+    expect(computeRunMetrics(laneWith([[150, 1148]]), clock)).toMatchObject({
+      ttfrMs: null,
+      reasoningMs: null,
+    });
+  });
+
   it('measures ttft, delays, gaps, rate and duration', () => {
     // Server clock = client + 1000; each token produced 2 ms (then 4 ms) before it arrived.
     const lane = laneWith(

@@ -3,8 +3,12 @@ import type { Lane } from '../run/lane';
 import { type Distribution, quantileSketch, summarize } from './percentiles';
 
 export interface RunMetrics {
-  /** From send to the first token's arrival, on the client's clock. */
+  /** From send to the first answer token's arrival, on the client's clock. */
   ttftMs: number | null;
+  /** From send to the first reasoning token's arrival, when the model reasoned. */
+  ttfrMs: number | null;
+  /** How long the model thought: first reasoning arrival to first answer token (or to now, the end). */
+  reasoningMs: number | null;
   /** Per token: arrival − server `ts`, corrected by the clock offset. */
   transportDelay: Distribution | null;
   /** A compact sketch of the transport delays, kept in the history for the CDF. */
@@ -27,6 +31,8 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
   if (lane.resumed) {
     return {
       ttftMs: null,
+      ttfrMs: null,
+      reasoningMs: null,
       transportDelay: null,
       transportDelaySketch: [],
       gaps: null,
@@ -46,6 +52,8 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
   const end = lane.endedAt ?? last?.arrivedAt ?? null;
   return {
     ttftMs: first ? first.arrivedAt - lane.sentAt : null,
+    ttfrMs: lane.firstReasoningAt === null ? null : lane.firstReasoningAt - lane.sentAt,
+    reasoningMs: thinkingTime(lane),
     transportDelay: summarize(delays),
     transportDelaySketch: quantileSketch(delays).map(round2),
     gaps: summarize(gaps),
@@ -56,6 +64,13 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
     eventsReceived: lane.eventsReceived,
     clockUncertaintyMs: clock?.uncertaintyMs ?? null,
   };
+}
+
+/** First reasoning to first answer token; while the model still thinks, to its latest word or its end. */
+export function thinkingTime(lane: Lane): number | null {
+  if (lane.firstReasoningAt === null) return null;
+  const until = lane.arrivals[0]?.arrivedAt ?? lane.endedAt;
+  return until === null || until === undefined ? null : until - lane.firstReasoningAt;
 }
 
 function round2(value: number): number {

@@ -10,6 +10,8 @@ export interface RaceSummary {
   /** Median over the tokens both lanes received (matched by seq) of behind.arrival − ahead.arrival. */
   medianLeadMs: number;
   ttftLeadMs: number | null;
+  /** Like `ttftLeadMs`, for the first reasoning token; null when the model did not reason. */
+  ttfrLeadMs: number | null;
   transportDelayLeadMs: number | null;
   comparedTokens: number;
 }
@@ -41,6 +43,7 @@ export function summarizeRace(
     behind: lead === 0 ? null : behind.transport,
     medianLeadMs: Math.abs(lead),
     ttftLeadMs: difference(aMetrics.ttftMs, bMetrics.ttftMs),
+    ttfrLeadMs: difference(aMetrics.ttfrMs, bMetrics.ttfrMs),
     transportDelayLeadMs: difference(aMetrics.transportDelay?.p50, bMetrics.transportDelay?.p50),
     comparedTokens: leadsOfA.length,
   };

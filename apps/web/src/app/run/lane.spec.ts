@@ -26,6 +26,24 @@ describe('lane', () => {
     expect(applyEvents(fresh, [start])).toMatchObject({ status: 'waiting', model: 'sim', eventsReceived: 1 });
   });
 
+  it('keeps the reasoning apart from the answer, with the arrival of its first part', () => {
+    const reasoning = (seq: number, text: string, arrivedAt: number) =>
+      at(arrivedAt, { type: 'reasoning', streamId: id, seq, text, ts: arrivedAt - 1 });
+    const lane = applyEvents(fresh, [
+      start,
+      reasoning(1, 'Let me ', 15),
+      reasoning(2, 'think.', 18),
+      token(3, 'Hi', 40),
+    ]);
+    expect(lane).toMatchObject({
+      status: 'streaming',
+      reasoning: 'Let me think.',
+      text: 'Hi',
+      firstReasoningAt: 15,
+    });
+    expect(lane.arrivals.map((arrival) => arrival.seq)).toEqual([3]);
+  });
+
   it('accumulates tokens and their arrivals without mutating the previous lane', () => {
     const waiting = applyEvents(fresh, [start]);
     const streaming = applyEvents(waiting, [token(1, 'Hel', 20), token(2, 'lo', 30)]);

@@ -1,4 +1,4 @@
-import type { CompletionEvent, FinishReason } from '@app/contracts';
+import type { CompletionEvent, FinishReason, StreamTiming } from '@app/contracts';
 import type { TransportName } from '../transport/completion-transport';
 
 export type RunStatus = 'connecting' | 'waiting' | 'streaming' | 'done' | 'cancelled' | 'error';
@@ -25,12 +25,16 @@ export interface Lane {
   status: RunStatus;
   model: string | null;
   text: string;
+  /** What the model thought before answering (reasoning events), when it reasoned. */
+  reasoning: string;
+  /** The client's clock when the first reasoning event arrived. */
+  firstReasoningAt: number | null;
   sentAt: number;
   arrivals: readonly TokenArrival[];
   eventsReceived: number;
   endedAt: number | null;
   finishReason: FinishReason | null;
-  serverTiming: { ttftMs: number; durationMs: number } | null;
+  serverTiming: StreamTiming | null;
   error: LaneError | null;
   /**
    * Picked up again after a page reload: its events were replayed from the start, in a burst, so their
@@ -53,6 +57,8 @@ export function newLane(transport: TransportName, streamId: string, sentAt: numb
     status: 'connecting',
     model: null,
     text: '',
+    reasoning: '',
+    firstReasoningAt: null,
     sentAt,
     arrivals: [],
     eventsReceived: 0,
@@ -72,7 +78,7 @@ export function isFinished(status: RunStatus): boolean {
 /** Folds a batch of received events into a lane, immutably; events after the terminal one are ignored. */
 export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
   if (batch.length === 0 || isFinished(lane.status)) return lane;
-  let { status, model, text, endedAt, finishReason, serverTiming, error } = lane;
+  let { status, model, text, reasoning, firstReasoningAt, endedAt, finishReason, serverTiming, error } = lane;
   const arrivals: TokenArrival[] = [];
   let counted = 0;
   for (const { event, arrivedAt } of batch) {
@@ -82,6 +88,11 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
       case 'start':
         model = event.model;
         if (status === 'connecting') status = 'waiting';
+        break;
+      case 'reasoning':
+        reasoning += event.text;
+        firstReasoningAt ??= arrivedAt;
+        status = 'streaming';
         break;
       case 'token':
         text += event.text;
@@ -106,6 +117,8 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
     status,
     model,
     text,
+    reasoning,
+    firstReasoningAt,
     endedAt,
     finishReason,
     serverTiming,

@@ -1,0 +1,60 @@
+import { epochNow, reasoningOf } from '@app/completion';
+import type { StreamErrorCode } from '@app/contracts';
+
+/** What one chunk of a relayed stream says, for the relay to act on. */
+export type Observed = 'chunk' | 'done' | { failure: StreamErrorCode };
+
+/**
+ * Reads the relayed chunks for metrics and logs, without changing them: how many answer and reasoning deltas,
+ * when the first of either came (time to first token, as on our own transports), how long the model reasoned,
+ * and whether the upstream gave up mid-stream (an `error` object) or sent data that is not JSON.
+ */
+export class ChunkObserver {
+  tokens = 0;
+  reasoningTokens = 0;
+  firstEventAt: number | undefined;
+  firstReasoningAt: number | undefined;
+  firstTokenAt: number | undefined;
+  finishReason: string | undefined;
+
+  observe(data: string, event: string | undefined): Observed {
+    if (data === '[DONE]') {
+      return 'done';
+    }
+    let chunk: RelayedChunk;
+    try {
+      chunk = JSON.parse(data) as RelayedChunk;
+    } catch {
+      return { failure: 'upstream_protocol' };
+    }
+    if (event === 'error' || chunk?.error !== undefined) {
+      return { failure: 'upstream_unavailable' };
+    }
+    const choice = chunk?.choices?.[0];
+    if (choice) {
+      const ts = epochNow();
+      if (reasoningOf(choice.delta)) {
+        this.reasoningTokens += 1;
+        this.firstReasoningAt ??= ts;
+        this.firstEventAt ??= ts;
+      }
+      const delta = choice.delta;
+      if ((typeof delta?.content === 'string' && delta.content !== '') || delta?.tool_calls?.length) {
+        this.tokens += 1;
+        this.firstTokenAt ??= ts;
+        this.firstEventAt ??= ts;
+      }
+      this.finishReason = choice.finish_reason ?? this.finishReason;
+    }
+    return 'chunk';
+  }
+}
+
+/** The little of a chunk the observer reads; the rest is relayed without being looked at. */
+interface RelayedChunk {
+  error?: unknown;
+  choices?: {
+    delta?: { content?: unknown; tool_calls?: unknown[]; reasoning?: unknown; reasoning_content?: unknown };
+    finish_reason?: string | null;
+  }[];
+}

@@ -1,0 +1,38 @@
+import { AuthGuard, CurrentPrincipal, JsonBodyInterceptor, type Principal } from '@app/auth';
+import { Body, Controller, Get, HttpCode, Post, Req, Res, UseGuards, UseInterceptors } from '@nestjs/common';
+import { ApiBearerAuth, ApiExcludeController } from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { OpenAiRelay } from './openai-relay.service';
+
+/**
+ * The OpenAI-compatible surface: any OpenAI SDK with `baseURL: <gateway>/v1` and the gateway's credentials as its
+ * API key. Same guard as the other transports; errors in OpenAI's shape (`OpenAiErrorFilter`). Its reference is
+ * OpenAI's own API, so it stays out of the gateway's OpenAPI document (docs/protocol.md describes it).
+ */
+@ApiExcludeController()
+@ApiBearerAuth()
+@Controller('v1')
+@UseGuards(AuthGuard)
+export class OpenAiCompatController {
+  constructor(private readonly relay: OpenAiRelay) {}
+
+  @Post('chat/completions')
+  @HttpCode(200)
+  @UseInterceptors(JsonBodyInterceptor)
+  chatCompletions(
+    @Req() request: Request,
+    @Res() response: Response,
+    @Body() body: unknown,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    return this.relay.chatCompletions(request, response, body, principal);
+  }
+
+  @Get('models')
+  models(@Res() response: Response): Promise<void> {
+    // The response closes when it is sent or when the client leaves; either way the upstream call is over.
+    const client = new AbortController();
+    response.once('close', () => client.abort());
+    return this.relay.models(response, client.signal);
+  }
+}

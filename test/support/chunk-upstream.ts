@@ -1,0 +1,95 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** One scripted answer: streamed chunks (JSON objects, sent as `data:` lines, then `[DONE]`), or a status with a body. */
+export type UpstreamReply =
+  | { kind: 'chunks'; chunks: object[]; headers?: Record<string, string> }
+  | { kind: 'json'; status: number; body: object; headers?: Record<string, string> };
+
+export interface ReceivedRequest {
+  path: string;
+  authorization: string | undefined;
+  body: Record<string, unknown>;
+}
+
+/**
+ * An OpenAI-compatible upstream on loopback that answers each request from a script, chosen by the content of
+ * its last message: for fields the simulator never sends (tool-call deltas, vendor fields) and for checking what
+ * the gateway forwarded (`received`).
+ */
+export class ChunkUpstream {
+  readonly received: ReceivedRequest[] = [];
+  private readonly replies = new Map<string, UpstreamReply>();
+  private server: Server | undefined;
+
+  reply(prompt: string, reply: UpstreamReply): void {
+    this.replies.set(prompt, reply);
+  }
+
+  async start(): Promise<string> {
+    this.server = createServer((request, response) => void this.answer(request, response));
+    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}/v1`;
+  }
+
+  close(): Promise<void> {
+    this.server?.closeAllConnections();
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private async answer(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    let text = '';
+    for await (const chunk of request) {
+      text += String(chunk);
+    }
+    response.setHeader('x-request-id', `req_chunk_upstream_${this.received.length + 1}`);
+    if (request.url?.endsWith('/models')) {
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ object: 'list', data: [{ id: 'scripted-model', object: 'model' }] }));
+      return;
+    }
+    const body = JSON.parse(text) as Record<string, unknown>;
+    this.received.push({ path: request.url ?? '', authorization: request.headers.authorization, body });
+    const messages = body.messages as { content: string }[];
+    const reply = this.replies.get(messages.at(-1)?.content ?? '');
+    if (!reply) {
+      response.writeHead(500, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: { message: 'no script for this prompt', type: 'server_error' } }));
+      return;
+    }
+    if (reply.kind === 'json') {
+      response.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
+      response.end(JSON.stringify(reply.body));
+      return;
+    }
+    response.writeHead(200, { 'content-type': 'text/event-stream', ...reply.headers });
+    for (const chunk of reply.chunks) {
+      response.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    }
+    response.end('data: [DONE]\n\n');
+  }
+}
+
+/** A chat.completion.chunk with one choice whose delta is `delta`. */
+export function chunkOf(delta: object, finishReason: string | null = null, extra: object = {}): object {
+  return {
+    id: 'chatcmpl-scripted',
+    object: 'chat.completion.chunk',
+    created: 1767225600,
+    model: 'scripted-model',
+    system_fingerprint: 'fp_scripted',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+    ...extra,
+  };
+}
+
+export function usageChunk(usage: object): object {
+  return {
+    id: 'chatcmpl-scripted',
+    object: 'chat.completion.chunk',
+    created: 1767225600,
+    model: 'scripted-model',
+    choices: [],
+    usage,
+  };
+}
