@@ -52,6 +52,10 @@ export const envSchema = z.object({
   AUTH_JWKS_COOLDOWN_MS: milliseconds.default(30_000),
   AUTH_RESUME_SECRET: optionalText,
   CORS_ORIGINS: optionalText,
+  REDIS_URL: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.url({ protocol: /^rediss?$/ }).optional(),
+  ),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
 });
@@ -93,4 +97,6 @@ export interface AppConfig {
   /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
   corsOrigins: string[];
   limits: { requestsPerMinute: number; maxConcurrentStreams: number };
+  /** Shared by every instance of one deployment: streams, ownership, grace and limits; unset, all in memory. */
+  redisUrl?: string;
 }

@@ -87,6 +87,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       requestsPerMinute: values.RATE_LIMIT_PER_MINUTE,
       maxConcurrentStreams: values.RATE_LIMIT_CONCURRENT_STREAMS,
     },
+    redisUrl: values.REDIS_URL,
   };
 }
 

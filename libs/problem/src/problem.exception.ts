@@ -10,6 +10,7 @@ const TITLES: Record<RefusalCode, string> = {
   rate_limited: 'Too many requests',
   internal: 'Internal server error',
   shutting_down: 'Shutting down',
+  unavailable: 'Service unavailable',
 };
 
 /** A refusal before streaming; the problem filter renders it as RFC 9457 problem+json. */

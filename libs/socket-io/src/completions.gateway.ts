@@ -12,7 +12,7 @@ import {
   type StartAck,
 } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
-import { ShutdownCoordinator, StreamRegistry, StreamStarter } from '@app/streams';
+import { ShutdownCoordinator, StreamRegistry, StreamStarter, StreamsUnavailableError } from '@app/streams';
 import { Logger } from '@nestjs/common';
 import {
   Ack,
@@ -105,29 +105,34 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     }
     ack?.(result);
     if (result.ok) {
-      this.listen(socket, result.streamId, this.registry.listen(result.streamId, owner));
+      this.listen(socket, result.streamId, await this.registry.listen(result.streamId, owner));
     }
   }
 
   @SubscribeMessage(SOCKET_EVENTS.cancel)
-  cancelStream(
+  async cancelStream(
     @ConnectedSocket() socket: CompletionSocket,
     @MessageBody() payload: unknown,
     @Ack() ack: Reply<SimpleAck>,
-  ): void {
+  ): Promise<void> {
     const request = this.accept(socket, cancelSchema, payload, 'completion:cancel takes { streamId }.', ack);
-    if (request) {
-      const cancelled = this.registry.cancel(request.streamId, request.owner);
+    if (!request) {
+      return;
+    }
+    try {
+      const cancelled = await this.registry.cancel(request.streamId, request.owner);
       ack?.(cancelled ? { ok: true } : refusal('not_found', 'No such stream.'));
+    } catch (error) {
+      ack?.(this.failure('completion:cancel', error));
     }
   }
 
   @SubscribeMessage(SOCKET_EVENTS.resume)
-  resumeStream(
+  async resumeStream(
     @ConnectedSocket() socket: CompletionSocket,
     @MessageBody() payload: unknown,
     @Ack() ack: Reply<SimpleAck>,
-  ): void {
+  ): Promise<void> {
     const request = this.accept(
       socket,
       resumeSchema,
@@ -138,7 +143,13 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     if (!request) {
       return;
     }
-    const events = this.registry.listen(request.streamId, request.owner, request.lastSeq);
+    let events: Observable<CompletionEvent> | undefined;
+    try {
+      events = await this.registry.listen(request.streamId, request.owner, request.lastSeq);
+    } catch (error) {
+      ack?.(this.failure('completion:resume', error));
+      return;
+    }
     if (!events) {
       ack?.(refusal('not_found', 'No such stream, or it is no longer available.'));
       return;
@@ -159,6 +170,15 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       subscription.unsubscribe();
     }
     socket.data.listening?.clear();
+  }
+
+  /** The ack for an exception: a retryable `unavailable` when the shared registry is away, else `internal`. */
+  private failure(event: string, error: unknown): { ok: false; error: AckError } {
+    if (error instanceof StreamsUnavailableError) {
+      return refusal('unavailable', 'Streams cannot be reached right now; retry shortly.', 1000);
+    }
+    this.logger.error(`${event} failed: ${error instanceof Error ? error.stack : String(error)}`);
+    return refusal('internal', 'The server failed to handle the request.');
   }
 
   /** The payload with the acting owner, or undefined once the ack has said why not (expired credentials, bad payload). */

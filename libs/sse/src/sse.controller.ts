@@ -3,7 +3,7 @@ import { AllowResumeToken, AuthGuard, CurrentPrincipal, type Principal, ResumeTo
 import { type CompletionEvent, RESUME_TOKEN_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
-import { StreamRegistry, StreamStarter } from '@app/streams';
+import { StreamRegistry, StreamStarter, StreamsUnavailableError } from '@app/streams';
 import {
   Body,
   Controller,
@@ -93,7 +93,7 @@ export class SseController {
       });
     }
     // Listening in the same tick as start: the registry buffers the start event until then.
-    const events = this.registry.listen(outcome.streamId, principal.id);
+    const events = await this.registry.listen(outcome.streamId, principal.id);
     if (events) {
       response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
       this.pipe(outcome.streamId, events, response);
@@ -117,13 +117,13 @@ export class SseController {
   @ApiProduces('text/event-stream')
   @ApiOkResponse({ description: EVENT_STREAM_DESCRIPTION })
   @ApiNotFoundResponse({ description: 'unknown, expired, or another principal’s stream' })
-  resumeStream(
+  async resumeStream(
     @Param('streamId') streamId: string,
     @Headers('last-event-id') lastEventIdHeader: string | undefined,
     @Query('lastEventId') lastEventIdQuery: string | undefined,
     @Res() response: Response,
     @CurrentPrincipal() principal: Principal,
-  ): void {
+  ): Promise<void> {
     const lastSeq = parseLastEventId(lastEventIdHeader ?? lastEventIdQuery);
     if (lastSeq === undefined) {
       throw new ProblemException(
@@ -131,7 +131,7 @@ export class SseController {
         'Last-Event-ID must be a whole number (the last seq received).',
       );
     }
-    const events = this.registry.listen(streamId, principal.id, lastSeq);
+    const events = await unavailableAsProblem(this.registry.listen(streamId, principal.id, lastSeq));
     if (!events) {
       throw new ProblemException('not_found', 'No such stream, or it is no longer available.');
     }
@@ -146,8 +146,11 @@ export class SseController {
   })
   @ApiNoContentResponse({ description: 'cancelled' })
   @ApiNotFoundResponse({ description: 'unknown, finished, or another principal’s stream' })
-  cancelStream(@Param('streamId') streamId: string, @CurrentPrincipal() principal: Principal): void {
-    if (!this.registry.cancel(streamId, principal.id)) {
+  async cancelStream(
+    @Param('streamId') streamId: string,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    if (!(await unavailableAsProblem(this.registry.cancel(streamId, principal.id)))) {
       throw new ProblemException('not_found', 'No such stream.');
     }
   }
@@ -168,6 +171,20 @@ export class SseController {
       subscription.unsubscribe();
       writer.end();
     });
+  }
+}
+
+/** A shared registry that cannot reach its store answers a retryable 503, not a 404 that says the stream is gone. */
+async function unavailableAsProblem<T>(answer: T | Promise<T>): Promise<T> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error instanceof StreamsUnavailableError) {
+      throw new ProblemException('unavailable', 'Streams cannot be reached right now; retry shortly.', {
+        retryAfterMs: 1000,
+      });
+    }
+    throw error;
   }
 }
 

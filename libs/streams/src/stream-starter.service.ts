@@ -4,12 +4,19 @@ import type { TransportName } from '@app/metrics';
 import { Inject, Injectable } from '@nestjs/common';
 import { ThrottlerStorage } from '@nestjs/throttler';
 import { ShutdownCoordinator } from './shutdown-coordinator.service';
-import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+import { StreamIdConflictError, StreamRegistry, StreamsUnavailableError } from './stream-registry';
 import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
 
 export type StartOutcome =
   | { ok: true; streamId: string }
   | { ok: false; code: RefusalCode; message: string; retryAfterMs?: number; violations?: RequestViolation[] };
+
+export const UNAVAILABLE = {
+  ok: false,
+  code: 'unavailable',
+  message: 'The service cannot start streams right now; retry shortly.',
+  retryAfterMs: 1000,
+} as const satisfies StartOutcome;
 
 /**
  * What every transport does to start a stream, in one place: validate the payload with the one
@@ -67,7 +74,7 @@ export class StreamStarter {
       };
     }
     try {
-      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport) };
+      return { ok: true, streamId: await this.registry.start(parsed.request, owner, transport) };
     } catch (error) {
       if (error instanceof StreamIdConflictError) {
         return {
@@ -75,6 +82,9 @@ export class StreamStarter {
           code: 'invalid_request',
           message: 'streamId is already in use; choose another or omit it.',
         };
+      }
+      if (error instanceof StreamsUnavailableError) {
+        return UNAVAILABLE;
       }
       throw error;
     }

@@ -2,7 +2,8 @@ import type { CompletionService } from '@app/completion';
 import type { CompletionEvent, CompletionRequest } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
-import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+import { InMemoryStreamRegistry } from './in-memory-stream-registry';
+import { StreamIdConflictError } from './stream-registry';
 
 /** A completion stream driven by hand: the test pushes events and sees cancel and unsubscribe. */
 class HandDriven {
@@ -47,7 +48,7 @@ class HandDriven {
 
 const request: CompletionRequest = { messages: [{ role: 'user', content: 'hi' }] };
 
-function collect(registry: StreamRegistry, id: string, owner: string, afterSeq = -1) {
+function collect(registry: InMemoryStreamRegistry, id: string, owner: string, afterSeq = -1) {
   const events: CompletionEvent[] = [];
   let completed = false;
   const subscription = registry
@@ -56,7 +57,7 @@ function collect(registry: StreamRegistry, id: string, owner: string, afterSeq =
   return { events, subscription, isCompleted: () => completed };
 }
 
-describe('StreamRegistry', () => {
+describe('InMemoryStreamRegistry', () => {
   // The registry logs each start and end; the app sends that to pino, here it would only be noise.
   beforeAll(() => Logger.overrideLogger(false));
   let upstream: HandDriven;
@@ -68,7 +69,7 @@ describe('StreamRegistry', () => {
   afterEach(() => jest.useRealTimers());
 
   const registryWith = (resumeGraceMs: number, retentionMs = 60_000) =>
-    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 });
+    new InMemoryStreamRegistry(upstream.service, { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 });
 
   it('buffers the start event until a transport listens, then relays live events', () => {
     const registry = registryWith(5000);

@@ -5,25 +5,24 @@ import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from
 import { randomUUID } from 'node:crypto';
 import type { Observable } from 'rxjs';
 import { LiveStream } from './live-stream';
+import { StreamIdConflictError, StreamRegistry } from './stream-registry';
 import type { StreamRegistryOptions } from './streams.constants';
 import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
 
-export class StreamIdConflictError extends Error {
-  constructor() {
-    super('streamId is already in use');
-    this.name = 'StreamIdConflictError';
-  }
+/** What a registry built on this one (Redis) adds to each local stream, without the local path knowing. */
+export interface LocalStreamHooks {
+  /** Every event of a local stream as it is published, in order, the terminal one included. */
+  published(stream: LiveStream, event: CompletionEvent): void;
+  /** The stream's last local listener has gone; the hook decides when the grace ends (instead of a local timer). */
+  idle(stream: LiveStream): void;
 }
 
 /**
- * Every running and recently finished stream, whichever transport started it. A transport starts a
- * stream, listens to it, and stops listening when its client goes; the registry decides when the
- * upstream request is aborted (explicit cancel: at once; nobody listening: after the resume grace).
- * Ownership is checked here so that no transport can forget it: an unknown stream and another
- * principal's stream look the same (`undefined` / `false`).
+ * Streams in this process's memory: the whole registry for one instance, and the local part of the Redis
+ * registry (which passes `hooks`). The client on the instance running a stream is served from here.
  */
 @Injectable()
-export class StreamRegistry implements OnApplicationShutdown {
+export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
   private readonly activeByOwner = new Map<string, number>();
   private readonly logger = new Logger(StreamRegistry.name);
@@ -34,7 +33,10 @@ export class StreamRegistry implements OnApplicationShutdown {
     private readonly completion: CompletionService,
     @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
     @Optional() private readonly metrics?: MetricsService,
-  ) {}
+    @Optional() private readonly hooks?: LocalStreamHooks,
+  ) {
+    super();
+  }
 
   /** Streams that have not ended yet, all owners together. */
   get running(): number {
@@ -86,6 +88,7 @@ export class StreamRegistry implements OnApplicationShutdown {
       transport,
       (idle) => this.whenIdle(idle),
       (finished) => this.retain(finished),
+      this.hooks && ((published, event) => this.hooks?.published(published, event)),
     );
     this.streams.set(id, stream);
     this.activeByOwner.set(owner, this.activeCount(owner) + 1);
@@ -121,7 +124,9 @@ export class StreamRegistry implements OnApplicationShutdown {
   }
 
   private whenIdle(stream: LiveStream): void {
-    if (this.options.resumeGraceMs === 0) {
+    if (this.hooks) {
+      this.hooks.idle(stream);
+    } else if (this.options.resumeGraceMs === 0) {
       stream.cancel();
     } else {
       stream.startGrace(this.options.resumeGraceMs);
