@@ -151,4 +151,23 @@ describe('Redis killed and restarted empty mid-run', () => {
     });
     await fetch(`${a.url}/api/completions/${forgottenId}`, { method: 'DELETE', headers: auth });
   }, 60_000);
+
+  it('starts with Redis unreachable (not ready, refusing streams) and shuts down without waiting for it', async () => {
+    const lonely = await startTestApp({
+      REDIS_URL: 'redis://127.0.0.1:1',
+      AUTH_MODE: 'api-key',
+      AUTH_API_KEYS: KEY,
+    });
+    expect(await readiness(lonely)).toBe(503);
+    const refused = await postStream(
+      lonely.url,
+      { messages: [{ role: 'user', content: 'hi' }] },
+      { headers: auth },
+    );
+    expect(refused.status).toBe(503);
+
+    const closing = Date.now();
+    await lonely.close();
+    expect(Date.now() - closing).toBeLessThan(3000);
+  });
 });

@@ -1,6 +1,7 @@
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { createClient } from '@redis/client';
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RedisModuleOptions } from './redis.module-definition';
 
 function newClient(create: typeof createClient, url: string, queueWhileDown: boolean) {
@@ -12,6 +13,8 @@ function newClient(create: typeof createClient, url: string, queueWhileDown: boo
 }
 
 export type RedisClient = ReturnType<typeof newClient>;
+
+const CLOSE_LIMIT_MS = 1000;
 
 /** Reconnect waits: 50 ms doubling to 2 s, each shortened by up to a quarter so instances do not reconnect in step. */
 export function reconnectDelay(retries: number): number {
@@ -69,8 +72,17 @@ export class RedisConnection implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     await Promise.all(this.drains.splice(0).map((drain) => drain()));
+    // A connection that is up says QUIT (its replies come first); one that is down, or slow to close, is dropped:
+    // shutting down must never wait for Redis.
     await Promise.all(
-      this.connections.splice(0).map((client) => (client.isOpen ? client.close() : undefined)),
+      this.connections.splice(0).map(async (client) => {
+        if (client.isReady) {
+          await Promise.race([client.close().catch(() => undefined), sleep(CLOSE_LIMIT_MS)]);
+        }
+        if (client.isOpen) {
+          client.destroy();
+        }
+      }),
     );
   }
 
