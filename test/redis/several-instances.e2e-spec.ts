@@ -257,6 +257,28 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
     runs.forEach((run) => expectWhole(run.events, run.expected));
   });
 
+  it('two listeners on B, the second joining far behind the first: both get every event once, in order', async () => {
+    const expected = `two followers ✓ ${'behind words '.repeat(30)}`.trim();
+    const stream = await openStream(a.url, {
+      messages: [{ role: 'user', content: `[sim echo tps=40] ${expected}` }],
+    });
+    const first = readStream(
+      await fetch(`${b.url}/api/completions/${stream.streamId}/stream`, { headers: alice }),
+    );
+    await stream.until((event) => event.seq >= 15);
+    const second = readStream(
+      await fetch(`${b.url}/api/completions/${stream.streamId}/stream`, {
+        headers: { ...alice, 'last-event-id': '2' },
+      }),
+    );
+    const [whole, behind] = await Promise.all([first, second]);
+    await stream.done;
+
+    expectWhole(whole.events, expected);
+    expect(behind.events.map((event) => event.seq)).toEqual(whole.events.slice(3).map((event) => event.seq));
+    expect(textOf(behind.events)).toBe(textOf(whole.events.slice(3)));
+  });
+
   it('a cancel on B aborts the upstream request on A at once', async () => {
     const abortedBefore = a.simulator.stats().aborted;
     const stream = await openStream(a.url, {

@@ -521,7 +521,9 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       const number = entryNumber(entry);
       let event: CompletionEvent | undefined;
       for (const follower of followers) {
-        if (number <= follower.seen) {
+        // Only the next entry of each follower: one that joined behind the others (the read started from their
+        // position) gets the entries it lacks in the next read, which starts from the lowest position.
+        if (number !== follower.seen + 1) {
           continue;
         }
         event ??= JSON.parse(fields[1]) as CompletionEvent;
