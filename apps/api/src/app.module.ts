@@ -5,6 +5,7 @@ import { HealthModule } from '@app/health';
 import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
 import { MetricsModule } from '@app/metrics';
 import { OpenAiCompatModule } from '@app/openai-compat';
+import { RedisModule } from '@app/redis';
 import { SimulatorModule, SimulatorService } from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
@@ -103,7 +104,12 @@ export class AppModule {
             config.streams.resumeGraceMs + config.streams.retentionMs + config.upstream.firstTokenTimeoutMs,
           strategies: authStrategies,
         }),
-        StreamsModule.forRoot({ ...config.streams, limits: config.limits }),
+        ...(config.redisUrl ? [RedisModule.forRoot({ url: config.redisUrl })] : []),
+        StreamsModule.forRoot({
+          ...config.streams,
+          limits: config.limits,
+          store: config.redisUrl ? 'redis' : 'memory',
+        }),
         SseModule,
         SocketIoModule,
         OpenAiCompatModule,

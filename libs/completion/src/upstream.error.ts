@@ -7,6 +7,7 @@ const RETRYABLE: Record<StreamErrorCode, boolean> = {
   upstream_rejected: false,
   upstream_protocol: false,
   shutting_down: true,
+  stream_lost: true,
   internal: false,
 };
 

@@ -58,6 +58,10 @@ export const envSchema = z.object({
   CORS_ORIGINS: optionalText,
   TRUST_PROXY: optionalText,
   ALLOWED_HOSTS: optionalText,
+  REDIS_URL: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.url({ protocol: /^rediss?$/ }).optional(),
+  ),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(120),
   RATE_LIMIT_CONCURRENT_STREAMS: z.coerce.number().int().min(1).max(1_000_000).default(20),
   RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
@@ -133,4 +137,6 @@ export interface AppConfig {
     /** Socket.IO (Engine.IO) connections one client address may hold open. */
     maxSocketConnectionsPerAddress: number;
   };
+  /** Shared by every instance of one deployment: streams, ownership, grace and limits; unset, all in memory. */
+  redisUrl?: string;
 }

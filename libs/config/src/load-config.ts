@@ -115,6 +115,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       maxListenersPerPrincipal: values.RATE_LIMIT_LISTENERS_PER_PRINCIPAL,
       maxSocketConnectionsPerAddress: values.SOCKET_MAX_CONNECTIONS_PER_ADDRESS,
     },
+    redisUrl: values.REDIS_URL,
   };
 }
 

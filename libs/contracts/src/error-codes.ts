@@ -6,6 +6,8 @@ export const STREAM_ERROR_CODES = [
   'upstream_rejected',
   'upstream_protocol',
   'shutting_down',
+  /** (v1.1) The instance running the stream stopped before finishing it; retryable. */
+  'stream_lost',
   'internal',
 ] as const;
 export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
@@ -21,7 +23,7 @@ export const REFUSAL_STATUS = {
   rate_limited: 429,
   internal: 500,
   shutting_down: 503,
-  /** A dependency the server needs to admit a stream (the shared limits' store) is unreachable; retryable. */
+  /** (v1.1) A required dependency (Redis: the shared streams or limits) is unreachable; retryable. */
   unavailable: 503,
 } as const;
 export type RefusalCode = keyof typeof REFUSAL_STATUS;

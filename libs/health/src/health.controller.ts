@@ -1,6 +1,7 @@
 import { CompletionService } from '@app/completion';
+import { RedisHealthIndicator } from '@app/redis';
 import { ShutdownCoordinator } from '@app/streams';
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Optional } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 
 /** The upstream is asked at most this often; a readiness probe every second must not become upstream load. */
@@ -9,7 +10,7 @@ const UPSTREAM_CHECK_TIMEOUT_MS = 3_000;
 
 /**
  * `/health/live`: the process serves HTTP (restart it when this fails). `/health/ready`: send it traffic
- * (not while shutting down, nor while the upstream does not answer). Both outside auth, as probes are.
+ * (not while shutting down, nor while the upstream or, with `REDIS_URL`, Redis does not answer). Both outside auth, as probes are.
  */
 @Controller('health')
 export class HealthController {
@@ -18,6 +19,7 @@ export class HealthController {
     private readonly indicators: HealthIndicatorService,
     private readonly completion: CompletionService,
     private readonly shutdown: ShutdownCoordinator,
+    @Optional() private readonly redis?: RedisHealthIndicator,
   ) {}
 
   @Get('live')
@@ -43,6 +45,7 @@ export class HealthController {
           })
           .withTimeout(UPSTREAM_CHECK_TIMEOUT_MS)
           .cacheFor(UPSTREAM_CHECK_CACHE_MS),
+      ...(this.redis ? [() => this.redis?.check() ?? this.indicators.check('redis').up()] : []),
     ]);
   }
 }

@@ -17,6 +17,7 @@ import {
   type StreamListener,
   StreamRegistry,
   StreamStarter,
+  StreamsUnavailableError,
 } from '@app/streams';
 import { Logger } from '@nestjs/common';
 import {
@@ -110,7 +111,8 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     }
     ack?.(result);
     if (result.ok) {
-      const listener = this.registry.listen(result.streamId, owner, -1, 'start', limitKey);
+      // The stream runs here, so its first listener is the in-memory one: no shared store is asked.
+      const listener = await this.registry.listen(result.streamId, owner, -1, 'start', limitKey);
       if (listener.ok) {
         this.listen(socket, result.streamId, listener);
       }
@@ -118,15 +120,20 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
   }
 
   @SubscribeMessage(SOCKET_EVENTS.cancel)
-  cancelStream(
+  async cancelStream(
     @ConnectedSocket() socket: CompletionSocket,
     @MessageBody() payload: unknown,
     @Ack() ack: Reply<SimpleAck>,
-  ): void {
+  ): Promise<void> {
     const request = this.accept(socket, cancelSchema, payload, 'completion:cancel takes { streamId }.', ack);
-    if (request) {
-      const cancelled = this.registry.cancel(request.streamId, request.owner);
+    if (!request) {
+      return;
+    }
+    try {
+      const cancelled = await this.registry.cancel(request.streamId, request.owner);
       ack?.(cancelled ? { ok: true } : refusal('not_found', 'No such stream.'));
+    } catch (error) {
+      ack?.(this.failure('completion:cancel', error));
     }
   }
 
@@ -155,8 +162,7 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
         (socket.data.principal as Principal).limitKey,
       );
     } catch (error) {
-      this.logger.error(`completion:resume failed: ${error instanceof Error ? error.stack : String(error)}`);
-      ack?.(refusal('internal', 'The server failed to resume the stream.'));
+      ack?.(this.failure('completion:resume', error));
       return;
     }
     if (!outcome.ok) {
@@ -179,6 +185,15 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       subscription.unsubscribe();
     }
     socket.data.listening?.clear();
+  }
+
+  /** The ack for an exception: a retryable `unavailable` when the shared registry is away, else `internal`. */
+  private failure(event: string, error: unknown): { ok: false; error: AckError } {
+    if (error instanceof StreamsUnavailableError) {
+      return refusal('unavailable', 'Streams cannot be reached right now; retry shortly.', 1000);
+    }
+    this.logger.error(`${event} failed: ${error instanceof Error ? error.stack : String(error)}`);
+    return refusal('internal', 'The server failed to handle the request.');
   }
 
   /** The payload with the acting owner, or undefined once the ack has said why not (expired credentials, bad payload). */

@@ -10,7 +10,7 @@ import {
 import { RESUME_TOKEN_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
-import { StreamRegistry, type StreamListener, StreamStarter } from '@app/streams';
+import { StreamRegistry, type StreamListener, StreamStarter, StreamsUnavailableError } from '@app/streams';
 import {
   Body,
   Controller,
@@ -101,7 +101,9 @@ export class SseController {
       });
     }
     // Listening in the same tick as start: the registry buffers the start event until then.
-    const listener = this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey);
+    const listener = await unavailableAsProblem(
+      this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey),
+    );
     if (listener.ok) {
       response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
       this.pipe(outcome.streamId, listener, response);
@@ -154,8 +156,11 @@ export class SseController {
   })
   @ApiNoContentResponse({ description: 'cancelled' })
   @ApiNotFoundResponse({ description: 'unknown, finished, or another principal’s stream' })
-  cancelStream(@Param('streamId') streamId: string, @CurrentPrincipal() principal: Principal): void {
-    if (!this.registry.cancel(streamId, principal.id)) {
+  async cancelStream(
+    @Param('streamId') streamId: string,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    if (!(await unavailableAsProblem(this.registry.cancel(streamId, principal.id)))) {
       throw new ProblemException('not_found', 'No such stream.');
     }
   }
@@ -178,6 +183,20 @@ export class SseController {
       // Only now: a replay has left the process once the response is closed, not when its events were queued.
       listener.leave();
     });
+  }
+}
+
+/** A shared registry that cannot reach its store answers a retryable 503, not a 404 that says the stream is gone. */
+async function unavailableAsProblem<T>(answer: T | Promise<T>): Promise<T> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error instanceof StreamsUnavailableError) {
+      throw new ProblemException('unavailable', 'Streams cannot be reached right now; retry shortly.', {
+        retryAfterMs: 1000,
+      });
+    }
+    throw error;
   }
 }
 

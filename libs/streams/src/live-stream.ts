@@ -23,6 +23,7 @@ export class LiveStream {
     readonly transport: TransportName,
     private readonly onIdle: (stream: LiveStream) => void,
     private readonly onFinished: (stream: LiveStream) => void,
+    private readonly onPublished?: (stream: LiveStream, event: CompletionEvent) => void,
   ) {}
 
   get cancelSignal(): AbortSignal {
@@ -157,6 +158,7 @@ export class LiveStream {
       this.events.shift();
       this.firstBufferedSeq = this.events[0].seq;
     }
+    this.onPublished?.(this, event);
     const terminal = isTerminalEvent(event);
     if (terminal) {
       this.finished = true;

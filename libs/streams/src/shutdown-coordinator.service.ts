@@ -1,5 +1,5 @@
 import { type BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
-import { StreamRegistry } from './stream-registry.service';
+import { StreamRegistry } from './stream-registry';
 import type { StreamRegistryOptions } from './streams.constants';
 import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
 

@@ -9,7 +9,12 @@ import {
   AdmissionUnavailableError,
   StreamAdmission,
 } from './stream-admission';
-import { StreamIdConflictError, StreamRegistry, type StreamListener } from './stream-registry.service';
+import {
+  StreamIdConflictError,
+  type StreamListener,
+  StreamRegistry,
+  StreamsUnavailableError,
+} from './stream-registry';
 import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
 
 export type StartOutcome =
@@ -34,7 +39,7 @@ const LISTENER_RETRY_AFTER_MS = 1000;
 const UNAVAILABLE: Refusal = {
   ok: false,
   code: 'unavailable',
-  message: 'The server cannot check its limits right now; retry shortly.',
+  message: 'The service cannot start or resume streams right now; retry shortly.',
   retryAfterMs: 1000,
 };
 
@@ -95,7 +100,10 @@ export class StreamStarter {
       return SHUTTING_DOWN;
     }
     try {
-      return { ok: true, streamId: this.registry.start(parsed.request, owner, transport, admitted.slot) };
+      return {
+        ok: true,
+        streamId: await this.registry.start(parsed.request, owner, transport, admitted.slot),
+      };
     } catch (error) {
       admitted.slot.release();
       if (error instanceof StreamIdConflictError) {
@@ -104,6 +112,9 @@ export class StreamStarter {
           code: 'invalid_request',
           message: 'streamId is already used by one of your streams; choose another or omit it.',
         };
+      }
+      if (error instanceof StreamsUnavailableError) {
+        return UNAVAILABLE;
       }
       throw error;
     }
@@ -154,7 +165,15 @@ export class StreamStarter {
     if (!admitted.ok) {
       return this.refusalFor(admitted);
     }
-    const listening = this.registry.listen(streamId, owner, afterSeq, 'resume', limitKey);
+    let listening: Awaited<ReturnType<StreamRegistry['listen']>>;
+    try {
+      listening = await this.registry.listen(streamId, owner, afterSeq, 'resume', limitKey);
+    } catch (error) {
+      if (error instanceof StreamsUnavailableError) {
+        return UNAVAILABLE;
+      }
+      throw error;
+    }
     switch (listening.ok ? 'ok' : listening.reason) {
       case 'ok':
         return listening as ResumeOutcome;

@@ -1,8 +1,14 @@
+import { CompletionService } from '@app/completion';
+import { MetricsService } from '@app/metrics';
+import { RedisConnection } from '@app/redis';
 import { Module } from '@nestjs/common';
 import { InMemoryStreamAdmission } from './in-memory-stream-admission';
+import { InMemoryStreamRegistry } from './in-memory-stream-registry';
+import { RedisStreamAdmission } from './redis-stream-admission';
+import { RedisStreamRegistry } from './redis-stream-registry';
 import { ShutdownCoordinator } from './shutdown-coordinator.service';
 import { StreamAdmission } from './stream-admission';
-import { StreamRegistry } from './stream-registry.service';
+import { StreamRegistry } from './stream-registry';
 import { StreamStarter } from './stream-starter.service';
 import { STREAM_LIMITS, type StreamLimits } from './streams.constants';
 import {
@@ -11,14 +17,40 @@ import {
   type StreamsModuleOptions,
 } from './streams.module-definition';
 
+function redisOf(options: StreamsModuleOptions, redis: RedisConnection | undefined): RedisConnection {
+  if (!redis) {
+    throw new Error("StreamsModule: store 'redis' needs RedisModule imported");
+  }
+  return redis;
+}
+
 /**
- * Global by default: every transport injects the one registry and starter. The limits are the
- * in-memory `StreamAdmission` of this process; several instances sharing limits replace that one
- * provider with a shared implementation, and nothing else changes.
+ * Global by default: every transport injects the one registry, starter and admission. Both the registry and
+ * the limits are in this process's memory, or, with `store: 'redis'`, on the global `RedisConnection` (the app
+ * imports `RedisModule` only then), shared by every instance; nothing else changes.
  */
 @Module({
   providers: [
-    StreamRegistry,
+    {
+      provide: StreamRegistry,
+      inject: [
+        CompletionService,
+        STREAM_REGISTRY_OPTIONS,
+        STREAM_LIMITS,
+        { token: MetricsService, optional: true },
+        { token: RedisConnection, optional: true },
+      ],
+      useFactory: (
+        completion: CompletionService,
+        options: StreamsModuleOptions,
+        limits: StreamLimits,
+        metrics: MetricsService | undefined,
+        redis: RedisConnection | undefined,
+      ): StreamRegistry =>
+        options.store === 'redis'
+          ? new RedisStreamRegistry(completion, options, limits, redisOf(options, redis), metrics)
+          : new InMemoryStreamRegistry(completion, options, limits, metrics),
+    },
     StreamStarter,
     ShutdownCoordinator,
     {
@@ -28,8 +60,15 @@ import {
     },
     {
       provide: StreamAdmission,
-      inject: [STREAM_LIMITS],
-      useFactory: (limits: StreamLimits) => new InMemoryStreamAdmission(limits),
+      inject: [STREAM_REGISTRY_OPTIONS, STREAM_LIMITS, { token: RedisConnection, optional: true }],
+      useFactory: (
+        options: StreamsModuleOptions,
+        limits: StreamLimits,
+        redis: RedisConnection | undefined,
+      ): StreamAdmission =>
+        options.store === 'redis'
+          ? new RedisStreamAdmission(redisOf(options, redis), limits)
+          : new InMemoryStreamAdmission(limits),
     },
   ],
   exports: [StreamRegistry, StreamStarter, ShutdownCoordinator, StreamAdmission, STREAM_LIMITS],

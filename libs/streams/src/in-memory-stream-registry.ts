@@ -3,44 +3,28 @@ import type { CompletionEvent, CompletionRequest, StreamError } from '@app/contr
 import { MetricsService, type TransportName } from '@app/metrics';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import type { Observable } from 'rxjs';
 import { LiveStream } from './live-stream';
 import type { StreamSlot } from './stream-admission';
+import { type ListenOutcome, StreamIdConflictError, StreamRegistry } from './stream-registry';
 import { STREAM_LIMITS, type StreamLimits, type StreamRegistryOptions } from './streams.constants';
 import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
 
-/**
- * One client following one stream. `leave()` frees its place among the stream's and the owner's
- * listeners: a transport calls it when the client's connection for the stream has ended (an SSE
- * response once it is closed, so that a replay counts until it has been written out), not merely
- * when the events end. A second call does nothing.
- */
-export interface StreamListener {
-  readonly events: Observable<CompletionEvent>;
-  leave(): void;
-}
-
-export type ListenOutcome =
-  | ({ ok: true } & StreamListener)
-  | { ok: false; reason: 'not_found' | 'listeners_per_stream' | 'listeners_per_principal' };
-
-export class StreamIdConflictError extends Error {
-  constructor() {
-    super('streamId is already in use');
-    this.name = 'StreamIdConflictError';
-  }
+/** What a registry built on this one (Redis) adds to each local stream, without the local path knowing. */
+export interface LocalStreamHooks {
+  /** Every event of a local stream as it is published, in order, the terminal one included. */
+  published(stream: LiveStream, event: CompletionEvent): void;
+  /** The stream's last local listener has gone; the hook decides when the grace ends (instead of a local timer). */
+  idle(stream: LiveStream): void;
 }
 
 /**
- * Every running and recently finished stream, whichever transport started it. A transport starts a
- * stream, listens to it, and stops listening when its client goes; the registry decides when the
- * upstream request is aborted (explicit cancel: at once; nobody listening: after the resume grace).
- * Ownership is checked here so that no transport can forget it: streams are found by owner and id
- * together, so another principal's stream is not merely hidden but not there at all (`not_found` /
- * `false`), and its id is free for anyone else to use.
+ * Streams in this process's memory: the whole registry for one instance, and the local part of the Redis
+ * registry (which passes `hooks`). The client on the instance running a stream is served from here.
+ * Streams are found by owner and id together, so another principal's stream is not merely hidden but
+ * not there at all (`not_found` / `false`), and its id is free for anyone else to use.
  */
 @Injectable()
-export class StreamRegistry implements OnApplicationShutdown {
+export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
   /** Clients following each stream, and each limit key's streams, now (see `StreamListener.leave`). */
   private readonly listenersByStream = new Map<string, number>();
@@ -56,7 +40,10 @@ export class StreamRegistry implements OnApplicationShutdown {
     @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
     @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
     @Optional() private readonly metrics?: MetricsService,
-  ) {}
+    @Optional() private readonly hooks?: LocalStreamHooks,
+  ) {
+    super();
+  }
 
   /** Streams that have not ended yet, all owners together. */
   get running(): number {
@@ -114,6 +101,7 @@ export class StreamRegistry implements OnApplicationShutdown {
       transport,
       (idle) => this.whenIdle(idle),
       (finished) => this.retain(finished, slot),
+      this.hooks && ((published, event) => this.hooks?.published(published, event)),
     );
     this.streams.set(key, stream);
     this.activeTotal += 1;
@@ -203,7 +191,9 @@ export class StreamRegistry implements OnApplicationShutdown {
   }
 
   private whenIdle(stream: LiveStream): void {
-    if (this.options.resumeGraceMs === 0) {
+    if (this.hooks) {
+      this.hooks.idle(stream);
+    } else if (this.options.resumeGraceMs === 0) {
       stream.cancel();
     } else {
       stream.startGrace(this.options.resumeGraceMs);

@@ -2,7 +2,8 @@ import type { CompletionService } from '@app/completion';
 import type { CompletionEvent, CompletionRequest } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
-import { StreamIdConflictError, StreamRegistry } from './stream-registry.service';
+import { InMemoryStreamRegistry } from './in-memory-stream-registry';
+import { StreamIdConflictError } from './stream-registry';
 
 /** A completion stream driven by hand: the test pushes events and sees cancel and unsubscribe. */
 class HandDriven {
@@ -55,7 +56,7 @@ const limits = {
 const released: string[] = [];
 const slot = (name = 'slot') => ({ release: () => released.push(name) });
 
-function collect(registry: StreamRegistry, id: string, owner: string, afterSeq = -1) {
+function collect(registry: InMemoryStreamRegistry, id: string, owner: string, afterSeq = -1) {
   const events: CompletionEvent[] = [];
   let completed = false;
   const listening = registry.listen(id, owner, afterSeq);
@@ -65,7 +66,7 @@ function collect(registry: StreamRegistry, id: string, owner: string, afterSeq =
   return { events, subscription, isCompleted: () => completed };
 }
 
-describe('StreamRegistry', () => {
+describe('InMemoryStreamRegistry', () => {
   // The registry logs each start and end; the app sends that to pino, here it would only be noise.
   beforeAll(() => Logger.overrideLogger(false));
   let upstream: HandDriven;
@@ -77,7 +78,11 @@ describe('StreamRegistry', () => {
   afterEach(() => jest.useRealTimers());
 
   const registryWith = (resumeGraceMs: number, retentionMs = 60_000) =>
-    new StreamRegistry(upstream.service, { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 }, limits);
+    new InMemoryStreamRegistry(
+      upstream.service,
+      { resumeGraceMs, retentionMs, shutdownGraceMs: 1000 },
+      limits,
+    );
 
   it('buffers the start event until a transport listens, then relays live events', () => {
     const registry = registryWith(5000);

@@ -1,0 +1,101 @@
+import { RedisScript } from '@app/redis';
+
+/**
+ * The Redis side of a shared stream, keyed by its id (hash-tagged, so that one stream's keys share a slot):
+ * - `meta`: a hash `owner`, `instance` (the one running the upstream), `ended` (set once, with the terminal event);
+ * - `events`: a Redis Stream, one entry per event, entry id `0-<seq + 1>`, field `e` = the event's JSON;
+ * - `listeners`: a sorted set, member = an instance following the stream, score = until when it listens
+ *   (the future while it does; the moment its last listener left, after).
+ * An instance's lease is `llmgw:instance:<id>`, kept by its heartbeat; cancels reach it on `llmgw:cancel:<id>`.
+ */
+export function streamKeys(id: string): [meta: string, events: string, listeners: string] {
+  return [`llmgw:{${id}}:meta`, `llmgw:{${id}}:events`, `llmgw:{${id}}:listeners`];
+}
+export const LEASE_PREFIX = 'llmgw:instance:';
+export const CANCEL_CHANNEL_PREFIX = 'llmgw:cancel:';
+
+/** Entry ids carry the seq, so that a follower reads "after seq n" as "after entry 0-(n+1)" and no event twice. */
+export function entryId(seq: number): string {
+  return `0-${seq + 1}`;
+}
+
+/** The number in an entry id `0-<n>`: the seq of that entry plus one. */
+export function entryNumber(id: string): number {
+  return Number(id.slice(id.indexOf('-') + 1));
+}
+
+/** KEYS meta; ARGV owner, instance, ttl. 1: the id is ours now; 0: already in use. */
+export const CLAIM = new RedisScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'instance', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`);
+
+/**
+ * KEYS meta, events, listeners; ARGV finishedTtl, runningTtl, maxlen, ending ('1' when the batch ends with the
+ * terminal event), then entry id and JSON pairs. 1: appended; 0: the stream has ended already (declared lost),
+ * nothing appended, so there is never a second terminal event; -1: Redis no longer knows the stream.
+ */
+export const APPEND = new RedisScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'ended') then return 0 end
+for i = 5, #ARGV, 2 do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[i], 'e', ARGV[i + 1])
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'ended', '1')
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
+elseif redis.call('PTTL', KEYS[2]) < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+`);
+
+/**
+ * KEYS meta, events, listeners; ARGV leasePrefix, finishedTtl, streamId, message, judge ('1': may declare the
+ * stream lost). A stream not ended whose instance's lease is gone gets the one terminal event `stream_lost`
+ * here, atomically with the check. Returns [] when unknown, else [owner, instance, ended, firstId, lastId].
+ */
+export const LOOKUP = new RedisScript(`
+local meta = redis.call('HMGET', KEYS[1], 'owner', 'instance', 'ended')
+if not meta[1] then return {} end
+local ended = meta[3] and '1' or '0'
+if ended == '0' and ARGV[5] == '1' and redis.call('EXISTS', ARGV[1] .. meta[2]) == 0 then
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  local seq = 0
+  if #last > 0 then seq = tonumber(string.sub(last[1][1], 3)) end
+  local now = redis.call('TIME')
+  local event = cjson.encode({ type = 'error', streamId = ARGV[3], seq = seq,
+    ts = tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000,
+    error = { code = 'stream_lost', message = ARGV[4], retryable = true } })
+  redis.call('XADD', KEYS[2], '0-' .. (seq + 1), 'e', event)
+  redis.call('HSET', KEYS[1], 'ended', '1')
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[2]) end
+  ended = '1'
+end
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+return { meta[1], meta[2], ended, first[1] and first[1][1] or '', last[1] and last[1][1] or '' }
+`);
+
+/** KEYS meta, listeners; ARGV member, score, ttl: an instance's presence, only while the stream runs. */
+export const TOUCH_LISTENERS = new RedisScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 and not redis.call('HGET', KEYS[1], 'ended') then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+`);
+
+/** KEYS meta, events, listeners of each running stream in turn; ARGV ttl: the owner's heartbeat. */
+export const KEEP_ALIVE = new RedisScript(`
+for i = 1, #KEYS, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 and not redis.call('HGET', KEYS[i], 'ended') then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+    redis.call('PEXPIRE', KEYS[i + 2], ARGV[1])
+  end
+end
+return 1
+`);

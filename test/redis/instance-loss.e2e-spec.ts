@@ -1,0 +1,127 @@
+import type { CompletionEvent } from '@app/contracts';
+import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startServerProcess, type ServerProcess } from '../support/server-process';
+import { readStream } from '../support/sse-client';
+import { startTestApp, type TestApp } from '../support/test-app';
+
+const KEY = 'key-loss-4f2a';
+const auth = { authorization: `Bearer ${KEY}` };
+const LOST_WITHIN_MS = 15_000;
+
+const env = (redisUrl: string) => ({
+  REDIS_URL: redisUrl,
+  AUTH_MODE: 'api-key',
+  AUTH_API_KEYS: KEY,
+  AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+  STREAM_RESUME_GRACE_MS: '30000',
+  STREAM_RETENTION_MS: '30000',
+  LLM_PROVIDER: 'simulator',
+  SIMULATOR_PROFILE: 'instant',
+  LOG_LEVEL: 'silent',
+  RATE_LIMIT_PER_MINUTE: '10000',
+  RATE_LIMIT_CONCURRENT_STREAMS: '1000',
+});
+
+/** Follows a stream on `url` from `afterSeq`, collecting events (with when each came) until the terminal one. */
+function follow(url: string, streamId: string, afterSeq: number) {
+  const events: { event: CompletionEvent; at: number }[] = [];
+  let live: () => void = () => undefined;
+  const isLive = new Promise<void>((resolve) => (live = resolve));
+  const done = fetch(`${url}/api/completions/${streamId}/stream`, {
+    headers: { ...auth, ...(afterSeq >= 0 ? { 'last-event-id': String(afterSeq) } : {}) },
+  }).then((response) => {
+    if (response.status !== 200) {
+      throw new Error(`the resume was refused: ${response.status}`);
+    }
+    return readStream(response, (event) => {
+      events.push({ event, at: Date.now() });
+      if (event.type === 'token') {
+        live();
+      }
+    });
+  });
+  // A follower that never goes live fails the test instead of hanging it.
+  void done.finally(() => live());
+  return { events, isLive, done };
+}
+
+describe('an instance killed with SIGKILL mid-stream: listeners elsewhere get one stream_lost', () => {
+  let redis: RedisServer;
+  let running: ServerProcess;
+  let other: TestApp;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    [running, other] = await Promise.all([startServerProcess(env(redis.url)), startTestApp(env(redis.url))]);
+  }, 60_000);
+  afterAll(async () => {
+    await running?.kill();
+    await other?.close();
+    await redis?.close();
+  });
+
+  it('followers on the other instance end with one retryable stream_lost within 15 s; a later resume replays up to it', async () => {
+    // Three long streams on the instance to be killed, each followed live from the other one.
+    const started = await Promise.all(
+      [1, 2, 3].map(async (index) => {
+        const controller = new AbortController();
+        const response = await fetch(`${running.url}/api/completions/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...auth },
+          body: JSON.stringify({
+            messages: [{ role: 'user', content: `[sim tokens=2000 tps=20] ${index}` }],
+          }),
+          signal: controller.signal,
+        });
+        expect(response.status).toBe(200);
+        const streamId = response.headers.get('x-stream-id') as string;
+        void readStream(response).catch(() => undefined);
+        return streamId;
+      }),
+    );
+    // One nobody follows when the instance dies: only a later resume sees its end.
+    const unfollowed = await fetch(`${running.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ messages: [{ role: 'user', content: '[sim tokens=2000 tps=20] alone' }] }),
+    });
+    const unfollowedId = unfollowed.headers.get('x-stream-id') as string;
+    void readStream(unfollowed).catch(() => undefined);
+
+    const followers = started.map((streamId) => ({ streamId, ...follow(other.url, streamId, -1) }));
+    await Promise.all(followers.map((follower) => follower.isLive));
+
+    await running.kill();
+    const killedAt = Date.now();
+    await Promise.all(followers.map((follower) => follower.done));
+
+    for (const follower of followers) {
+      const seen = follower.events.map(({ event }) => `${event.seq}:${event.type}`).join(' ');
+      const terminals = follower.events.filter(
+        ({ event }) => event.type === 'done' || event.type === 'error',
+      );
+      expect({ terminals: terminals.length, seen }).toEqual({ terminals: 1, seen });
+      const last = follower.events.at(-1) as { event: CompletionEvent; at: number };
+      expect(last.event).toMatchObject({
+        type: 'error',
+        error: { code: 'stream_lost', retryable: true },
+      });
+      expect(last.at - killedAt).toBeLessThan(LOST_WITHIN_MS);
+      expect(follower.events.map(({ event }) => event.seq)).toEqual(follower.events.map((_, index) => index));
+
+      // A later resume from the start: the same events, up to and with that same terminal event.
+      const replay = await readStream(
+        await fetch(`${other.url}/api/completions/${follower.streamId}/stream`, { headers: auth }),
+      );
+      expect(replay.events).toEqual(follower.events.map(({ event }) => event));
+    }
+
+    const late = await readStream(
+      await fetch(`${other.url}/api/completions/${unfollowedId}/stream`, { headers: auth }),
+    );
+    expect(late.events[0]).toMatchObject({ type: 'start', seq: 0 });
+    expect(late.events.filter((event) => event.type === 'error')).toHaveLength(1);
+    expect(late.events.at(-1)).toMatchObject({ type: 'error', error: { code: 'stream_lost' } });
+    expect(late.events.map((event) => event.seq)).toEqual(late.events.map((_, index) => index));
+  }, 60_000);
+});
