@@ -36,7 +36,8 @@ function conversation(transport: string, index: number) {
 function expectWhole(events: CompletionEvent[], expected: string): void {
   expect(events.map((event) => event.seq)).toEqual(events.map((_, index) => index));
   expect(events.filter(isTerminal)).toHaveLength(1);
-  expect(events.at(-1)?.type).toBe('done');
+  // The terminal event itself, so that a failure shows the error it carried.
+  expect(events.at(-1)).toMatchObject({ type: 'done' });
   expect(textOf(events)).toBe(expected);
 }
 

@@ -1,3 +1,4 @@
+import { ConfigError } from '@app/config';
 import { Inject, Injectable, Logger, type OnModuleInit, type Type } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { AUTH_STRATEGY_TYPE } from './auth.constants';
@@ -21,9 +22,20 @@ export class AuthService implements OnModuleInit {
     @Inject(AUTH_STRATEGY_TYPE) private readonly strategyType: Type<AuthStrategy>,
   ) {}
 
-  /** Only the selected strategy is constructed: the others may lack their settings, legitimately. */
+  /**
+   * Only the selected strategy is constructed: the others may lack their settings, legitimately. A strategy
+   * refuses to construct without its own settings (docs/auth.md); that stops the server with one line naming
+   * AUTH_MODE, like any other configuration mistake, not with a stack trace.
+   */
   async onModuleInit(): Promise<void> {
-    this.strategy = await this.moduleRef.create(this.strategyType);
+    try {
+      this.strategy = await this.moduleRef.create(this.strategyType);
+    } catch (error) {
+      throw new ConfigError(
+        'AUTH_MODE',
+        `the ${this.options.mode} strategy cannot start: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
   }
 
   get mode(): string {

@@ -73,6 +73,9 @@ describe('loadConfig: auth and limits', () => {
 
   it('refuses api-key without keys and jwt without a secret or JWKS URL', () => {
     expect(() => loadConfig({ AUTH_MODE: 'api-key' })).toThrow(/^Invalid configuration: AUTH_API_KEYS: /);
+    expect(() => loadConfig({ AUTH_MODE: 'api-key', AUTH_API_KEYS: ',, ,' })).toThrow(
+      /^Invalid configuration: AUTH_API_KEYS: /,
+    );
     expect(() => loadConfig({ AUTH_MODE: 'jwt' })).toThrow(/^Invalid configuration: AUTH_JWT_SECRET: /);
   });
 

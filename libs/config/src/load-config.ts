@@ -45,7 +45,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
   if (values.HTTP_HEADERS_TIMEOUT_MS > values.HTTP_REQUEST_TIMEOUT_MS) {
     throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', 'must be at most HTTP_REQUEST_TIMEOUT_MS');
   }
-  if (values.AUTH_MODE === 'api-key' && !values.AUTH_API_KEYS) {
+  if (values.AUTH_MODE === 'api-key' && list(values.AUTH_API_KEYS).length === 0) {
     throw new ConfigError('AUTH_API_KEYS', 'AUTH_MODE=api-key needs at least one key');
   }
   if (values.AUTH_MODE === 'jwt' && !values.AUTH_JWT_SECRET && !values.AUTH_JWKS_URL) {

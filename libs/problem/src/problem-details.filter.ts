@@ -70,8 +70,7 @@ export class ProblemDetailsFilter implements ExceptionFilter {
       const status = error.getStatus();
       const code = CODE_BY_STATUS[status];
       if (code) {
-        const detail = status === 400 ? 'The request body is not valid JSON.' : error.message;
-        return { ...problemOf(code, detail, path), status };
+        return { ...problemOf(code, detailOf(error, status), path), status };
       }
     }
     this.logger.error(`unhandled error on ${path}: ${describe(error)}`);
@@ -89,10 +88,29 @@ export class ProblemDetailsFilter implements ExceptionFilter {
           'The request body encoding or charset is not supported.',
           path,
         );
+      case 'entity.parse.failed':
+        return problemOf('invalid_request', 'The request body is not valid JSON.', path);
       default:
         return problemOf('invalid_request', 'The request body could not be read.', path);
     }
   }
+}
+
+/**
+ * Says what is wrong in the gateway's words. Express reports a path that is not validly percent-encoded
+ * and Nest a body that is not JSON as the same 400; their messages echo the input, so neither is passed on.
+ */
+function detailOf(error: HttpException, status: number): string {
+  if (status !== 400) {
+    return error.message;
+  }
+  if (error.cause instanceof URIError) {
+    return 'The URL path is not validly percent-encoded.';
+  }
+  if (error.cause instanceof SyntaxError) {
+    return 'The request body is not valid JSON.';
+  }
+  return 'The request is not valid.';
 }
 
 function describe(error: unknown): string {

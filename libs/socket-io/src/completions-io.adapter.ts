@@ -3,7 +3,7 @@ import { REQUEST_LIMITS, SOCKET_NAMESPACE, SOCKET_PATH } from '@app/contracts';
 import type { INestApplicationContext } from '@nestjs/common';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import type { IncomingMessage } from 'node:http';
-import type { Server, ServerOptions } from 'socket.io';
+import type { Namespace, Server, ServerOptions } from 'socket.io';
 
 export interface CompletionsIoOptions {
   /** `CORS_ORIGINS`: origins allowed besides the server's own. */
@@ -22,9 +22,14 @@ export interface CompletionsIoOptions {
  * do not enforce CORS on it, so the server checks it: same origin, or one of `CORS_ORIGINS`.
  *
  * Only `/completions` is served: the main namespace `/`, which Socket.IO creates and accepts by default,
- * refuses every connection (other names are refused by Socket.IO as unknown). And one client address
- * may hold at most `maxConnectionsPerAddress` connections, counted at the Engine.IO level, so that a
- * connection that never joins a namespace, or whose handshake is refused, still counts while it is open.
+ * refuses every connection (other names are refused by Socket.IO as unknown).
+ *
+ * Connections are counted per client address at the Engine.IO level, so that one that never joins a
+ * namespace, or whose handshake was refused, counts while it is open. Joining `/completions` is refused
+ * with `connect_error` `rate_limited` (the contract's handshake refusal, which a client can act on) once
+ * the address holds more than `maxConnectionsPerAddress`; the official client then closes that
+ * connection. Bare Engine.IO connections, which never ask to join, are refused at the handshake past
+ * twice the cap: the cap itself must stay reachable for the namespace's refusal to be seen.
  */
 export class CompletionsIoAdapter extends IoAdapter {
   private readonly connections = new Map<string, number>();
@@ -34,6 +39,21 @@ export class CompletionsIoAdapter extends IoAdapter {
     private readonly options: CompletionsIoOptions,
   ) {
     super(app);
+  }
+
+  override create(port: number, options?: ServerOptions & { namespace?: string; server?: Server }) {
+    const created = super.create(port, options) as Server | Namespace;
+    if (options?.namespace === SOCKET_NAMESPACE) {
+      (created as Namespace).use((socket, next) => {
+        const open = this.connections.get(this.options.clientAddress(socket.request)) ?? 0;
+        next(
+          open > this.options.maxConnectionsPerAddress
+            ? new HandshakeRefusal('Too many connections from this address.', { code: 'rate_limited' })
+            : undefined,
+        );
+      });
+    }
+    return created;
   }
 
   override createIOServer(port: number, options?: ServerOptions): Server {
@@ -82,7 +102,7 @@ export class CompletionsIoAdapter extends IoAdapter {
       return 'This origin is not allowed.';
     }
     const open = this.connections.get(this.options.clientAddress(request)) ?? 0;
-    if (open >= this.options.maxConnectionsPerAddress) {
+    if (open >= 2 * this.options.maxConnectionsPerAddress) {
       return 'Too many connections from this address.';
     }
     return undefined;

@@ -154,8 +154,10 @@ export class SseController {
   @ApiOperation({
     summary: 'Cancel a stream: the upstream request is aborted and the stream ends with done/cancelled',
   })
-  @ApiNoContentResponse({ description: 'cancelled' })
-  @ApiNotFoundResponse({ description: 'unknown, finished, or another principal’s stream' })
+  @ApiNoContentResponse({
+    description: 'cancelled; also for a finished stream still kept for resume (nothing left to cancel)',
+  })
+  @ApiNotFoundResponse({ description: 'unknown, expired, or another principal’s stream' })
   async cancelStream(
     @Param('streamId') streamId: string,
     @CurrentPrincipal() principal: Principal,

@@ -43,7 +43,9 @@ export class ApiKeyStrategy implements AuthStrategy {
     if (!key) {
       throw new AuthError(
         'unauthorized',
-        'An API key is required (Authorization: Bearer <key> or X-API-Key).',
+        credentials.transport === 'socket.io'
+          ? 'An API key is required in the handshake: io(url, { auth: { token: key } }).'
+          : 'An API key is required (Authorization: Bearer <key> or X-API-Key).',
       );
     }
     const presented = sha256(key);

@@ -37,7 +37,12 @@ export class JwtStrategy implements AuthStrategy {
   async authenticate(credentials: Credentials): Promise<Principal> {
     const token = credentials.bearer;
     if (!token) {
-      throw new AuthError('unauthorized', 'A bearer token is required.');
+      throw new AuthError(
+        'unauthorized',
+        credentials.transport === 'socket.io'
+          ? 'A token is required in the handshake: io(url, { auth: { token } }).'
+          : 'A bearer token is required (Authorization: Bearer <token>).',
+      );
     }
     if (token.length > MAX_TOKEN_LENGTH) {
       throw new AuthError('unauthorized', 'The token is not valid.');
