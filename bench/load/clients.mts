@@ -62,7 +62,7 @@ function onAbort(signal: AbortSignal, close: () => void, reject: (error: Error) 
   else signal.addEventListener('abort', abort, { once: true });
 }
 
-export const CLIENTS: Record<Target, Client> = {
+const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis`>, Client> = {
   direct: async (url, prompt, sink, signal) => {
     const body = { model: 'simulator', stream: true, messages: [{ role: 'user', content: prompt }] };
     await readSse(await postJson(`${url}/chat/completions`, body, signal), (_event, data) => {
@@ -146,4 +146,11 @@ export const CLIENTS: Record<Target, Client> = {
       socket.on('close', (code) => (code === 1000 ? resolve() : reject(new Error(`closed ${code}`))));
       socket.on('error', (error) => reject(new Error(`ws error: ${error.message}`)));
     }),
+};
+
+/** With `REDIS_URL` the gateway speaks the same protocol: the same clients. */
+export const CLIENTS: Record<Target, Client> = {
+  ...IN_ONE_PROCESS,
+  'gateway-sse+redis': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-socket.io+redis': IN_ONE_PROCESS['gateway-socket.io'],
 };

@@ -4,8 +4,10 @@ export const TARGETS = [
   'direct',
   'raw-sse',
   'gateway-sse',
+  'gateway-sse+redis',
   'raw-socket.io',
   'gateway-socket.io',
+  'gateway-socket.io+redis',
   'raw-ws',
 ] as const;
 export type Target = (typeof TARGETS)[number];

@@ -19,6 +19,12 @@ const PAIRS = [
   ['gateway-socket.io', 'raw-socket.io'],
 ] as const;
 
+/** The gateway on Redis against itself in one process (issue #10): Redis's own CPU counted with the gateway's. */
+const REDIS_PAIRS = [
+  ['gateway-sse+redis', 'gateway-sse'],
+  ['gateway-socket.io+redis', 'gateway-socket.io'],
+] as const;
+
 function budget(name: string, point: string, measured: string, value: number, limit: number): Budget {
   const ratio = value / limit;
   return { name, point, measured, ratio, met: Number.isFinite(ratio) && ratio <= 1 };
@@ -48,6 +54,30 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
       if (ours.cpuSecondsPer1kTokens !== undefined && floor.cpuSecondsPer1kTokens) {
         const cpu = ours.cpuSecondsPer1kTokens / floor.cpuSecondsPer1kTokens;
         list.push(budget(`${gateway}: CPU per 1k tokens ≤ 2× ${raw}`, point, `${cpu.toFixed(2)}×`, cpu, 2));
+      }
+    }
+  }
+  for (const point of new Set(runs.map((run) => run.point))) {
+    for (const [shared, alone] of REDIS_PAIRS) {
+      const ours = find(point, shared);
+      const base = find(point, alone);
+      if (!ours || !base) continue;
+      list.push({
+        name: `${shared}: zero tokens lost or garbled`,
+        point,
+        measured: `${ours.tokensLost} lost, ${ours.garbledStreams} garbled, ${ours.errors} failed streams`,
+        ratio: Number.NaN,
+        met: ours.tokensLost + ours.garbledStreams === 0 && ours.errors === 0,
+      });
+      const latency = ours.tokenLatencyMs.p99 / base.tokenLatencyMs.p99;
+      list.push(
+        budget(`${shared}: token p99 ≤ 1.5× ${alone}`, point, `${latency.toFixed(2)}×`, latency, 1.5),
+      );
+      if (ours.cpuSecondsPer1kTokens !== undefined && base.cpuSecondsPer1kTokens) {
+        const cpu = ours.cpuSecondsPer1kTokens / base.cpuSecondsPer1kTokens;
+        list.push(
+          budget(`${shared}: CPU per 1k tokens ≤ 1.3× ${alone}`, point, `${cpu.toFixed(2)}×`, cpu, 1.3),
+        );
       }
     }
   }
