@@ -15,6 +15,7 @@ import { ensureBuilt, SIMULATOR_MAIN } from './orchestrator/build.mts';
 import { measureTarget, type TargetRun } from './orchestrator/measure-target.mts';
 import { deadlineMs, gatewayArgs, type LoadPoint, type Options, parseOptions } from './orchestrator/plan.mts';
 import { type Server, startServer, stopAll, stopProcess } from './orchestrator/processes.mts';
+import { type RedisProcess, startRedis } from './orchestrator/redis.mts';
 import { barsSvg, latencyCdfSvg } from './report/charts.mts';
 import { type BenchResults, markdown, terminalTable } from './report/report.mts';
 
@@ -44,12 +45,18 @@ async function expectedText(simulatorUrl: string, point: LoadPoint): Promise<str
   return body.choices[0].message.content.replace(/⟨\d+\.\d{3}⟩/g, '');
 }
 
-function startTarget(target: Target, simulator: Server, options: Options): Promise<Server> {
+function startTarget(
+  target: Target,
+  simulator: Server,
+  options: Options,
+  redis: RedisProcess | undefined,
+): Promise<Server> {
   // `openai` is the gateway too, measured on its /v1 surface.
   if (target.startsWith('gateway') || target === 'openai') {
     const profileDir = options.profile ? join(options.resultsDir, 'profiles') : undefined;
     const gateway = gatewayArgs(ROOT, simulator.url, profileDir);
-    return startServer(target, gateway.args, gateway.env, gateway.cwd);
+    const env = redis ? { ...gateway.env, REDIS_URL: redis.url } : gateway.env;
+    return startServer(target, gateway.args, env, gateway.cwd);
   }
   const file = join(import.meta.dirname, 'baselines', `${target.replace('.', '-')}.mts`);
   return startServer(target, [file], { UPSTREAM: simulator.url });
@@ -69,7 +76,8 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
         continue;
       }
       // `direct` measures the simulator itself; every other target is a fresh process for this point.
-      const server = target === 'direct' ? simulator : await startTarget(target, simulator, options);
+      const redis = target.endsWith('+redis') ? await startRedis() : undefined;
+      const server = target === 'direct' ? simulator : await startTarget(target, simulator, options, redis);
       try {
         const spec: RunSpec = {
           target,
@@ -82,7 +90,13 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
           expectedText: text,
           deadlineMs: deadlineMs(point),
         };
-        const run = await measureTarget(spec, point.name, server.pid, simulator.pid);
+        const run = await measureTarget(
+          spec,
+          point.name,
+          server.pid,
+          simulator.pid,
+          redis ? [redis.pid] : [],
+        );
         runs.push(run);
         console.warn(
           `${point.name} ${target}: token p99 ${run.tokenLatencyMs.p99.toFixed(2)} ms, ` +
@@ -91,6 +105,7 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
         );
       } finally {
         if (server !== simulator) await stopProcess(server.child, options.profile ? 30_000 : 5000);
+        if (redis) await stopProcess(redis.child, 2000);
       }
       // Let closed sockets drain out of the kernel and the simulator before the next target.
       await new Promise((resolve) => setTimeout(resolve, point.streams >= 500 ? 2000 : 300));

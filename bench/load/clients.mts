@@ -83,7 +83,7 @@ async function readOpenAiStream(
   });
 }
 
-export const CLIENTS: Record<Target, Client> = {
+const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis`>, Client> = {
   direct: readOpenAiStream,
 
   openai: (url, prompt, sink, signal) => readOpenAiStream(`${url}/v1`, prompt, sink, signal),
@@ -160,4 +160,11 @@ export const CLIENTS: Record<Target, Client> = {
       socket.on('close', (code) => (code === 1000 ? resolve() : reject(new Error(`closed ${code}`))));
       socket.on('error', (error) => reject(new Error(`ws error: ${error.message}`)));
     }),
+};
+
+/** With `REDIS_URL` the gateway speaks the same protocol: the same clients. */
+export const CLIENTS: Record<Target, Client> = {
+  ...IN_ONE_PROCESS,
+  'gateway-sse+redis': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-socket.io+redis': IN_ONE_PROCESS['gateway-socket.io'],
 };

@@ -5,8 +5,10 @@ export const TARGETS = [
   'raw-sse',
   'gateway-sse',
   'openai',
+  'gateway-sse+redis',
   'raw-socket.io',
   'gateway-socket.io',
+  'gateway-socket.io+redis',
   'raw-ws',
 ] as const;
 export type Target = (typeof TARGETS)[number];

@@ -19,6 +19,12 @@ const PAIRS = [
   ['gateway-socket.io', 'raw-socket.io'],
 ] as const;
 
+/** The gateway on Redis against itself in one process (issue #10): Redis's own CPU counted with the gateway's. */
+const REDIS_PAIRS = [
+  ['gateway-sse+redis', 'gateway-sse'],
+  ['gateway-socket.io+redis', 'gateway-socket.io'],
+] as const;
+
 function budget(name: string, point: string, measured: string, value: number, limit: number): Budget {
   const ratio = value / limit;
   return { name, point, measured, ratio, met: Number.isFinite(ratio) && ratio <= 1 };
@@ -34,7 +40,7 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
     runs.find((run) => run.point === point && run.target === target);
   const list: Budget[] = [];
   for (const point of new Set(runs.map((run) => run.point))) {
-    for (const [gateway] of PAIRS) {
+    for (const [gateway] of [...PAIRS, ...REDIS_PAIRS]) {
       const ours = find(point, gateway);
       if (!ours) continue;
       list.push({
@@ -102,6 +108,23 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
         0.3,
       ),
     );
+  }
+  for (const point of new Set(runs.map((run) => run.point))) {
+    for (const [shared, alone] of REDIS_PAIRS) {
+      const ours = find(point, shared);
+      const base = find(point, alone);
+      if (!ours || !base) continue;
+      const latency = ours.tokenLatencyMs.p99 / base.tokenLatencyMs.p99;
+      list.push(
+        budget(`${shared}: token p99 ≤ 1.5× ${alone}`, point, `${latency.toFixed(2)}×`, latency, 1.5),
+      );
+      if (ours.cpuSecondsPer1kTokens !== undefined && base.cpuSecondsPer1kTokens) {
+        const cpu = ours.cpuSecondsPer1kTokens / base.cpuSecondsPer1kTokens;
+        list.push(
+          budget(`${shared}: CPU per 1k tokens ≤ 1.3× ${alone}`, point, `${cpu.toFixed(2)}×`, cpu, 1.3),
+        );
+      }
+    }
   }
   return list;
 }

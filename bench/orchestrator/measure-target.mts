@@ -45,7 +45,16 @@ export async function measureTarget(
   point: string,
   targetPid: number,
   simulatorPid: number,
+  /** Processes the target needs whose CPU counts as its own (the Redis of a `+redis` target). */
+  companionPids: number[] = [],
 ): Promise<TargetRun> {
+  const targetUsage = async () => {
+    const usages = await Promise.all([targetPid, ...companionPids].map((pid) => processUsage(pid)));
+    return {
+      cpuSeconds: usages.reduce((sum, usage) => sum + usage.cpuSeconds, 0),
+      rssBytes: usages[0].rssBytes,
+    };
+  };
   const loadgen = track(
     spawn(process.execPath, [LOADGEN, JSON.stringify(spec)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -65,7 +74,7 @@ export async function measureTarget(
       loadgen.on('message', (message: LoadgenMessage) => {
         if (message.kind === 'warmed') {
           warmup = message;
-          void Promise.all([processUsage(targetPid), processUsage(simulatorPid), machineBusySeconds()]).then(
+          void Promise.all([targetUsage(), processUsage(simulatorPid), machineBusySeconds()]).then(
             ([target, simulator, machine]) => {
               before = {
                 targetCpu: target.cpuSeconds,
@@ -91,7 +100,7 @@ export async function measureTarget(
       );
     });
     const [target, simulator, machine] = await Promise.all([
-      processUsage(targetPid),
+      targetUsage(),
       processUsage(simulatorPid),
       machineBusySeconds(),
     ]);

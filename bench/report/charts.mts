@@ -10,8 +10,10 @@ const COLORS: Record<Target, string> = {
   'raw-sse': '#f59f00',
   'gateway-sse': '#d9480f',
   openai: '#ae3ec9',
+  'gateway-sse+redis': '#862e9c',
   'raw-socket.io': '#74c0fc',
   'gateway-socket.io': '#1c4fd8',
+  'gateway-socket.io+redis': '#0b7285',
   'raw-ws': '#2b8a3e',
 };
 

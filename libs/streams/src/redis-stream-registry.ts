@@ -146,12 +146,17 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       markReady();
     }
     this.client.on('ready', markReady);
-    this.reader.on('ready', () => {
+    // The reader's connection id, for CLIENT UNBLOCK; a new one after each reconnect.
+    const learnReaderId = () => {
       this.reader
         .sendCommand<number>(['CLIENT', 'ID'])
         .then((id) => (this.readerId = String(id)))
         .catch(() => undefined);
-    });
+    };
+    if (this.reader.isReady) {
+      learnReaderId();
+    }
+    this.reader.on('ready', learnReaderId);
     void this.subscriber
       .subscribe(CANCEL_CHANNEL_PREFIX + this.instance, (message) => this.cancelRequested(message))
       .catch((error: unknown) => this.logger.error(`cannot subscribe to cancels: ${String(error)}`));
