@@ -76,7 +76,11 @@ describe('/v1 with the simulator, the official openai SDK as the client', () => 
   const logger = new CapturingLogger();
 
   beforeAll(async () => {
-    testApp = await startTestApp({ ...apiKeyAuth, SIMULATOR_PROFILE: 'fast' }, { logger });
+    testApp = await startTestApp(
+      // A short idle timeout: one test here stalls the upstream mid-stream.
+      { ...apiKeyAuth, SIMULATOR_PROFILE: 'fast', UPSTREAM_IDLE_TIMEOUT_MS: '500' },
+      { logger },
+    );
     openai = clientOf(testApp);
     direct = new OpenAI({ baseURL: testApp.simulator.baseUrl, apiKey: 'x', maxRetries: 0 });
   });

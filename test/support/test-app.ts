@@ -26,7 +26,9 @@ export async function startTestApp(
     OPENAI_MAX_RETRIES: '0',
     STREAM_RESUME_GRACE_MS: '0',
     UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '15000',
-    UPSTREAM_IDLE_TIMEOUT_MS: '500',
+    // Far above any gap in the simulator's streams even on a starved machine (jest runs suites side by side);
+    // the suites about stalls set their own short one.
+    UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     WEB_ROOT: '/nonexistent',
     LOG_LEVEL: 'silent',
     RATE_LIMIT_PER_MINUTE: '100000',
