@@ -5,6 +5,7 @@ export const TARGETS = [
   'raw-sse',
   'gateway-sse',
   'gateway-sse+redis',
+  'gateway-sse+redis-cross',
   'raw-socket.io',
   'gateway-socket.io',
   'gateway-socket.io+redis',

@@ -10,6 +10,7 @@ const COLORS: Record<Target, string> = {
   'raw-sse': '#f59f00',
   'gateway-sse': '#d9480f',
   'gateway-sse+redis': '#862e9c',
+  'gateway-sse+redis-cross': '#e64980',
   'raw-socket.io': '#74c0fc',
   'gateway-socket.io': '#1c4fd8',
   'gateway-socket.io+redis': '#0b7285',
