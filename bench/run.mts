@@ -76,12 +76,16 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
         continue;
       }
       // `direct` measures the simulator itself; every other target is a fresh process for this point.
-      const redis = target.endsWith('+redis') ? await startRedis() : undefined;
+      const redis = target.includes('+redis') ? await startRedis() : undefined;
       const server = target === 'direct' ? simulator : await startTarget(target, simulator, options, redis);
+      // The cross-instance point: a second instance on the same Redis, from which the clients follow.
+      const follower = target.endsWith('-cross')
+        ? await startTarget(target, simulator, options, redis)
+        : undefined;
       try {
         const spec: RunSpec = {
           target,
-          url: server.url,
+          url: follower ? `${server.url}|${follower.url}` : server.url,
           streams: point.streams,
           tokens: point.tokens,
           tps: point.tps,
@@ -90,13 +94,8 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
           expectedText: text,
           deadlineMs: deadlineMs(point),
         };
-        const run = await measureTarget(
-          spec,
-          point.name,
-          server.pid,
-          simulator.pid,
-          redis ? [redis.pid] : [],
-        );
+        const companions = [follower?.pid, redis?.pid].filter((pid) => pid !== undefined);
+        const run = await measureTarget(spec, point.name, server.pid, simulator.pid, companions);
         runs.push(run);
         console.warn(
           `${point.name} ${target}: token p99 ${run.tokenLatencyMs.p99.toFixed(2)} ms, ` +
@@ -105,6 +104,7 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
         );
       } finally {
         if (server !== simulator) await stopProcess(server.child, options.profile ? 30_000 : 5000);
+        if (follower) await stopProcess(follower.child, 5000);
         if (redis) await stopProcess(redis.child, 2000);
       }
       // Let closed sockets drain out of the kernel and the simulator before the next target.

@@ -46,6 +46,19 @@ async function readSse(
   if (!ended) throw new Error('the stream ended without its end marker');
 }
 
+/** The gateway's SSE events: tokens to the sink, a seq gap as a fault, the terminal event as the end. */
+function readGatewayEvents(response: Response, sink: TokenSink): Promise<void> {
+  let expectedSeq = 0;
+  return readSse(response, (_event, data) => {
+    const event = JSON.parse(data) as CompletionEvent;
+    if (event.seq !== expectedSeq) sink.fault(`seq ${event.seq} after ${expectedSeq - 1}`);
+    expectedSeq = event.seq + 1;
+    if (event.type === 'token') sink.token(event.text);
+    if (event.type === 'error') throw new Error(`${event.error.code}: ${event.error.message}`);
+    return event.type === 'done';
+  });
+}
+
 function postJson(url: string, body: unknown, signal: AbortSignal): Promise<Response> {
   return fetch(url, {
     method: 'POST',
@@ -83,7 +96,7 @@ async function readOpenAiStream(
   });
 }
 
-const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis`>, Client> = {
+const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis${string}`>, Client> = {
   direct: readOpenAiStream,
 
   openai: (url, prompt, sink, signal) => readOpenAiStream(`${url}/v1`, prompt, sink, signal),
@@ -97,16 +110,8 @@ const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis`>, Client> = {
   },
 
   'gateway-sse': async (url, prompt, sink, signal) => {
-    let expectedSeq = 0;
     const body = { messages: [{ role: 'user', content: prompt }] };
-    await readSse(await postJson(`${url}/api/completions/stream`, body, signal), (_event, data) => {
-      const event = JSON.parse(data) as CompletionEvent;
-      if (event.seq !== expectedSeq) sink.fault(`seq ${event.seq} after ${expectedSeq - 1}`);
-      expectedSeq = event.seq + 1;
-      if (event.type === 'token') sink.token(event.text);
-      if (event.type === 'error') throw new Error(`${event.error.code}: ${event.error.message}`);
-      return event.type === 'done';
-    });
+    await readGatewayEvents(await postJson(`${url}/api/completions/stream`, body, signal), sink);
   },
 
   'raw-socket.io': (url, prompt, sink, signal) =>
@@ -167,4 +172,22 @@ export const CLIENTS: Record<Target, Client> = {
   ...IN_ONE_PROCESS,
   'gateway-sse+redis': IN_ONE_PROCESS['gateway-sse'],
   'gateway-socket.io+redis': IN_ONE_PROCESS['gateway-socket.io'],
+  /**
+   * `url` is two instances, `running|following`: the stream starts on the first (its own response read and
+   * dropped), and this client reads it on the second, which follows it from Redis.
+   */
+  'gateway-sse+redis-cross': async (url, prompt, sink, signal) => {
+    const [running, following] = url.split('|');
+    const body = { messages: [{ role: 'user', content: prompt }] };
+    const started = await postJson(`${running}/api/completions/stream`, body, signal);
+    const streamId = started.headers.get('x-stream-id');
+    if (!started.ok || !streamId) throw new Error(`HTTP ${started.status}`);
+    // The starting client stays connected (so no resume grace is involved); its copy is read and dropped.
+    const drained = started
+      .arrayBuffer()
+      .then(() => undefined)
+      .catch(() => undefined);
+    await readGatewayEvents(await fetch(`${following}/api/completions/${streamId}/stream`, { signal }), sink);
+    await drained;
+  },
 };

@@ -6,6 +6,7 @@ export const TARGETS = [
   'gateway-sse',
   'openai',
   'gateway-sse+redis',
+  'gateway-sse+redis-cross',
   'raw-socket.io',
   'gateway-socket.io',
   'gateway-socket.io+redis',

@@ -126,5 +126,18 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
       }
     }
   }
+  for (const point of new Set(runs.map((run) => run.point))) {
+    const cross = find(point, 'gateway-sse+redis-cross');
+    const local = find(point, 'gateway-sse+redis');
+    if (cross && local) {
+      list.push({
+        name: 'gateway-sse+redis-cross: added token p99, following from another instance (reported)',
+        point,
+        measured: `${(cross.tokenLatencyMs.p99 - local.tokenLatencyMs.p99).toFixed(2)} ms (${cross.tokensLost} lost, ${cross.garbledStreams} garbled, ${cross.errors} failed)`,
+        ratio: Number.NaN,
+        met: cross.tokensLost + cross.garbledStreams === 0 && cross.errors === 0,
+      });
+    }
+  }
   return list;
 }

@@ -11,6 +11,7 @@ const COLORS: Record<Target, string> = {
   'gateway-sse': '#d9480f',
   openai: '#ae3ec9',
   'gateway-sse+redis': '#862e9c',
+  'gateway-sse+redis-cross': '#e64980',
   'raw-socket.io': '#74c0fc',
   'gateway-socket.io': '#1c4fd8',
   'gateway-socket.io+redis': '#0b7285',

@@ -40,8 +40,9 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
       AUTH_MODE: 'api-key',
       AUTH_API_KEYS: KEY,
       AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
-      // Long enough for a resume on the other instance to arrive under this load (a shorter one cancels some).
-      STREAM_RESUME_GRACE_MS: '2000',
+      // The default: a resume arrives well within it even on a loaded machine (0.3 s and 2 s both cancelled some
+      // streams before their resume, on another instance or, with this process's event loop busy, on this one).
+      STREAM_RESUME_GRACE_MS: '5000',
       STREAM_RETENTION_MS: '2000',
       UPSTREAM_IDLE_TIMEOUT_MS: '10000',
       SIMULATOR_PROFILE: 'fast',
@@ -303,7 +304,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
     expect(killedAt).toBeGreaterThan(0);
     expect(lost.length).toBeGreaterThan(0);
     expect(cancelsKept.length).toBeGreaterThan(0);
-    await eventually(() => kept.simulator.stats().active === 0, 10_000);
+    await eventually(() => kept.simulator.stats().active === 0, 15_000);
     const kinds = outcomes.reduce<Record<string, number>>((counts, outcome) => {
       const key = `${outcome.kind}@${outcome.origin}`;
       counts[key] = (counts[key] ?? 0) + 1;
