@@ -26,6 +26,24 @@ async function until<T>(
   return value;
 }
 
+/** The promise's value, or a failure naming the step that never finished and what had been seen by then. */
+async function within<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  step: string,
+  seen: () => string,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${step}: not done in ${timeoutMs} ms; ${seen()}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const readiness = (app: TestApp) => fetch(`${app.url}/health/ready`).then((response) => response.status);
 
 describe('Redis killed and restarted empty mid-run', () => {
@@ -81,7 +99,10 @@ describe('Redis killed and restarted empty mid-run', () => {
       await fetch(`${b.url}/api/completions/${forgottenId}/stream`, { headers: auth }),
       (event) => followerEvents.push(event),
     );
-    await localIsLive;
+    const seen = () =>
+      `local: ${localEvents.map((event) => `${event.seq}:${event.type}`).join(' ')}; ` +
+      `follower: ${followerEvents.map((event) => `${event.seq}:${event.type}`).join(' ')}`;
+    await within(localIsLive, 10_000, 'the local stream’s first token', seen);
     await until(
       async () => followerEvents.length,
       (count) => count > 2,
@@ -111,8 +132,13 @@ describe('Redis killed and restarted empty mid-run', () => {
       reconnection: false,
       auth: { token: KEY },
     });
-    const ack = await new Promise<StartAck>((resolve) =>
-      socket.emit('completion:start', { messages: [{ role: 'user', content: 'hello' }] }, resolve),
+    const ack = await within(
+      new Promise<StartAck>((resolve) =>
+        socket.emit('completion:start', { messages: [{ role: 'user', content: 'hello' }] }, resolve),
+      ),
+      10_000,
+      'the refused start’s ack',
+      seen,
     );
     socket.disconnect();
     expect(ack).toMatchObject({ ok: false, error: { code: 'unavailable', retryAfterMs: 1000 } });
@@ -120,31 +146,32 @@ describe('Redis killed and restarted empty mid-run', () => {
     expect(resumeRefused.status).toBe(503);
 
     // The local client is served from memory throughout.
-    const whole = await local;
+    const whole = await within(local, 20_000, 'the local stream to its end', seen);
     expect({ last: whole.events.at(-1) }).toMatchObject({ last: { type: 'done', finishReason: 'stop' } });
     expect(textOf(whole.events)).toBe(text);
 
-    await redis.restart();
+    await within(redis.restart(), 10_000, 'Redis to restart', seen);
     await until(
       () => Promise.all([readiness(a), readiness(b)]),
       (statuses) => statuses.every((s) => s === 200),
       10_000,
     );
-    const again = await postStream(
-      b.url,
-      { messages: [{ role: 'user', content: '[sim echo] back' }] },
-      { headers: auth },
+    const again = await within(
+      postStream(b.url, { messages: [{ role: 'user', content: '[sim echo] back' }] }, { headers: auth }),
+      10_000,
+      'a new stream once Redis is back',
+      seen,
     );
     expect(again.events.at(-1)).toMatchObject({ type: 'done' });
     expect(textOf(again.events)).toBe('back');
 
     // Redis forgot the stream followed from B: its listener there ends cleanly, with one stream_lost.
-    await follower;
-    const seen = followerEvents.map((event) => `${event.seq}:${event.type}`).join(' ');
+    await within(follower, 20_000, 'the follower of the forgotten stream to its end', seen);
+    const followed = followerEvents.map((event) => `${event.seq}:${event.type}`).join(' ');
     expect({
       terminals: followerEvents.filter((event) => event.type === 'error' || event.type === 'done').length,
-      seen,
-    }).toEqual({ terminals: 1, seen });
+      followed,
+    }).toEqual({ terminals: 1, followed });
     expect(followerEvents.at(-1)).toMatchObject({
       type: 'error',
       error: { code: 'stream_lost', retryable: true },
