@@ -1,4 +1,4 @@
-import { type ClockOffset, transportDelay } from '../clock/clock-offset';
+import { belowClockBound, type ClockOffset, transportDelay } from '../clock/clock-offset';
 import type { Lane } from '../run/lane';
 import { type Distribution, quantileSketch, summarize } from './percentiles';
 
@@ -17,6 +17,8 @@ export interface RunMetrics {
   tokens: number;
   eventsReceived: number;
   clockUncertaintyMs: number | null;
+  /** Tokens whose delay is below what any offset within the estimate's bounds allows (see `belowClockBound`). */
+  delaysBelowClockBound: number;
 }
 
 /**
@@ -35,6 +37,7 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
       tokens: lane.arrivals.length,
       eventsReceived: lane.eventsReceived,
       clockUncertaintyMs: null,
+      delaysBelowClockBound: 0,
     };
   }
   const { arrivals } = lane;
@@ -55,6 +58,7 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
     tokens: arrivals.length,
     eventsReceived: lane.eventsReceived,
     clockUncertaintyMs: clock?.uncertaintyMs ?? null,
+    delaysBelowClockBound: clock ? delays.filter((delay) => belowClockBound(delay, clock)).length : 0,
   };
 }
 
