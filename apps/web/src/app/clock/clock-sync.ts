@@ -7,7 +7,7 @@ import { epochAt, epochNow, TIMER_RESOLUTION_MS } from './epoch-now';
 /** Probes per lane in a full measurement (page load, "measure again", an estimate gone stale). */
 const BURST = 16;
 /** One probe every so often keeps the estimate fresh (drift) at the cost of a few hundred bytes. */
-const REFRESH_INTERVAL_MS = 2000;
+const REFRESH_INTERVAL_MS = 1000;
 /** The probes the clock filter chooses from: the last half minute's, when there are any. */
 const MAX_SAMPLES = 64;
 const FILTER_WINDOW_MS = 30_000;
@@ -18,7 +18,7 @@ const RESOURCE_TIMING_LIMIT = 200;
 /**
  * Keeps the estimate of the server's clock offset from NTP-style probes over both lanes a run uses:
  * `GET /api/time` (answered ahead of the server's pipeline) and `clock:probe` over the Socket.IO connection,
- * when it is open. A burst of probes at page load, then one every two seconds while the page is visible, one at a
+ * when it is open. A burst of probes at page load, then one a second while the page is visible, one at a
  * time, so that a probe never queues behind another; the clock filter (`estimateClockOffset`) keeps the best.
  */
 @Injectable({ providedIn: 'root' })
