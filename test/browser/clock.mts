@@ -77,8 +77,12 @@ async function startServer(clock: Clock): Promise<{ url: string; server: ChildPr
   delete env['OPENAI_BASE_URL'];
   const command = [process.execPath, 'dist/apps/api/main.js'];
   const server = clock.faketime
-    ? spawn('faketime', ['-f', clock.faketime, ...command], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(command[0], command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    ? spawn('faketime', ['-f', clock.faketime, ...command], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      })
+    : spawn(command[0], command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const url = await new Promise<string>((resolve, reject) => {
     let output = '';
     const timer = setTimeout(() => reject(new Error(`the API did not start:\n${output}`)), 20_000);
@@ -95,6 +99,16 @@ async function startServer(clock: Clock): Promise<{ url: string; server: ChildPr
     server.once('exit', (code) => reject(new Error(`the API exited with ${code}:\n${output}`)));
   });
   // faketime must really have moved the server's clock, or the suite would prove nothing.
+  try {
+    await expectSkew(url, clock);
+  } catch (error) {
+    await stopServer(server);
+    throw error;
+  }
+  return { url, server };
+}
+
+async function expectSkew(url: string, clock: Clock): Promise<void> {
   const sentAt = Date.now();
   const time = (await (await fetch(`${url}/api/time`)).json()) as { receivedAt: number; sentAt: number };
   const receivedAt = Date.now();
@@ -103,7 +117,26 @@ async function startServer(clock: Clock): Promise<{ url: string; server: ChildPr
     lower <= clock.skewMs && clock.skewMs <= upper,
     `the server's clock is ${lower.toFixed(1)} to ${upper.toFixed(1)} ms off, not the ${clock.skewMs} ms faketime was asked for`,
   );
-  return { url, server };
+}
+
+/**
+ * SIGTERM to the server's process group (faketime's wrapper leaves the server as its child), then SIGKILL if
+ * it has not exited within its drain time: a suite that fails must not leave servers behind.
+ */
+async function stopServer(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null || server.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(-(server.pid as number), name);
+    } catch {
+      // Already gone.
+    }
+  };
+  signal('SIGTERM');
+  const timer = setTimeout(() => signal('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
 }
 
 async function openClient(context: BrowserContext, url: string): Promise<Page> {
@@ -203,17 +236,24 @@ interface Lane {
 
 async function openLane(browser: Browser, clock: Clock): Promise<Lane> {
   const { url, server } = await startServer(clock);
-  const contexts = [await browser.newContext(), await browser.newContext()];
-  const [page, racer] = await Promise.all(contexts.map((context) => openClient(context, url)));
-  await page.getByRole('button', { name: 'Settings' }).click();
-  const idle = await readOffset(page);
-  const result: ClockResult = {
-    clock,
-    idle,
-    busy: { sse: [], 'socket.io': [] },
-    delays: { sse: [], 'socket.io': [] },
-  };
-  return { clock, server, contexts, page, racer, result };
+  const contexts: BrowserContext[] = [];
+  try {
+    contexts.push(await browser.newContext(), await browser.newContext());
+    const [page, racer] = await Promise.all(contexts.map((context) => openClient(context, url)));
+    await page.getByRole('button', { name: 'Settings' }).click();
+    const idle = await readOffset(page);
+    const result: ClockResult = {
+      clock,
+      idle,
+      busy: { sse: [], 'socket.io': [] },
+      delays: { sse: [], 'socket.io': [] },
+    };
+    return { clock, server, contexts, page, racer, result };
+  } catch (error) {
+    await Promise.all(contexts.map((context) => context.close()));
+    await stopServer(server);
+    throw error;
+  }
 }
 
 /** One run on one server's measuring page: its delay p50 and the offset shown after it. */
@@ -267,7 +307,7 @@ async function measureAll(browser: Browser): Promise<ClockResult[]> {
     await Promise.allSettled(racing.map((beside) => beside.stop()));
     for (const lane of lanes) {
       await Promise.all(lane.contexts.map((context) => context.close()));
-      lane.server.kill('SIGTERM');
+      await stopServer(lane.server);
     }
   }
 }

@@ -13,25 +13,35 @@ export function calibrateWallClock(
   wallNow: () => number = Date.now,
   monotonicNow: () => number = () => performance.now(),
   edges = 5,
+  maxTries = 50,
 ): number {
-  const anchors: number[] = [];
-  for (let edge = 0; edge < edges; edge++) {
+  // Each edge bounds the anchor: the tick to `wall` happened between the two monotonic reads around it.
+  // A read delayed by preemption (a busy machine) widens its window; the narrowest windows are kept.
+  const windows: { lower: number; upper: number }[] = [];
+  for (let attempt = 0; attempt < maxTries; attempt++) {
     const start = wallNow();
     let before = monotonicNow();
     for (;;) {
       const at = monotonicNow();
       const wall = wallNow();
       if (wall !== start) {
-        // The tick to `wall` happened between the previous read and this one.
-        anchors.push(wall - (before + at) / 2);
+        windows.push({ lower: wall - at, upper: wall - before });
         break;
       }
       before = at;
     }
+    const clean = windows.filter((w) => w.upper - w.lower <= CLEAN_WINDOW_MS);
+    if (clean.length >= edges) break;
   }
-  anchors.sort((a, b) => a - b);
-  return anchors[Math.floor(anchors.length / 2)];
+  windows.sort((a, b) => a.upper - a.lower - (b.upper - b.lower));
+  const kept = windows.slice(0, edges);
+  const lower = Math.max(...kept.map((w) => w.lower));
+  const upper = Math.min(...kept.map((w) => w.upper));
+  return lower <= upper ? (lower + upper) / 2 : (kept[0].lower + kept[0].upper) / 2;
 }
+
+/** A window this narrow was not interrupted: a few timer reads, or a browser's clamped 5 µs steps. */
+const CLEAN_WINDOW_MS = 0.02;
 
 /**
  * Linux slews CLOCK_MONOTONIC with the wall clock (NTP's frequency corrections apply to both), so the anchor
