@@ -2,9 +2,9 @@ import { calibrateWallClock, epochNow } from './wall-clock';
 
 describe('calibrateWallClock', () => {
   it('finds the anchor at the millisecond edges of the wall clock', () => {
-    // A monotonic clock advancing 0.01 ms per read; the wall clock is it plus 1234.5678 ms, floored like Date.now().
+    // A monotonic clock advancing 1 µs per read; the wall clock is it plus 1234.5678 ms, floored like Date.now().
     let monotonic = 0;
-    const monotonicNow = () => (monotonic += 0.01);
+    const monotonicNow = () => (monotonic += 0.001);
     const wallNow = () => Math.floor(monotonic + 1234.5678);
     expect(calibrateWallClock(wallNow, monotonicNow)).toBeCloseTo(1234.5678, 2);
   });
@@ -15,7 +15,7 @@ describe('calibrateWallClock', () => {
     let reads = 0;
     const monotonicNow = () => {
       reads++;
-      monotonic += reads % 2000 < 1000 && (monotonic + 1234.5678) % 1 > 0.99 ? 0.7 : 0.01;
+      monotonic += reads % 2000 < 1000 && (monotonic + 1234.5678) % 1 > 0.99 ? 0.7 : 0.001;
       return monotonic;
     };
     const wallNow = () => Math.floor(monotonic + 1234.5678);

@@ -13,22 +13,24 @@ export function calibrateWallClock(
   wallNow: () => number = Date.now,
   monotonicNow: () => number = () => performance.now(),
   edges = 5,
-  maxTries = 50,
+  maxTries = 20,
 ): number {
-  // Each edge bounds the anchor: the tick to `wall` happened between the two monotonic reads around it.
-  // A read delayed by preemption (a busy machine) widens its window; the narrowest windows are kept.
+  // Each edge bounds the anchor: the tick to `wall` came after the previous wall read (itself after
+  // `previous`) and before this one (itself before `after`). A read delayed by preemption (a busy machine)
+  // widens its window; the narrowest windows are kept.
   const windows: { lower: number; upper: number }[] = [];
   for (let attempt = 0; attempt < maxTries; attempt++) {
+    let previous = monotonicNow();
     const start = wallNow();
-    let before = monotonicNow();
     for (;;) {
-      const at = monotonicNow();
+      const before = monotonicNow();
       const wall = wallNow();
+      const after = monotonicNow();
       if (wall !== start) {
-        windows.push({ lower: wall - at, upper: wall - before });
+        windows.push({ lower: wall - after, upper: wall - previous });
         break;
       }
-      before = at;
+      previous = before;
     }
     const clean = windows.filter((w) => w.upper - w.lower <= CLEAN_WINDOW_MS);
     if (clean.length >= edges) break;
