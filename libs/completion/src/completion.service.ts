@@ -1,3 +1,4 @@
+import { epochNow as wallClockNow } from '@app/clock';
 import type {
   CompletionEvent,
   CompletionRequest,
@@ -24,9 +25,9 @@ export interface StreamOptions {
   cancel?: AbortSignal;
 }
 
-/** Epoch milliseconds with sub-millisecond precision, the `ts` of every event. */
+/** Epoch milliseconds with sub-millisecond precision, the `ts` of every event: the wall clock (`@app/clock`). */
 export function epochNow(): number {
-  return performance.timeOrigin + performance.now();
+  return wallClockNow();
 }
 
 /**

@@ -20,6 +20,13 @@ export interface SimulatorProfileInfo {
   jitter: number;
 }
 
+/**
+ * `GET /api/time` and the Socket.IO `clock:probe` ack: the server's wall clock, epoch ms. `receivedAt` and
+ * `sentAt` are NTP's second and third timestamps (the probe's arrival and the answer's departure), which let
+ * the client take the server's own time out of the round trip; `ts` equals `sentAt`.
+ */
 export interface ServerTime {
   ts: number;
+  receivedAt: number;
+  sentAt: number;
 }

@@ -1,6 +1,7 @@
 import type { CompletionEvent } from './completion-event';
 import type { CompletionRequest } from './completion-request';
 import type { RefusalCode } from './error-codes';
+import type { ServerTime } from './server-info';
 
 export const SOCKET_NAMESPACE = '/completions';
 export const SOCKET_PATH = '/socket.io';
@@ -10,6 +11,7 @@ export const SOCKET_EVENTS = {
   cancel: 'completion:cancel',
   resume: 'completion:resume',
   event: 'completion',
+  clockProbe: 'clock:probe',
 } as const;
 
 export interface AckError {
@@ -36,6 +38,8 @@ export interface ClientToServerEvents {
   'completion:start': (request: CompletionRequest, ack: (result: StartAck) => void) => void;
   'completion:cancel': (payload: CancelPayload, ack: (result: SimpleAck) => void) => void;
   'completion:resume': (payload: ResumePayload, ack: (result: SimpleAck) => void) => void;
+  /** The clock-offset probe over the socket itself: the ack carries the server's receive and send times. */
+  'clock:probe': (ack: (time: ServerTime) => void) => void;
 }
 
 export interface ServerToClientEvents {

@@ -1,9 +1,11 @@
 import { AuthService, authenticateHandshake, type Principal, principalStillValid } from '@app/auth';
+import { epochNow } from '@app/clock';
 import {
   type AckError,
   type CancelPayload,
   type ClientToServerEvents,
   type ResumePayload,
+  type ServerTime,
   type ServerToClientEvents,
   type SimpleAck,
   SOCKET_EVENTS,
@@ -174,8 +176,16 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     this.listen(socket, request.streamId, outcome);
   }
 
-  handleConnection(): void {
+  handleConnection(socket: CompletionSocket): void {
     this.metrics.connectionOpened('socket.io');
+    // The clock probe answers on the socket's own listener, not through Nest's handler pipeline: its round
+    // trip is the socket's and little else. The time is no secret, so it skips the expiry check.
+    socket.on(SOCKET_EVENTS.clockProbe, (ack: unknown) => {
+      const receivedAt = epochNow();
+      if (typeof ack !== 'function') return;
+      const sentAt = epochNow();
+      (ack as (time: ServerTime) => void)({ ts: sentAt, receivedAt, sentAt });
+    });
   }
 
   handleDisconnect(socket: CompletionSocket): void {

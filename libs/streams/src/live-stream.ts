@@ -1,3 +1,4 @@
+import { epochNow } from '@app/clock';
 import { type CompletionEvent, isTerminalEvent, type StreamError } from '@app/contracts';
 import type { StreamOutcome, TransportName } from '@app/metrics';
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
@@ -54,7 +55,7 @@ export class LiveStream {
       type: 'error',
       streamId: this.id,
       seq: this.nextSeq(),
-      ts: performance.timeOrigin + performance.now(),
+      ts: epochNow(),
       error,
     });
   }

@@ -44,8 +44,17 @@ import { computeRunMetrics } from './run-metrics';
           }}</span>
           ms
           @if (metrics().clockUncertaintyMs !== null) {
-            <small title="Clock offset uncertainty (half the best /api/time round trip)">
+            <small title="The clock offset estimate's uncertainty: the delays are known to within this">
               ± {{ metrics().clockUncertaintyMs | ms }}</small
+            >
+          }
+          @if (metrics().delaysBelowClockBound > 0) {
+            <small
+              class="error-text"
+              data-testid="delay-below-clock-bound"
+              title="These tokens arrived before the server produced them by the clock estimate, even at the far end of its uncertainty: the estimate is off (a clock was changed), not the transport fast. The clock is being measured again."
+            >
+              ⚠ {{ metrics().delaysBelowClockBound }} below the clock bound</small
             >
           }
         </dd>

@@ -1,7 +1,7 @@
 import { newLane, type Lane } from '../run/lane';
 import { computeRunMetrics } from './run-metrics';
 
-const clock = { offsetMs: 1000, uncertaintyMs: 0.5, rttMs: 1, samples: 5, measuredAt: 0 };
+const clock = { offsetMs: 1000, uncertaintyMs: 0.5, rttMs: 1, samples: 5, measuredAt: 0, probes: 1 };
 
 function laneWith(arrivals: [number, number][], endedAt: number | null = null): Lane {
   return {

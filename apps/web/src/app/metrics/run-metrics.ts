@@ -1,4 +1,4 @@
-import { type ClockOffset, transportDelay } from '../clock/clock-offset';
+import { belowClockBound, type ClockOffset, transportDelay } from '../clock/clock-offset';
 import type { Lane } from '../run/lane';
 import { type Distribution, quantileSketch, summarize } from './percentiles';
 
@@ -21,6 +21,8 @@ export interface RunMetrics {
   tokens: number;
   eventsReceived: number;
   clockUncertaintyMs: number | null;
+  /** Tokens whose delay is below what any offset within the estimate's bounds allows (see `belowClockBound`). */
+  delaysBelowClockBound: number;
 }
 
 /**
@@ -41,6 +43,7 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
       tokens: lane.arrivals.length,
       eventsReceived: lane.eventsReceived,
       clockUncertaintyMs: null,
+      delaysBelowClockBound: 0,
     };
   }
   const { arrivals } = lane;
@@ -63,6 +66,7 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
     tokens: arrivals.length,
     eventsReceived: lane.eventsReceived,
     clockUncertaintyMs: clock?.uncertaintyMs ?? null,
+    delaysBelowClockBound: clock ? delays.filter((delay) => belowClockBound(delay, clock)).length : 0,
   };
 }
 

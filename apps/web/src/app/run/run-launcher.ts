@@ -55,11 +55,14 @@ export class RunLauncher {
       const raceId = mode === 'race' ? lanes[0].streamId : null;
       const prompt =
         [...request.messages].reverse().find((message) => message.role === 'user')?.content ?? '';
+      const metrics = lanes.map((lane) => computeRunMetrics(lane, clock));
       this.history.add(
-        ...lanes.map((lane) =>
-          toRunRecord(lane, computeRunMetrics(lane, clock), { raceId, prompt, model: request.model ?? null }),
+        ...lanes.map((lane, i) =>
+          toRunRecord(lane, metrics[i], { raceId, prompt, model: request.model ?? null }),
         ),
       );
+      // A delay no offset within the estimate's bounds explains: a clock moved; measure it again.
+      if (metrics.some((laneMetrics) => laneMetrics.delaysBelowClockBound > 0)) void this.clock.sync();
     });
     return run;
   }

@@ -1,5 +1,5 @@
 import { Injectable, inject } from '@angular/core';
-import { HTTP_PATHS, type ServerInfo, type ServerTime } from '@app/contracts';
+import { HTTP_PATHS, type ServerInfo } from '@app/contracts';
 import { Credentials } from '../settings/credentials';
 import { TransportError } from '../transport/transport-error';
 
@@ -10,10 +10,6 @@ export class ServerApi {
 
   info(): Promise<ServerInfo> {
     return this.getJson<ServerInfo>(HTTP_PATHS.info);
-  }
-
-  time(): Promise<ServerTime> {
-    return this.getJson<ServerTime>(HTTP_PATHS.time);
   }
 
   headers(extra: Record<string, string> = {}): Record<string, string> {

@@ -1,4 +1,5 @@
 import { ChangeDetectionStrategy, Component, ElementRef, inject, signal, viewChild } from '@angular/core';
+import { formatClockOffset } from '../clock/clock-offset';
 import { ClockSync } from '../clock/clock-sync';
 import { Milliseconds } from '../metrics/milliseconds';
 import { ServerConnection } from '../server/server-connection';
@@ -95,11 +96,14 @@ import { Settings } from './settings';
         <p class="muted">Asking the server…</p>
       }
       <dl class="facts">
-        <dt>Clock offset</dt>
+        <dt>Clock offset <small class="muted">(server − this browser)</small></dt>
         <dd>
           @if (clock.offset(); as offset) {
-            {{ offset.offsetMs | ms }} ms ± {{ offset.uncertaintyMs | ms }} ms
-            <small class="muted">(best of {{ offset.samples }} round trips)</small>
+            <span data-testid="clock-offset">{{ formatClockOffset(offset) }}</span> ms
+            <small class="muted"
+              >({{ offset.samples }} best of {{ offset.probes }} probes, round trip
+              {{ offset.rttMs | ms }} ms)</small
+            >
           } @else {
             not measured yet
           }
@@ -116,6 +120,7 @@ export class SettingsPanel {
   protected readonly credentials = inject(Credentials);
   protected readonly server = inject(ServerConnection);
   protected readonly clock = inject(ClockSync);
+  protected readonly formatClockOffset = formatClockOffset;
   protected readonly socket = inject(SocketIoTransport);
   protected readonly saved = signal(false);
   private readonly tokenField = viewChild.required<ElementRef<HTMLInputElement>>('token');

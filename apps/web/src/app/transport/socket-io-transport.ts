@@ -11,6 +11,8 @@ import {
 } from '@app/contracts';
 import { Observable } from 'rxjs';
 import { io, type Socket } from 'socket.io-client';
+import type { ClockSample } from '../clock/clock-offset';
+import { epochNow } from '../clock/epoch-now';
 import { Credentials } from '../settings/credentials';
 import { Settings } from '../settings/settings';
 import type { CompletionTransport, ResumeTarget } from './completion-transport';
@@ -66,6 +68,31 @@ export class SocketIoTransport implements CompletionTransport {
     // not_found: the stream already ended; there is nothing left to cancel.
     if (!ack.ok && ack.error.code !== 'not_found')
       throw new TransportError(ack.error.code, ack.error.message, false);
+  }
+
+  /**
+   * A clock probe over the connection itself (its round trip is the one Socket.IO tokens take), or null while
+   * it is not connected: a probe never opens the socket.
+   */
+  probeClock(timeoutMs: number): Promise<ClockSample | null> {
+    const socket = this.socket;
+    if (!socket?.connected) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const clientSentAt = epochNow();
+      socket.timeout(timeoutMs).emit('clock:probe', (error, time) => {
+        const clientReceivedAt = epochNow();
+        resolve(
+          error
+            ? null
+            : {
+                clientSentAt,
+                serverReceivedAt: time.receivedAt,
+                serverSentAt: time.sentAt,
+                clientReceivedAt,
+              },
+        );
+      });
+    });
   }
 
   private connected(): Promise<CompletionSocket> {
