@@ -4,7 +4,7 @@ import { startRedisServer, type RedisServer } from '../support/redis-server';
 import { startServerProcess, type ServerProcess } from '../support/server-process';
 import type { CompletionClient } from '../support/socket-client';
 import { readStream, textOf } from '../support/sse-client';
-import { eventually, startTestApp, type TestApp } from '../support/test-app';
+import { eventually, startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const STREAMS = Number(process.env.CHAOS_STREAMS ?? 2000);
 const BATCH = 100;
@@ -55,6 +55,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
       startServerProcess({ ...env, LLM_PROVIDER: 'simulator', LOG_LEVEL: 'silent' }),
       startTestApp(env),
     ]);
+    await whenReady(killed.url, kept.url);
   }, 60_000);
   afterAll(async () => {
     await killed?.kill();

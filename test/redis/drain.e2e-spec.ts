@@ -1,7 +1,7 @@
 import type { CompletionEvent } from '@app/contracts';
 import { startRedisServer, type RedisServer } from '../support/redis-server';
 import { readStream } from '../support/sse-client';
-import { startTestApp, type TestApp } from '../support/test-app';
+import { startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const KEY = 'key-drain-3b9d';
 const auth = { authorization: `Bearer ${KEY}` };
@@ -47,6 +47,7 @@ describe('SIGTERM drain across instances', () => {
       UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     };
     [draining, staying] = await Promise.all([startTestApp(env), startTestApp(env)]);
+    await whenReady(draining.url, staying.url);
   });
   afterAll(async () => {
     await staying?.close();

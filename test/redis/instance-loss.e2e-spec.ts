@@ -2,7 +2,7 @@ import type { CompletionEvent } from '@app/contracts';
 import { startRedisServer, type RedisServer } from '../support/redis-server';
 import { startServerProcess, type ServerProcess } from '../support/server-process';
 import { readStream } from '../support/sse-client';
-import { startTestApp, type TestApp } from '../support/test-app';
+import { startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const KEY = 'key-loss-4f2a';
 const auth = { authorization: `Bearer ${KEY}` };
@@ -53,6 +53,7 @@ describe('an instance killed with SIGKILL mid-stream: listeners elsewhere get on
   beforeAll(async () => {
     redis = await startRedisServer();
     [running, other] = await Promise.all([startServerProcess(env(redis.url)), startTestApp(env(redis.url))]);
+    await whenReady(running.url, other.url);
   }, 60_000);
   afterAll(async () => {
     await running?.kill();

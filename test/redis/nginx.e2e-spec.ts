@@ -4,7 +4,7 @@ import { startNginx, type Nginx } from '../support/nginx';
 import { startRedisServer, type RedisServer } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
 import { readStream, textOf } from '../support/sse-client';
-import { startTestApp, type TestApp } from '../support/test-app';
+import { startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const KEY = 'key-nginx-1d7e';
 const auth = { authorization: `Bearer ${KEY}` };
@@ -46,6 +46,7 @@ describe('behind the example nginx (docs/nginx.conf): round robin over two insta
       UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     };
     apps = await Promise.all([startTestApp(env), startTestApp(env)]);
+    await whenReady(...apps.map((app) => app.url));
     nginx = await startNginx(apps.map((app) => app.url));
   });
   afterAll(async () => {

@@ -3,7 +3,7 @@ import { io } from 'socket.io-client';
 import { startRedisServer, type RedisServer } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
 import { postStream, readStream, textOf } from '../support/sse-client';
-import { startTestApp, type TestApp } from '../support/test-app';
+import { startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const KEY = 'key-outage-77c3';
 const auth = { authorization: `Bearer ${KEY}` };
@@ -62,6 +62,9 @@ describe('Redis killed and restarted empty mid-run', () => {
       UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     };
     [a, b] = await Promise.all([startTestApp(env), startTestApp(env)]);
+    // As a load balancer would: traffic only once both are ready (connected to Redis). Before that a start is
+    // refused with a retryable 503, which is right, but not what this suite is about.
+    await whenReady(a.url, b.url);
   });
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close()]);
@@ -99,8 +102,13 @@ describe('Redis killed and restarted empty mid-run', () => {
       await fetch(`${b.url}/api/completions/${forgottenId}/stream`, { headers: auth }),
       (event) => followerEvents.push(event),
     );
+    let localStatus = 'no answer yet';
+    void local.then(
+      (result) => (localStatus = `${result.status} ${result.raw.slice(0, 200)}`),
+      (error: unknown) => (localStatus = `failed: ${String(error)}`),
+    );
     const seen = () =>
-      `local: ${localEvents.map((event) => `${event.seq}:${event.type}`).join(' ')}; ` +
+      `local (${localStatus}): ${localEvents.map((event) => `${event.seq}:${event.type}`).join(' ')}; ` +
       `follower: ${followerEvents.map((event) => `${event.seq}:${event.type}`).join(' ')}`;
     await within(localIsLive, 10_000, 'the local stream’s first token', seen);
     await until(

@@ -4,7 +4,7 @@ import { io } from 'socket.io-client';
 import { startRedisServer, type RedisServer } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
 import { postStream, readStream, textOf } from '../support/sse-client';
-import { eventually, startTestApp, type TestApp } from '../support/test-app';
+import { eventually, startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const ALICE = 'key-alice-5c1e';
 const MALLORY = 'key-mallory-90ab';
@@ -134,6 +134,7 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
     };
     a = await startTestApp(env);
     b = await startTestApp(env);
+    await whenReady(a.url, b.url);
   });
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close()]);

@@ -62,3 +62,23 @@ export async function eventually(check: () => boolean, timeoutMs = 5000): Promis
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * Resolves once every instance answers `/health/ready` with 200 (with `REDIS_URL`: once it is connected), as a
+ * load balancer would wait before sending traffic; fails naming the last answer of the one that was not.
+ */
+export async function whenReady(...urls: string[]): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (const url of urls) {
+    for (;;) {
+      const response = await fetch(`${url}/health/ready`).catch((error: unknown) => error as Error);
+      if (!(response instanceof Error) && response.status === 200) break;
+      if (Date.now() > deadline) {
+        const last =
+          response instanceof Error ? response.message : `${response.status} ${await response.text()}`;
+        throw new Error(`${url} was not ready within 15 s: ${last}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
