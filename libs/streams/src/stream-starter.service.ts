@@ -8,6 +8,7 @@ import {
   type AdmissionRefusal,
   AdmissionUnavailableError,
   StreamAdmission,
+  type StreamSlot,
 } from './stream-admission';
 import {
   StreamIdConflictError,
@@ -83,21 +84,9 @@ export class StreamStarter {
         violations: parsed.violations,
       };
     }
-    let admitted: AdmissionDecision;
-    try {
-      admitted = await this.admission.admitStart(limitKey);
-    } catch (error) {
-      if (error instanceof AdmissionUnavailableError) {
-        return UNAVAILABLE;
-      }
-      throw error;
-    }
+    const admitted = await this.admitSlot(limitKey);
     if (!admitted.ok) {
-      return this.refusalFor(admitted);
-    }
-    if (this.shutdown.draining) {
-      admitted.slot.release();
-      return SHUTTING_DOWN;
+      return admitted;
     }
     try {
       return {
@@ -129,21 +118,9 @@ export class StreamStarter {
     if (this.shutdown.draining) {
       return SHUTTING_DOWN;
     }
-    let admitted: AdmissionDecision;
-    try {
-      admitted = await this.admission.admitStart(limitKey);
-    } catch (error) {
-      if (error instanceof AdmissionUnavailableError) {
-        return UNAVAILABLE;
-      }
-      throw error;
-    }
+    const admitted = await this.admitSlot(limitKey);
     if (!admitted.ok) {
-      return this.refusalFor(admitted);
-    }
-    if (this.shutdown.draining) {
-      admitted.slot.release();
-      return SHUTTING_DOWN;
+      return admitted;
     }
     return { ok: true, release: this.registry.hold(admitted.slot, stop) };
   }
@@ -194,6 +171,30 @@ export class StreamStarter {
       default:
         return { ok: false, code: 'not_found', message: 'No such stream, or it is no longer available.' };
     }
+  }
+
+  /**
+   * The concurrency slot and the place in the minute for a new stream of `limitKey`, or the refusal: over a
+   * limit, the limits' store unreachable, or a shutdown that began while admission was being decided.
+   */
+  private async admitSlot(limitKey: string): Promise<{ ok: true; slot: StreamSlot } | Refusal> {
+    let admitted: AdmissionDecision;
+    try {
+      admitted = await this.admission.admitStart(limitKey);
+    } catch (error) {
+      if (error instanceof AdmissionUnavailableError) {
+        return UNAVAILABLE;
+      }
+      throw error;
+    }
+    if (!admitted.ok) {
+      return this.refusalFor(admitted);
+    }
+    if (this.shutdown.draining) {
+      admitted.slot.release();
+      return SHUTTING_DOWN;
+    }
+    return admitted;
   }
 
   private refusalFor(refusal: AdmissionRefusal): Refusal {
