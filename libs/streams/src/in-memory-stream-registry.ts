@@ -3,6 +3,7 @@ import type { CompletionEvent, CompletionRequest, StreamError } from '@app/contr
 import { MetricsService, type TransportName } from '@app/metrics';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import { ListenerCounts } from './listener-counts';
 import { LiveStream } from './live-stream';
 import type { StreamSlot } from './stream-admission';
 import { type ListenOutcome, StreamIdConflictError, StreamRegistry } from './stream-registry';
@@ -27,8 +28,7 @@ export interface LocalStreamHooks {
 export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicationShutdown {
   private readonly streams = new Map<string, LiveStream>();
   /** Clients following each stream, and each limit key's streams, now (see `StreamListener.leave`). */
-  private readonly listenersByStream = new Map<string, number>();
-  private readonly listenersByOwner = new Map<string, number>();
+  private readonly listeners: ListenerCounts;
   /** How to stop each piece of held work (see `hold`). */
   private readonly held = new Set<() => void>();
   private readonly logger = new Logger(StreamRegistry.name);
@@ -38,11 +38,12 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
   constructor(
     private readonly completion: CompletionService,
     @Inject(STREAM_REGISTRY_OPTIONS) private readonly options: StreamRegistryOptions,
-    @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
+    @Inject(STREAM_LIMITS) limits: StreamLimits,
     @Optional() private readonly metrics?: MetricsService,
     @Optional() private readonly hooks?: LocalStreamHooks,
   ) {
     super();
+    this.listeners = new ListenerCounts(limits);
   }
 
   /** Streams that have not ended yet, all owners together. */
@@ -76,7 +77,7 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
 
   /** Clients following `owner`'s stream `id` now (for operations and tests). */
   listenerCount(id: string, owner: string): number {
-    return this.listenersByStream.get(keyOf(owner, id)) ?? 0;
+    return this.listeners.of(keyOf(owner, id));
   }
 
   get size(): number {
@@ -149,28 +150,11 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
     if (!events) {
       return { ok: false, reason: 'not_found' };
     }
-    if (purpose === 'resume') {
-      if ((this.listenersByStream.get(key) ?? 0) >= this.limits.maxListenersPerStream) {
-        return { ok: false, reason: 'listeners_per_stream' };
-      }
-      if ((this.listenersByOwner.get(limitKey) ?? 0) >= this.limits.maxListenersPerPrincipal) {
-        return { ok: false, reason: 'listeners_per_principal' };
-      }
+    const refusal = purpose === 'resume' ? this.listeners.refusal(key, limitKey) : undefined;
+    if (refusal) {
+      return { ok: false, reason: refusal };
     }
-    adjust(this.listenersByStream, key, +1);
-    adjust(this.listenersByOwner, limitKey, +1);
-    let present = true;
-    return {
-      ok: true,
-      events,
-      leave: () => {
-        if (present) {
-          present = false;
-          adjust(this.listenersByStream, key, -1);
-          adjust(this.listenersByOwner, limitKey, -1);
-        }
-      },
-    };
+    return { ok: true, events, leave: this.listeners.join(key, limitKey) };
   }
 
   /** Aborts the upstream request now; the stream ends with `done`/`cancelled`. False when unknown or not the owner's. */
@@ -249,14 +233,4 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
  */
 function keyOf(owner: string, id: string): string {
   return JSON.stringify([owner, id]);
-}
-
-/** Counts kept only while positive, so that the maps hold present owners and streams only. */
-function adjust(counts: Map<string, number>, key: string, by: 1 | -1): void {
-  const next = (counts.get(key) ?? 0) + by;
-  if (next > 0) {
-    counts.set(key, next);
-  } else {
-    counts.delete(key);
-  }
 }

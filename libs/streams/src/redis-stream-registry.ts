@@ -12,6 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EMPTY, Observable, type Subscriber } from 'rxjs';
 import { InMemoryStreamRegistry, type LocalStreamHooks } from './in-memory-stream-registry';
+import { ListenerCounts } from './listener-counts';
 import type { LiveStream } from './live-stream';
 import {
   APPEND,
@@ -106,8 +107,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   private readonly lastActivity = new Map<string, number>();
   private readonly graceRounds = new Map<string, number>();
   /** Listeners here to streams elsewhere, per stream and per limit key: the listener caps, counted per instance. */
-  private readonly listenersByStream = new Map<string, number>();
-  private readonly listenersByLimitKey = new Map<string, number>();
+  private readonly listeners: ListenerCounts;
   private heartbeat: NodeJS.Timeout | undefined;
   private readerId: string | undefined;
   private readerBlocked = false;
@@ -120,7 +120,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   constructor(
     completion: CompletionService,
     private readonly options: StreamRegistryOptions,
-    private readonly limits: StreamLimits,
+    limits: StreamLimits,
     redis: RedisConnection,
     metrics?: MetricsService,
   ) {
@@ -130,6 +130,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       idle: (stream) => this.whenIdle(stream),
     };
     this.local = new InMemoryStreamRegistry(completion, options, limits, metrics, hooks);
+    this.listeners = new ListenerCounts(limits);
     this.client = redis.client;
     this.instance = redis.instanceId;
     this.reader = redis.dedicated('stream-reader');
@@ -256,25 +257,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     if (!found || found.owner !== owner || afterSeq + 1 < found.firstSeq) {
       return { ok: false, reason: 'not_found' };
     }
-    if ((this.listenersByStream.get(key) ?? 0) >= this.limits.maxListenersPerStream) {
-      return { ok: false, reason: 'listeners_per_stream' };
+    const refusal = this.listeners.refusal(key, limitKey);
+    if (refusal) {
+      return { ok: false, reason: refusal };
     }
-    if ((this.listenersByLimitKey.get(limitKey) ?? 0) >= this.limits.maxListenersPerPrincipal) {
-      return { ok: false, reason: 'listeners_per_principal' };
-    }
-    adjust(this.listenersByStream, key, +1);
-    adjust(this.listenersByLimitKey, limitKey, +1);
-    let present = true;
     return {
       ok: true,
       events: found.ended && found.lastSeq <= afterSeq ? EMPTY : this.follow(key, id, afterSeq),
-      leave: () => {
-        if (present) {
-          present = false;
-          adjust(this.listenersByStream, key, -1);
-          adjust(this.listenersByLimitKey, limitKey, -1);
-        }
-      },
+      leave: this.listeners.join(key, limitKey),
     };
   }
 
@@ -283,7 +273,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   }
 
   listenerCount(id: string, owner: string): number {
-    return this.local.listenerCount(id, owner) + (this.listenersByStream.get(sharedKey(owner, id)) ?? 0);
+    return this.local.listenerCount(id, owner) + this.listeners.of(sharedKey(owner, id));
   }
 
   async cancel(id: string, owner: string): Promise<boolean> {
@@ -692,14 +682,4 @@ function localKey(owner: string, id: string): string {
  */
 function sharedKey(owner: string, id: string): string {
   return createHash('sha256').update(localKey(owner, id)).digest('base64url');
-}
-
-/** Counts kept only while positive, so that the maps hold present streams and principals only. */
-function adjust(counts: Map<string, number>, key: string, by: 1 | -1): void {
-  const next = (counts.get(key) ?? 0) + by;
-  if (next > 0) {
-    counts.set(key, next);
-  } else {
-    counts.delete(key);
-  }
 }
