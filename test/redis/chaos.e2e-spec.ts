@@ -1,6 +1,6 @@
 import type { CompletionEvent, CompletionRequest, StartAck } from '@app/contracts';
 import { io } from 'socket.io-client';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import { startServerProcess, type ServerProcess } from '../support/server-process';
 import type { CompletionClient } from '../support/socket-client';
 import { readStream, textOf } from '../support/sse-client';
@@ -36,10 +36,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = {
-      REDIS_URL: redis.url,
-      AUTH_MODE: 'api-key',
-      AUTH_API_KEYS: KEY,
-      AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+      ...sharedDeployment(redis.url, KEY),
       // The default: a resume arrives well within it even on a loaded machine (0.3 s and 2 s both cancelled some
       // streams before their resume, on another instance or, with this process's event loop busy, on this one).
       STREAM_RESUME_GRACE_MS: '5000',

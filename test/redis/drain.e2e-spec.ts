@@ -1,5 +1,5 @@
 import type { CompletionEvent } from '@app/contracts';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import { readStream } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
 
@@ -38,13 +38,9 @@ describe('SIGTERM drain across instances', () => {
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = {
-      REDIS_URL: redis.url,
-      AUTH_MODE: 'api-key',
-      AUTH_API_KEYS: KEY,
-      AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+      ...sharedDeployment(redis.url, KEY),
       STREAM_RESUME_GRACE_MS: '5000',
       SHUTDOWN_GRACE_MS: '1000',
-      UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     };
     [draining, staying] = await Promise.all([startTestApp(env), startTestApp(env)]);
     await whenReady(draining.url, staying.url);

@@ -1,5 +1,5 @@
 import type { CompletionEvent } from '@app/contracts';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import { startServerProcess, type ServerProcess } from '../support/server-process';
 import { readStream } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
@@ -9,10 +9,7 @@ const auth = { authorization: `Bearer ${KEY}` };
 const LOST_WITHIN_MS = 15_000;
 
 const env = (redisUrl: string) => ({
-  REDIS_URL: redisUrl,
-  AUTH_MODE: 'api-key',
-  AUTH_API_KEYS: KEY,
-  AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+  ...sharedDeployment(redisUrl, KEY),
   STREAM_RESUME_GRACE_MS: '30000',
   STREAM_RETENTION_MS: '30000',
   LLM_PROVIDER: 'simulator',

@@ -1,7 +1,7 @@
 import type { CompletionEvent, SimpleAck, StartAck } from '@app/contracts';
 import { io } from 'socket.io-client';
 import { startNginx, type Nginx } from '../support/nginx';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
 import { readStream, textOf } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
@@ -38,12 +38,8 @@ describe('behind the example nginx (docs/nginx.conf): round robin over two insta
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = {
-      REDIS_URL: redis.url,
-      AUTH_MODE: 'api-key',
-      AUTH_API_KEYS: KEY,
-      AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+      ...sharedDeployment(redis.url, KEY),
       STREAM_RESUME_GRACE_MS: '10000',
-      UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     };
     apps = await Promise.all([startTestApp(env), startTestApp(env)]);
     await whenReady(...apps.map((app) => app.url));

@@ -1,6 +1,6 @@
 import type { CompletionEvent, StartAck } from '@app/contracts';
 import { io } from 'socket.io-client';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
 import { postStream, readStream, textOf } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
@@ -54,12 +54,8 @@ describe('Redis killed and restarted empty mid-run', () => {
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = {
-      REDIS_URL: redis.url,
-      AUTH_MODE: 'api-key',
-      AUTH_API_KEYS: KEY,
-      AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+      ...sharedDeployment(redis.url, KEY),
       STREAM_RESUME_GRACE_MS: '5000',
-      UPSTREAM_IDLE_TIMEOUT_MS: '10000',
     };
     [a, b] = await Promise.all([startTestApp(env), startTestApp(env)]);
     // As a load balancer would: traffic only once both are ready (connected to Redis). Before that a start is

@@ -1,7 +1,7 @@
 import type { CompletionEvent, SimpleAck, StartAck } from '@app/contracts';
 import { EventSource } from 'eventsource';
 import { io } from 'socket.io-client';
-import { startRedisServer, type RedisServer } from '../support/redis-server';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
 import { postStream, readStream, textOf } from '../support/sse-client';
 import { eventually, startTestApp, type TestApp, whenReady } from '../support/test-app';
@@ -125,10 +125,7 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
   beforeAll(async () => {
     redis = await startRedisServer();
     const env = {
-      REDIS_URL: redis.url,
-      AUTH_MODE: 'api-key',
-      AUTH_API_KEYS: `${ALICE},${MALLORY}`,
-      AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+      ...sharedDeployment(redis.url, `${ALICE},${MALLORY}`),
       STREAM_RESUME_GRACE_MS: String(GRACE_MS),
       STREAM_RETENTION_MS: String(RETENTION_MS),
     };

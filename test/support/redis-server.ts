@@ -115,3 +115,13 @@ export async function startRedisServer(): Promise<RedisServer> {
     },
   };
 }
+
+/** What every instance of one deployment shares: the Redis, the API keys, and one resume secret. */
+export function sharedDeployment(redisUrl: string, apiKeys: string): Record<string, string> {
+  return {
+    REDIS_URL: redisUrl,
+    AUTH_MODE: 'api-key',
+    AUTH_API_KEYS: apiKeys,
+    AUTH_RESUME_SECRET: 'one-secret-for-every-instance-0123456789',
+  };
+}
