@@ -15,20 +15,23 @@ describe('SimulatorServer: reasoning models', () => {
   });
   afterAll(() => simulator.close());
 
-  async function stream(content: string, model = 'simulator') {
+  async function stream(content: string, model = 'simulator', maxTokens?: number) {
     const chunks = await openai.chat.completions.create({
       model,
       messages: [{ role: 'user', content }],
       stream: true,
       stream_options: { include_usage: true },
+      ...(maxTokens === undefined ? {} : { max_completion_tokens: maxTokens }),
     });
     const deltas: Delta[] = [];
     let usage: OpenAI.CompletionUsage | undefined;
+    let finishReason: string | null = null;
     for await (const chunk of chunks) {
       if (chunk.choices[0]) deltas.push(chunk.choices[0].delta as Delta);
+      finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
       usage = chunk.usage ?? usage;
     }
-    return { deltas, usage };
+    return { deltas, usage, finishReason };
   }
 
   const text = (deltas: Delta[], field: string) =>
@@ -87,6 +90,27 @@ describe('SimulatorServer: reasoning models', () => {
     expect(completion.usage?.completion_tokens_details?.reasoning_tokens).toBe(
       streamed.usage?.completion_tokens_details?.reasoning_tokens,
     );
+  });
+
+  it('max_completion_tokens counts the thinking: the answer gets what the thinking left', async () => {
+    const whole = await stream('[sim think=6 tokens=20] budget');
+    const thinking = whole.usage?.completion_tokens_details?.reasoning_tokens ?? 0;
+    const cap = thinking + 3;
+    const capped = await stream('[sim think=6 tokens=20] budget', 'simulator', cap);
+    expect(text(capped.deltas, 'reasoning_content')).toBe(text(whole.deltas, 'reasoning_content'));
+    expect(text(whole.deltas, 'content').startsWith(text(capped.deltas, 'content'))).toBe(true);
+    expect(capped.usage?.completion_tokens).toBeLessThanOrEqual(cap);
+    expect(capped.usage?.completion_tokens).toBeGreaterThan(thinking);
+    expect(capped.finishReason).toBe('length');
+  });
+
+  it('a max_completion_tokens the thinking uses up leaves no answer and ends with length', async () => {
+    const capped = await stream('[sim think=30 tokens=20] budget', 'simulator', 4);
+    expect(text(capped.deltas, 'reasoning_content')).not.toBe('');
+    expect(text(capped.deltas, 'content')).toBe('');
+    expect(capped.usage?.completion_tokens).toBeLessThanOrEqual(4);
+    expect(capped.usage?.completion_tokens_details?.reasoning_tokens).toBe(capped.usage?.completion_tokens);
+    expect(capped.finishReason).toBe('length');
   });
 
   it('[sim reasoning=none] turns the reasoning model into a plain one; an unknown style is a 400', async () => {

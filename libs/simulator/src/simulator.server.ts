@@ -177,7 +177,11 @@ export class SimulatorServer {
       request.seed ??
       stableHash(JSON.stringify(request.messages.map((message) => [message.role, message.content])));
     const allPieces = directives.echo ? echoPieces(prompt.text) : generatedPieces(seed, directives.tokens);
-    const { pieces, truncated } = capTokens(allPieces, request.maxTokens);
+    const { reasoning, pieces, truncated } = withinMaxTokens(
+      reasoningPlan(model === REASONING_MODEL_NAME, directives, seed),
+      allPieces,
+      request.maxTokens,
+    );
 
     const run = new CompletionRun(
       {
@@ -197,7 +201,7 @@ export class SimulatorServer {
         },
         random: seededRandom(seed ^ SCHEDULE_SALT),
         fault: fault !== undefined && 'after' in fault ? fault : undefined,
-        reasoning: reasoningPlan(model === REASONING_MODEL_NAME, directives, seed),
+        reasoning,
       },
       response,
       this.scheduler,
@@ -320,6 +324,23 @@ function capTokens(
     if (tokens > cap) return { pieces: pieces.slice(0, i), truncated: true };
   }
   return { pieces, truncated: false };
+}
+
+/**
+ * max_tokens (max_completion_tokens) counts the thinking too, as OpenAI's reasoning models do: the thinking is cut
+ * first, and a cap the thinking used up leaves an empty answer that ends with `length`.
+ */
+function withinMaxTokens(
+  reasoning: RunPlan['reasoning'],
+  answer: readonly TokenPiece[],
+  cap: number | undefined,
+): { reasoning: RunPlan['reasoning']; pieces: readonly TokenPiece[]; truncated: boolean } {
+  if (reasoning === undefined || cap === undefined) return { reasoning, ...capTokens(answer, cap) };
+  const thinking = capTokens(reasoning.pieces, cap);
+  const used = thinking.pieces.reduce((total, piece) => total + piece.tokens, 0);
+  const kept = thinking.pieces.length > 0 ? { style: reasoning.style, pieces: thinking.pieces } : undefined;
+  if (thinking.truncated) return { reasoning: kept, pieces: [], truncated: true };
+  return { reasoning: kept, ...capTokens(answer, cap - used) };
 }
 
 /**
