@@ -24,6 +24,7 @@ import { RunHistory } from './run-history';
             <th scope="col">Status</th>
             <th scope="col" class="num">Tokens</th>
             <th scope="col" class="num">TTFT ms</th>
+            <th scope="col" class="num" title="time to first reasoning event">TTFR ms</th>
             <th scope="col" class="num">Delay p50 ms</th>
             <th scope="col" class="num">Delay p95 ms</th>
             <th scope="col" class="num">Gap p95 ms</th>
@@ -45,6 +46,7 @@ import { RunHistory } from './run-history';
               </td>
               <td class="num">{{ record.tokens }}</td>
               <td class="num">{{ record.ttftMs | ms }}</td>
+              <td class="num">{{ record.ttfrMs | ms }}</td>
               <td class="num">{{ record.transportDelayP50Ms | ms }}</td>
               <td class="num">{{ record.transportDelayP95Ms | ms }}</td>
               <td class="num">{{ record.gapP95Ms | ms }}</td>

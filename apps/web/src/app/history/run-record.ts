@@ -15,6 +15,8 @@ export interface RunRecord {
   tokens: number;
   events: number;
   ttftMs: number | null;
+  /** Time to the first reasoning event, for a model that thinks (absent in records from before it was kept). */
+  ttfrMs?: number | null;
   transportDelayP50Ms: number | null;
   transportDelayP95Ms: number | null;
   gapP50Ms: number | null;
@@ -41,6 +43,7 @@ export const RECORD_COLUMNS = [
   'tokens',
   'events',
   'ttftMs',
+  'ttfrMs',
   'transportDelayP50Ms',
   'transportDelayP95Ms',
   'gapP50Ms',
@@ -69,6 +72,7 @@ export function toRunRecord(
     tokens: metrics.tokens,
     events: metrics.eventsReceived,
     ttftMs: round(metrics.ttftMs),
+    ttfrMs: round(metrics.ttfrMs),
     transportDelayP50Ms: round(metrics.transportDelay?.p50),
     transportDelayP95Ms: round(metrics.transportDelay?.p95),
     gapP50Ms: round(metrics.gaps?.p50),
