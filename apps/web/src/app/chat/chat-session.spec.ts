@@ -108,6 +108,27 @@ describe('savedConversation', () => {
     ]);
   });
 
+  it('keeps what a reasoning model thought, and for how long, beside its reply', () => {
+    const thinker = exchange(5, 'Why?');
+    const streamId = 'stream-5';
+    thinker.transport.events.next({ type: 'reasoning', streamId, seq: 1, text: 'Let me see.', ts: 0 });
+    thinker.transport.events.next({ type: 'token', streamId, seq: 2, text: 'Because.', ts: 0 });
+    thinker.transport.events.next({
+      type: 'done',
+      streamId,
+      seq: 3,
+      ts: 0,
+      finishReason: 'stop',
+      usage: null,
+      timing: { ttftMs: 5, durationMs: 900, reasoningMs: 640 },
+    });
+    const restored = { prompt: 'Before', reply: 'Earlier', reasoning: 'Hm.', thoughtMs: 120 };
+    expect(savedConversation([restored], [thinker.exchange])?.exchanges).toEqual([
+      restored,
+      { prompt: 'Why?', reply: 'Because.', reasoning: 'Let me see.', thoughtMs: 640 },
+    ]);
+  });
+
   it('drops the pending run when the user stops listening', () => {
     const { exchange: running } = exchange(4, 'Stop me');
     running.run.dispose();

@@ -1,5 +1,6 @@
 import { Injectable, computed, effect, inject, signal, untracked } from '@angular/core';
 import type { ChatMessage, CompletionRequest } from '@app/contracts';
+import { thinkingTime } from '../metrics/run-metrics';
 import type { Lane } from '../run/lane';
 import type { LiveRun } from '../run/live-run';
 import { RunLauncher } from '../run/run-launcher';
@@ -34,7 +35,7 @@ export class ChatSession {
     ...this.restoredList(),
     ...this.exchangeList()
       .slice(0, -1)
-      .map(({ id, prompt, run }) => ({ id, prompt, reply: replyOf(run.lanes()) })),
+      .map(({ id, prompt, run }) => ({ id, ...pastExchange(prompt, run.lanes()) })),
   ]);
   readonly running = computed(() => {
     const run = this.current()?.run;
@@ -142,8 +143,8 @@ export function savedConversation(
   const finished = current ? exchanges.slice(0, -1) : exchanges;
   return {
     exchanges: [
-      ...restored.map(({ prompt, reply }) => ({ prompt, reply })),
-      ...finished.map(({ prompt, run }) => ({ prompt, reply: replyOf(run.lanes()) })),
+      ...restored.map(pastOnly),
+      ...finished.map(({ prompt, run }) => pastExchange(prompt, run.lanes())),
     ],
     pending: current && {
       prompt: current.prompt,
@@ -160,7 +161,32 @@ export function savedConversation(
 
 /** The answer that joins the history: the first lane that completed, else the longest partial one. */
 export function replyOf(lanes: readonly Lane[]): string {
-  const completed = lanes.find((lane) => lane.status === 'done');
-  if (completed) return completed.text;
-  return lanes.reduce((longest, lane) => (lane.text.length > longest.length ? lane.text : longest), '');
+  return answeringLane(lanes)?.text ?? '';
+}
+
+/** An exchange as the log keeps it once its run is over: the reply, with the thinking that led to it. */
+export function pastExchange(prompt: string, lanes: readonly Lane[]): PastExchange {
+  const lane = answeringLane(lanes);
+  if (!lane?.reasoning) return { prompt, reply: lane?.text ?? '' };
+  return { prompt, reply: lane.text, reasoning: lane.reasoning, thoughtMs: thoughtMs(lane) };
+}
+
+/** A restored exchange without what only the page adds to it (its id). */
+function pastOnly({ prompt, reply, reasoning, thoughtMs: ms }: PastExchange): PastExchange {
+  return reasoning === undefined ? { prompt, reply } : { prompt, reply, reasoning, thoughtMs: ms };
+}
+
+/** How long a lane's model thought: the server's measure once the stream is done, the client's until then. */
+export function thoughtMs(lane: Lane): number | null {
+  return lane.serverTiming?.reasoningMs ?? thinkingTime(lane);
+}
+
+function answeringLane(lanes: readonly Lane[]): Lane | undefined {
+  return (
+    lanes.find((lane) => lane.status === 'done') ??
+    lanes.reduce<Lane | undefined>(
+      (longest, lane) => (longest === undefined || lane.text.length > longest.text.length ? lane : longest),
+      undefined,
+    )
+  );
 }

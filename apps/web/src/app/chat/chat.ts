@@ -19,11 +19,9 @@ import { ServerConnection } from '../server/server-connection';
 import { Settings } from '../settings/settings';
 import { formatMs } from '../metrics/milliseconds';
 import { RESUME_EXPIRED } from '../run/live-run';
-import { thinkingTime } from '../metrics/run-metrics';
-import type { Lane } from '../run/lane';
 import { AnswerPane } from './answer-pane';
 import { ReasoningBlock } from './reasoning-block';
-import { ChatSession } from './chat-session';
+import { ChatSession, thoughtMs } from './chat-session';
 
 const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Socket.IO' };
 
@@ -44,6 +42,13 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
         @for (exchange of session.earlier(); track exchange.id) {
           <div class="message user">{{ exchange.prompt }}</div>
           <div class="message assistant">
+            @if (exchange.reasoning) {
+              <app-reasoning-block
+                [text]="exchange.reasoning"
+                [answering]="true"
+                [thoughtMs]="exchange.thoughtMs ?? null"
+              />
+            }
             <app-answer-pane [text]="exchange.reply" />
           </div>
         }
@@ -245,10 +250,7 @@ export class Chat {
 
   protected readonly labels = TRANSPORT_LABELS;
 
-  /** The server's measure once the stream is done (it saw the upstream's timing), the client's until then. */
-  protected thoughtMs(lane: Lane): number | null {
-    return lane.serverTiming?.reasoningMs ?? thinkingTime(lane);
-  }
+  protected readonly thoughtMs = thoughtMs;
   protected readonly draft = signal('');
   private readonly log = viewChild.required<ElementRef<HTMLElement>>('log');
   private readonly promptBox = viewChild.required<ElementRef<HTMLTextAreaElement>>('promptBox');

@@ -67,6 +67,17 @@ describe('parseSavedConversation', () => {
     expect(parseSavedConversation('{"pending":null}')).toBeNull();
   });
 
+  it('drops an exchange whose reasoning is not text', () => {
+    const exchanges = [
+      { prompt: 'a', reply: 'b', reasoning: 'c', thoughtMs: 12 },
+      { prompt: 'd', reply: 'e', reasoning: 42 },
+    ];
+    expect(parseSavedConversation(JSON.stringify({ exchanges, pending: null }))).toEqual({
+      exchanges: [exchanges[0]],
+      pending: null,
+    });
+  });
+
   it('drops a malformed pending run rather than resume something it cannot', () => {
     const lanes = [{ transport: 'carrier-pigeon', streamId: 'x', resumeToken: null }];
     const text = JSON.stringify({ ...conversation, pending: { ...conversation.pending, lanes } });

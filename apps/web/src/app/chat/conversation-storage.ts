@@ -9,6 +9,10 @@ const STORAGE_KEY = 'llm-stream-gateway.conversation.v1';
 export interface PastExchange {
   prompt: string;
   reply: string;
+  /** What a reasoning model thought before the reply: shown above it, never sent back to the model. */
+  reasoning?: string;
+  /** How long it thought, when known. */
+  thoughtMs?: number | null;
 }
 
 /** The run still streaming when the page went away: enough to show its prompt and resume each lane. */
@@ -59,12 +63,21 @@ export function parseSavedConversation(text: string | null): SavedConversation |
     return null;
   }
   if (!isRecord(value) || !Array.isArray(value['exchanges'])) return null;
-  const exchanges = value['exchanges'].filter(
-    (exchange): exchange is PastExchange =>
-      isRecord(exchange) && typeof exchange['prompt'] === 'string' && typeof exchange['reply'] === 'string',
-  );
+  const exchanges = value['exchanges'].filter(isPastExchange);
   const pending = isPendingRun(value['pending']) ? value['pending'] : null;
   return { exchanges, pending };
+}
+
+function isPastExchange(value: unknown): value is PastExchange {
+  return (
+    isRecord(value) &&
+    typeof value['prompt'] === 'string' &&
+    typeof value['reply'] === 'string' &&
+    (value['reasoning'] === undefined || typeof value['reasoning'] === 'string') &&
+    (value['thoughtMs'] === undefined ||
+      value['thoughtMs'] === null ||
+      typeof value['thoughtMs'] === 'number')
+  );
 }
 
 function isPendingRun(value: unknown): value is PendingRun {
