@@ -55,7 +55,11 @@ function startTarget(
   if (target.startsWith('gateway') || target === 'openai') {
     const profileDir = options.profile ? join(options.resultsDir, 'profiles') : undefined;
     const gateway = gatewayArgs(ROOT, simulator.url, profileDir);
-    const env = redis ? { ...gateway.env, REDIS_URL: redis.url } : gateway.env;
+    const env = {
+      ...gateway.env,
+      ...(redis && { REDIS_URL: redis.url }),
+      ...(target === 'gateway-sse-writer' && { SSE_IMPLEMENTATION: 'writer' }),
+    };
     return startServer(target, gateway.args, env, gateway.cwd);
   }
   const file = join(import.meta.dirname, 'baselines', `${target.replace('.', '-')}.mts`);

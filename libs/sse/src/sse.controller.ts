@@ -3,28 +3,27 @@ import {
   AllowResumeToken,
   AuthGuard,
   CurrentPrincipal,
-  JsonBodyInterceptor,
   type Principal,
+  readJsonBody,
   ResumeTokenService,
 } from '@app/auth';
-import { RESUME_TOKEN_HEADER } from '@app/contracts';
+import { RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
 import { StreamRegistry, type StreamListener, StreamStarter, StreamsUnavailableError } from '@app/streams';
 import {
-  Body,
   Controller,
   Delete,
-  Get,
   Headers,
   HttpCode,
+  type MessageEvent,
   Param,
-  Post,
   Query,
   Req,
+  RequestMethod,
   Res,
+  Sse,
   UseGuards,
-  UseInterceptors,
 } from '@nestjs/common';
 import {
   ApiBearerAuth,
@@ -40,27 +39,34 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
+import type { Observable } from 'rxjs';
 import { z } from 'zod';
-import { SseWriter } from './sse-writer';
+import { MAX_PENDING_BYTES, SseConnection } from './sse-connection';
 
-/**
- * The SSE transport. It writes the stream itself instead of using Nest's `@Sse()`: the contract fixes
- * headers `@Sse()` sets differently (its Cache-Control), needs `X-Stream-Id` before the first event,
- * `event:` lines with `id:` taken from the event's seq, an idle ping, and a cap on what a slow reader
- * may leave buffered; and each event is serialised once, straight to the socket.
- */
 const EVENT_STREAM_DESCRIPTION =
   'text/event-stream: `id: <seq>`, `event: start|token|done|error`, `data: <CompletionEvent JSON>`; `: ping` every 15 s while idle. See docs/protocol.md.';
 const REFUSALS =
   'Refusals are application/problem+json with `code`: 400, 401, 403, 404, 413, 415, 429 (Retry-After), 503 (Retry-After).';
 
+/**
+ * Nest's own queue for a client that does not read: a backstop above our cap (SseConnection), which also
+ * counts what the response holds and reports the drop.
+ */
+const NEST_MAX_PENDING = 4 * MAX_PENDING_BYTES;
+
+/**
+ * The SSE transport on Nest's `@Sse()`: each route refuses (problem+json) or returns the stream's events as an
+ * Observable, which Nest writes. Everything that can refuse is awaited before the Observable is returned, and
+ * these routes have no interceptor: Nest sends the 200 headers a turn after it has the Observable, and an
+ * interceptor would run the handler only after that.
+ */
 @ApiTags('completions')
 @ApiBearerAuth()
 @ApiSecurity('api-key')
 @Controller('api/completions')
 @UseGuards(AuthGuard)
 export class SseController {
-  private readonly writers = new Set<SseWriter>();
+  private readonly connections = new Set<SseConnection>();
 
   constructor(
     private readonly starter: StreamStarter,
@@ -70,15 +76,14 @@ export class SseController {
   ) {
     metrics.measurePendingBytes('sse', () => {
       let total = 0;
-      for (const writer of this.writers) {
-        total += writer.pendingBytes;
+      for (const connection of this.connections) {
+        total += connection.pendingBytes;
       }
       return total;
     });
   }
 
-  @Post('stream')
-  @UseInterceptors(JsonBodyInterceptor)
+  @Sse('stream', { method: RequestMethod.POST, maxPendingDataLength: NEST_MAX_PENDING })
   @HttpCode(200)
   @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
   @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
@@ -86,14 +91,20 @@ export class SseController {
   @ApiOkResponse({ description: `${EVENT_STREAM_DESCRIPTION} Headers: X-Stream-Id, X-Resume-Token.` })
   async startStream(
     @Req() request: Request,
-    @Res() response: Response,
-    @Body() body: unknown,
+    @Res({ passthrough: true }) response: Response,
     @CurrentPrincipal() principal: Principal,
-  ): Promise<void> {
+  ): Promise<Observable<MessageEvent>> {
+    // Read only now, after the guards, as JsonBodyInterceptor does for other routes (see readJsonBody).
+    await readJsonBody(request, response);
     if (!request.is('application/json')) {
       throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
     }
-    const outcome = await this.starter.start(body, principal.id, 'sse', principal.limitKey);
+    const outcome = await this.starter.start(
+      request.body as unknown,
+      principal.id,
+      'sse',
+      principal.limitKey,
+    );
     if (!outcome.ok) {
       throw new ProblemException(outcome.code, outcome.message, {
         errors: outcome.violations,
@@ -104,17 +115,19 @@ export class SseController {
     const listener = await unavailableAsProblem(
       this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey),
     );
-    if (listener.ok) {
-      response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
-      this.pipe(outcome.streamId, listener, response);
+    if (!listener.ok) {
+      // A stream's own first listener is never refused; one that ended and expired that fast is gone.
+      throw new ProblemException('not_found', 'No such stream, or it is no longer available.');
     }
+    response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
+    return this.follow(outcome.streamId, listener, response);
   }
 
   /**
    * Resume: the events after Last-Event-ID (header, or `?lastEventId=`), then live ones. A browser's
    * EventSource, which cannot send headers, authenticates with `?resumeToken=` from the start response.
    */
-  @Get(':streamId/stream')
+  @Sse(':streamId/stream', { maxPendingDataLength: NEST_MAX_PENDING })
   @AllowResumeToken()
   @ApiOperation({ summary: 'Resume a stream after Last-Event-ID (header or query), then follow it live' })
   @ApiHeader({
@@ -131,9 +144,9 @@ export class SseController {
     @Param('streamId') streamId: string,
     @Headers('last-event-id') lastEventIdHeader: string | undefined,
     @Query('lastEventId') lastEventIdQuery: string | undefined,
-    @Res() response: Response,
+    @Res({ passthrough: true }) response: Response,
     @CurrentPrincipal() principal: Principal,
-  ): Promise<void> {
+  ): Promise<Observable<MessageEvent>> {
     const lastSeq = parseLastEventId(lastEventIdHeader ?? lastEventIdQuery);
     if (lastSeq === undefined) {
       throw new ProblemException(
@@ -146,7 +159,7 @@ export class SseController {
       throw new ProblemException(outcome.code, outcome.message, { retryAfterMs: outcome.retryAfterMs });
     }
     this.metrics.resumed('sse');
-    this.pipe(streamId, outcome, response);
+    return this.follow(streamId, outcome, response);
   }
 
   @Delete(':streamId')
@@ -167,24 +180,25 @@ export class SseController {
     }
   }
 
-  private pipe(streamId: string, listener: StreamListener, response: Response): void {
-    const writer = new SseWriter(response, streamId, () => this.metrics.slowClientDropped('sse'));
-    this.writers.add(writer);
+  /** The listener's events for Nest to write; Nest sends the headers set here with its own. */
+  private follow(streamId: string, listener: StreamListener, response: Response): Observable<MessageEvent> {
+    response.setHeader(STREAM_ID_HEADER, streamId);
+    const connection = new SseConnection(response, () => this.metrics.slowClientDropped('sse'));
+    this.connections.add(connection);
     this.metrics.connectionOpened('sse');
-    const subscription = listener.events.subscribe({
-      next: (event) => writer.send(event),
-      complete: () => writer.end(),
-    });
-    writer.flushHeaders();
-    // The client went away (or was dropped as too slow): stop listening; the registry keeps the stream for a resume.
-    response.on('close', () => {
+    const closed = () => {
       this.metrics.connectionClosed('sse');
-      this.writers.delete(writer);
-      subscription.unsubscribe();
-      writer.end();
+      this.connections.delete(connection);
       // Only now: a replay has left the process once the response is closed, not when its events were queued.
       listener.leave();
-    });
+    };
+    // The client may have gone while the stream was being started; Nest then never subscribes.
+    if (response.closed) {
+      closed();
+    } else {
+      response.once('close', closed);
+    }
+    return connection.messages(listener.events);
   }
 }
 

@@ -1,0 +1,211 @@
+import { completionRequestSchema } from '@app/completion';
+import {
+  AllowResumeToken,
+  AuthGuard,
+  CurrentPrincipal,
+  JsonBodyInterceptor,
+  type Principal,
+  ResumeTokenService,
+} from '@app/auth';
+import { RESUME_TOKEN_HEADER } from '@app/contracts';
+import { MetricsService } from '@app/metrics';
+import { ProblemException } from '@app/problem';
+import { StreamRegistry, type StreamListener, StreamStarter, StreamsUnavailableError } from '@app/streams';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  Headers,
+  HttpCode,
+  Param,
+  Post,
+  Query,
+  Req,
+  Res,
+  UseGuards,
+  UseInterceptors,
+} from '@nestjs/common';
+import {
+  ApiBearerAuth,
+  ApiBody,
+  ApiHeader,
+  ApiNoContentResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiProduces,
+  ApiQuery,
+  ApiSecurity,
+  ApiTags,
+} from '@nestjs/swagger';
+import type { Request, Response } from 'express';
+import { z } from 'zod';
+import { SseWriter } from './sse-writer';
+
+/**
+ * The SSE transport. It writes the stream itself instead of using Nest's `@Sse()`: the contract fixes
+ * headers `@Sse()` sets differently (its Cache-Control), needs `X-Stream-Id` before the first event,
+ * `event:` lines with `id:` taken from the event's seq, an idle ping, and a cap on what a slow reader
+ * may leave buffered; and each event is serialised once, straight to the socket.
+ */
+const EVENT_STREAM_DESCRIPTION =
+  'text/event-stream: `id: <seq>`, `event: start|token|done|error`, `data: <CompletionEvent JSON>`; `: ping` every 15 s while idle. See docs/protocol.md.';
+const REFUSALS =
+  'Refusals are application/problem+json with `code`: 400, 401, 403, 404, 413, 415, 429 (Retry-After), 503 (Retry-After).';
+
+@ApiTags('completions')
+@ApiBearerAuth()
+@ApiSecurity('api-key')
+@Controller('api/completions')
+@UseGuards(AuthGuard)
+export class SseWriterController {
+  private readonly writers = new Set<SseWriter>();
+
+  constructor(
+    private readonly starter: StreamStarter,
+    private readonly registry: StreamRegistry,
+    private readonly resumeTokens: ResumeTokenService,
+    private readonly metrics: MetricsService,
+  ) {
+    metrics.measurePendingBytes('sse', () => {
+      let total = 0;
+      for (const writer of this.writers) {
+        total += writer.pendingBytes;
+      }
+      return total;
+    });
+  }
+
+  @Post('stream')
+  @UseInterceptors(JsonBodyInterceptor)
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
+  @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
+  @ApiProduces('text/event-stream')
+  @ApiOkResponse({ description: `${EVENT_STREAM_DESCRIPTION} Headers: X-Stream-Id, X-Resume-Token.` })
+  async startStream(
+    @Req() request: Request,
+    @Res() response: Response,
+    @Body() body: unknown,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    if (!request.is('application/json')) {
+      throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
+    }
+    const outcome = await this.starter.start(body, principal.id, 'sse', principal.limitKey);
+    if (!outcome.ok) {
+      throw new ProblemException(outcome.code, outcome.message, {
+        errors: outcome.violations,
+        retryAfterMs: outcome.retryAfterMs,
+      });
+    }
+    // Listening in the same tick as start: the registry buffers the start event until then.
+    const listener = await unavailableAsProblem(
+      this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey),
+    );
+    if (listener.ok) {
+      response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
+      this.pipe(outcome.streamId, listener, response);
+    }
+  }
+
+  /**
+   * Resume: the events after Last-Event-ID (header, or `?lastEventId=`), then live ones. A browser's
+   * EventSource, which cannot send headers, authenticates with `?resumeToken=` from the start response.
+   */
+  @Get(':streamId/stream')
+  @AllowResumeToken()
+  @ApiOperation({ summary: 'Resume a stream after Last-Event-ID (header or query), then follow it live' })
+  @ApiHeader({
+    name: 'Last-Event-ID',
+    required: false,
+    description: 'the last seq received; absent: from the start',
+  })
+  @ApiQuery({ name: 'lastEventId', required: false })
+  @ApiQuery({ name: 'resumeToken', required: false, description: 'from X-Resume-Token, for EventSource' })
+  @ApiProduces('text/event-stream')
+  @ApiOkResponse({ description: EVENT_STREAM_DESCRIPTION })
+  @ApiNotFoundResponse({ description: 'unknown, expired, or another principal’s stream' })
+  async resumeStream(
+    @Param('streamId') streamId: string,
+    @Headers('last-event-id') lastEventIdHeader: string | undefined,
+    @Query('lastEventId') lastEventIdQuery: string | undefined,
+    @Res() response: Response,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    const lastSeq = parseLastEventId(lastEventIdHeader ?? lastEventIdQuery);
+    if (lastSeq === undefined) {
+      throw new ProblemException(
+        'invalid_request',
+        'Last-Event-ID must be a whole number (the last seq received).',
+      );
+    }
+    const outcome = await this.starter.resume(streamId, principal.id, lastSeq, principal.limitKey);
+    if (!outcome.ok) {
+      throw new ProblemException(outcome.code, outcome.message, { retryAfterMs: outcome.retryAfterMs });
+    }
+    this.metrics.resumed('sse');
+    this.pipe(streamId, outcome, response);
+  }
+
+  @Delete(':streamId')
+  @HttpCode(204)
+  @ApiOperation({
+    summary: 'Cancel a stream: the upstream request is aborted and the stream ends with done/cancelled',
+  })
+  @ApiNoContentResponse({
+    description: 'cancelled; also for a finished stream still kept for resume (nothing left to cancel)',
+  })
+  @ApiNotFoundResponse({ description: 'unknown, expired, or another principal’s stream' })
+  async cancelStream(
+    @Param('streamId') streamId: string,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<void> {
+    if (!(await unavailableAsProblem(this.registry.cancel(streamId, principal.id)))) {
+      throw new ProblemException('not_found', 'No such stream.');
+    }
+  }
+
+  private pipe(streamId: string, listener: StreamListener, response: Response): void {
+    const writer = new SseWriter(response, streamId, () => this.metrics.slowClientDropped('sse'));
+    this.writers.add(writer);
+    this.metrics.connectionOpened('sse');
+    const subscription = listener.events.subscribe({
+      next: (event) => writer.send(event),
+      complete: () => writer.end(),
+    });
+    writer.flushHeaders();
+    // The client went away (or was dropped as too slow): stop listening; the registry keeps the stream for a resume.
+    response.on('close', () => {
+      this.metrics.connectionClosed('sse');
+      this.writers.delete(writer);
+      subscription.unsubscribe();
+      writer.end();
+      // Only now: a replay has left the process once the response is closed, not when its events were queued.
+      listener.leave();
+    });
+  }
+}
+
+/** A shared registry that cannot reach its store answers a retryable 503, not a 404 that says the stream is gone. */
+async function unavailableAsProblem<T>(answer: T | Promise<T>): Promise<T> {
+  try {
+    return await answer;
+  } catch (error) {
+    if (error instanceof StreamsUnavailableError) {
+      throw new ProblemException('unavailable', 'Streams cannot be reached right now; retry shortly.', {
+        retryAfterMs: 1000,
+      });
+    }
+    throw error;
+  }
+}
+
+/** No Last-Event-ID means "from the start" (-1). */
+function parseLastEventId(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') {
+    return -1;
+  }
+  return /^(0|[1-9]\d{0,9})$/.test(value) ? Number(value) : undefined;
+}
