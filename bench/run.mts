@@ -55,11 +55,7 @@ function startTarget(
   if (target.startsWith('gateway') || target === 'openai') {
     const profileDir = options.profile ? join(options.resultsDir, 'profiles') : undefined;
     const gateway = gatewayArgs(ROOT, simulator.url, profileDir);
-    const env = {
-      ...gateway.env,
-      ...(redis && { REDIS_URL: redis.url }),
-      ...(target === 'gateway-sse-writer' && { SSE_IMPLEMENTATION: 'writer' }),
-    };
+    const env = redis ? { ...gateway.env, REDIS_URL: redis.url } : gateway.env;
     return startServer(target, gateway.args, env, gateway.cwd);
   }
   const file = join(import.meta.dirname, 'baselines', `${target.replace('.', '-')}.mts`);

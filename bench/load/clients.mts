@@ -114,9 +114,6 @@ const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis${string}`>, Client
     await readGatewayEvents(await postJson(`${url}/api/completions/stream`, body, signal), sink);
   },
 
-  'gateway-sse-writer': (url, prompt, sink, signal) =>
-    IN_ONE_PROCESS['gateway-sse'](url, prompt, sink, signal),
-
   'raw-socket.io': (url, prompt, sink, signal) =>
     new Promise((resolve, reject) => {
       const socket = io(url, SOCKET_OPTIONS);

@@ -4,8 +4,6 @@ export const TARGETS = [
   'direct',
   'raw-sse',
   'gateway-sse',
-  // Temporary (issue 12): the gateway with the hand-written SSE writer, measured beside @Sse() once.
-  'gateway-sse-writer',
   'openai',
   'gateway-sse+redis',
   'gateway-sse+redis-cross',

@@ -16,7 +16,6 @@ export interface Budget {
 
 const PAIRS = [
   ['gateway-sse', 'raw-sse'],
-  ['gateway-sse-writer', 'raw-sse'],
   ['gateway-socket.io', 'raw-socket.io'],
 ] as const;
 

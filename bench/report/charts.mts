@@ -9,7 +9,6 @@ const COLORS: Record<Target, string> = {
   direct: '#555555',
   'raw-sse': '#f59f00',
   'gateway-sse': '#d9480f',
-  'gateway-sse-writer': '#fab005',
   openai: '#ae3ec9',
   'gateway-sse+redis': '#862e9c',
   'gateway-sse+redis-cross': '#e64980',

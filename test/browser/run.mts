@@ -300,7 +300,7 @@ const checks: Check[] = [
         const token = response.headers.get('X-Resume-Token') ?? '';
         const all = (await response.text())
           .split('\n\n')
-          .filter((block) => /^id: /m.test(block))
+          .filter((block) => block.startsWith('id: '))
           .map(
             (block) => JSON.parse(block.slice(block.indexOf('data: ') + 6)) as { seq: number; type: string },
           );

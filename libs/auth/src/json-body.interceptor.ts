@@ -7,17 +7,6 @@ import { from, type Observable, switchMap } from 'rxjs';
 const parseJson: RequestHandler = json({ limit: REQUEST_LIMITS.maxBodyBytes });
 
 /**
- * Reads a JSON body into `request.body`, as JsonBodyInterceptor does, for a route that must have read it before
- * it returns: an `@Sse()` route's interceptors run only once Nest has subscribed to the stream, by which time it
- * may have sent its 200 headers, so a refusal could no longer be a problem+json answer.
- */
-export function readJsonBody(request: Request, response: Response): Promise<void> {
-  return new Promise<void>((resolve, reject) =>
-    parseJson(request, response, (error?: unknown) => (error ? reject(error) : resolve())),
-  );
-}
-
-/**
  * Reads the JSON body of a route only once its guards have let the request through: an unauthenticated
  * client cannot make the server wait for, buffer and parse a body (a slow one is cut by the server's
  * request timeout; a refused one is answered before it is read). Interceptors run after guards, which a
@@ -28,8 +17,11 @@ export function readJsonBody(request: Request, response: Response): Promise<void
 export class JsonBodyInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const http = context.switchToHttp();
-    return from(readJsonBody(http.getRequest<Request>(), http.getResponse<Response>())).pipe(
-      switchMap(() => next.handle()),
+    const request = http.getRequest<Request>();
+    const response = http.getResponse<Response>();
+    const parsed = new Promise<void>((resolve, reject) =>
+      parseJson(request, response, (error?: unknown) => (error ? reject(error) : resolve())),
     );
+    return from(parsed).pipe(switchMap(() => next.handle()));
   }
 }

@@ -1,6 +1,10 @@
 import { type CompletionEvent, SSE_PING_COMMENT, SSE_PING_INTERVAL_MS } from '@app/contracts';
 import type { Response } from 'express';
-import { MAX_PENDING_BYTES } from './sse-connection';
+/**
+ * Bytes a slow reader may leave unsent before the connection is dropped (the client resumes with
+ * Last-Event-ID). A whole 4,096-token answer is far below it, so only a stalled reader meets it.
+ */
+export const MAX_PENDING_BYTES = 1024 * 1024;
 
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'Content-Type': 'text/event-stream; charset=utf-8',
