@@ -158,7 +158,7 @@ export async function describePage(page: Page): Promise<string> {
       };
     }, CONVERSATION_KEY)
     .catch((error: unknown) => ({ unreadable: String(error) }));
-  const log = (consoleLines.get(page) ?? []).slice(-10);
+  const log = (consoleLines.get(page) ?? []).slice(-20);
   return [`    the page showed: ${JSON.stringify(shown)}`, ...log.map((line) => `    console: ${line}`)].join(
     '\n',
   );
@@ -186,9 +186,25 @@ export async function openClient(browser: Browser, url: string): Promise<Page> {
   page.on('pageerror', (error) => console.error(`    page error: ${error.message}`));
   const lines: string[] = [];
   consoleLines.set(page, lines);
-  page.on('console', (message) => {
-    lines.push(`${message.type()}: ${message.text()}`);
+  const keep = (line: string) => {
+    lines.push(line);
     if (lines.length > 50) lines.shift();
+  };
+  page.on('console', (message) => keep(`${message.type()}: ${message.text()}`));
+  // The WebSocket's life, for a Socket.IO run that failed: its opening, its close, and every frame but the
+  // events and acks (engine.io's open, ping and pong, Socket.IO's connect and disconnect packets).
+  page.on('websocket', (socket) => {
+    const opened = Date.now();
+    const at = () => `websocket +${Date.now() - opened} ms`;
+    keep(`${at()}: opened ${socket.url()}`);
+    const frame = (direction: string) => (payload: string | Buffer) => {
+      const text = String(payload);
+      if (!/^4[23]/.test(text)) keep(`${at()}: ${direction} ${text.slice(0, 120)}`);
+    };
+    socket.on('framesent', ({ payload }) => frame('sent')(payload));
+    socket.on('framereceived', ({ payload }) => frame('received')(payload));
+    socket.on('socketerror', (error) => keep(`${at()}: error ${error}`));
+    socket.on('close', () => keep(`${at()}: closed`));
   });
   await page.goto(url);
   await page.getByTestId('prompt').waitFor();
