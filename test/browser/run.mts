@@ -3,57 +3,30 @@
  * in Chromium through its data-testid hooks, saves a screenshot of every state under test-results/, and measures
  * what rendering a fast stream costs (long tasks and frame timing). Run it with `npm run test:e2e`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { type Browser, type Page, chromium } from 'playwright-core';
-
-const RESULTS = 'test-results/browser';
-const STATUS_TIMEOUT_MS = 30_000;
-
-interface Check {
-  name: string;
-  run: (page: Page) => Promise<void>;
-}
-
-function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-async function startServer(
-  overrides: Record<string, string> = {},
-): Promise<{ url: string; server: ChildProcess }> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LLM_PROVIDER: 'simulator',
-    AUTH_MODE: 'none',
-    ...overrides,
-  };
-  delete env['OPENAI_API_KEY'];
-  delete env['OPENAI_BASE_URL'];
-  const server = spawn(process.execPath, ['dist/apps/api/main.js'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`the API did not start:\n${output}`)), 20_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    server.stdout?.on('data', onData);
-    server.stderr?.on('data', onData);
-    server.once('exit', (code) => reject(new Error(`the API exited with ${code}:\n${output}`)));
-  });
-  return { url, server };
-}
+import type { Browser, Page } from 'playwright-core';
+import { startServer } from './built-servers.mts';
+import {
+  answerChangesWithin,
+  answerReaches,
+  assert,
+  type Check,
+  CONVERSATION_KEY,
+  launchBrowser,
+  openClient,
+  reportTally,
+  RESULTS,
+  runChecks,
+  savedConversation,
+  screenshot,
+  selected,
+  sendPrompt,
+  startNewChat,
+  STATUS_TIMEOUT_MS,
+  type Tally,
+  TERMINAL,
+  waitForStatus,
+} from './client-page.mts';
 
 /** One of the server's per-transport counters, from /metrics. */
 async function serverCount(page: Page, counter: string, transport: string): Promise<number> {
@@ -67,70 +40,8 @@ function cancellations(page: Page, transport: string): Promise<number> {
   return serverCount(page, 'llm_gateway_cancellations_total', transport);
 }
 
-async function screenshot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(RESULTS, `${name}.png`), fullPage: true });
-}
-
-async function waitForStatus(
-  page: Page,
-  expected: string | string[],
-  timeout = STATUS_TIMEOUT_MS,
-): Promise<string> {
-  const wanted = Array.isArray(expected) ? expected : [expected];
-  await page.waitForFunction(
-    (states) => states.includes(document.querySelector('[data-testid="status"]')?.textContent?.trim() ?? ''),
-    wanted,
-    { timeout, polling: 50 },
-  );
-  return (await page.getByTestId('status').textContent())?.trim() ?? '';
-}
-
-/**
- * Sends a prompt and returns once the client has rendered the new run: the composer empties in the same
- * render that shows the new run's status, so a status read after this is never the previous run's.
- */
-async function sendPrompt(page: Page, mode: string, prompt: string): Promise<void> {
-  await page.getByTestId('transport').selectOption(mode);
-  await page.getByTestId('prompt').fill(prompt);
-  await page.getByTestId('prompt').press('Enter');
-  await page.waitForFunction(
-    () => document.querySelector<HTMLTextAreaElement>('[data-testid="prompt"]')?.value === '',
-    undefined,
-    { timeout: STATUS_TIMEOUT_MS, polling: 20 },
-  );
-}
-
-/**
- * New chat, then wait until the client has rendered the empty conversation and dropped the saved one: the
- * client writes sessionStorage in an effect after the click, so a check that seeds the storage before that
- * write would have its entry removed by it (what made the expired-streams check fail on fresh clones).
- */
-async function startNewChat(page: Page): Promise<void> {
-  const button = page.getByRole('button', { name: 'New chat' });
-  if (await button.isEnabled()) await button.click();
-  await page.waitForFunction(
-    (key) => document.querySelector('.log .empty') !== null && sessionStorage.getItem(key) === null,
-    CONVERSATION_KEY,
-    { timeout: STATUS_TIMEOUT_MS, polling: 20 },
-  );
-}
-
 function readNumber(text: string | null): number {
   return Number.parseFloat(text ?? '');
-}
-
-const TERMINAL = ['done', 'error', 'cancelled'];
-
-/** The length of the (first) answer pane's text, or, while it is shorter, whether the run already ended. */
-function answerReaches(page: Page, chars: number, timeout = STATUS_TIMEOUT_MS): Promise<unknown> {
-  return page.waitForFunction(
-    ({ chars, terminal }) =>
-      [...document.querySelectorAll('[data-testid="answer"]')].every(
-        (answer) => (answer.textContent ?? '').length >= chars,
-      ) || terminal.includes(document.querySelector('[data-testid="status"]')?.textContent?.trim() ?? ''),
-    { chars, terminal: TERMINAL },
-    { timeout, polling: 50 },
-  );
 }
 
 /**
@@ -175,7 +86,6 @@ async function streamsVisibly(page: Page, mode: 'sse' | 'socket.io'): Promise<vo
   await screenshot(page, `done-${mode.replace('.', '')}`);
 }
 
-const CONVERSATION_KEY = 'llm-stream-gateway.conversation.v1';
 const RELOAD_PROMPT = 'Reload me [sim tokens=300 tps=50]';
 const referenceAnswers = new Map<string, string>();
 
@@ -189,14 +99,6 @@ async function answerWithoutReload(page: Page, prompt: string): Promise<string> 
   const text = (await page.getByTestId('answer').textContent()) ?? '';
   referenceAnswers.set(prompt, text);
   return text;
-}
-
-/** The conversation entry in sessionStorage: what a reload restores. */
-async function savedConversation(page: Page): Promise<{ pending: unknown; exchanges: unknown[] } | null> {
-  return page.evaluate(
-    (key) => JSON.parse(sessionStorage.getItem(key) ?? 'null') as { pending: unknown; exchanges: unknown[] },
-    CONVERSATION_KEY,
-  );
 }
 
 /** Stop on a streaming answer (or on one resumed after a reload): the server cancels it and no text follows. */
@@ -226,22 +128,7 @@ async function stopsAsCancelled(
     'the server did not count the cancellation',
   );
   // An absence can only be seen over a span of time: 25 token intervals of this 50 tokens/s stream.
-  const changes = await page.evaluate(
-    () =>
-      new Promise<number>((resolve) => {
-        let count = 0;
-        const observer = new MutationObserver(() => count++);
-        observer.observe(document.querySelector('[data-testid="answer"]') ?? document.body, {
-          subtree: true,
-          childList: true,
-          characterData: true,
-        });
-        setTimeout(() => {
-          observer.disconnect();
-          resolve(count);
-        }, 500);
-      }),
-  );
+  const changes = await answerChangesWithin(page, 500);
   assert(changes === 0, `the answer changed ${changes} times after Stop`);
   if (afterReload) {
     assert((await savedConversation(page))?.pending === null, 'the cancelled run is still marked unfinished');
@@ -741,74 +628,6 @@ const authChecks: Check[] = [
   },
 ];
 
-interface Tally {
-  passed: number;
-  failed: number;
-}
-
-/** `npm run test:e2e -- --grep=<text>` runs only the checks whose name contains the text. */
-const GREP = process.argv.find((arg) => arg.startsWith('--grep='))?.slice('--grep='.length);
-const selected = (list: Check[]) => list.filter((check) => GREP === undefined || check.name.includes(GREP));
-
-/** The page's last console lines (errors and warnings included), kept for the report of a failed check. */
-const consoleLines = new WeakMap<Page, string[]>();
-
-/** What the user would see when a check failed: the run's status, the answers, notices and errors, the log. */
-async function describePage(page: Page): Promise<string> {
-  const shown = await page
-    .evaluate((key) => {
-      const texts = (selector: string) =>
-        [...document.querySelectorAll(selector)].map((element) => element.textContent?.trim() ?? '');
-      return {
-        url: location.pathname,
-        status: texts('[data-testid="status"]'),
-        answers: [...document.querySelectorAll('[data-testid="answer"]')].map(
-          (answer) => `${answer.getAttribute('data-transport')}: ${(answer.textContent ?? '').length} chars`,
-        ),
-        errors: texts('[data-testid="error"]'),
-        notices: texts('[data-testid="resume-expired"], [data-testid="resumed-note"]'),
-        emptyChat: document.querySelector('.log .empty') !== null,
-        saved: (sessionStorage.getItem(key) ?? 'nothing').slice(0, 200),
-      };
-    }, CONVERSATION_KEY)
-    .catch((error: unknown) => ({ unreadable: String(error) }));
-  const log = (consoleLines.get(page) ?? []).slice(-10);
-  return [`    the page showed: ${JSON.stringify(shown)}`, ...log.map((line) => `    console: ${line}`)].join(
-    '\n',
-  );
-}
-
-async function runChecks(page: Page, list: Check[]): Promise<Tally> {
-  let failures = 0;
-  for (const check of list) {
-    const started = Date.now();
-    try {
-      await check.run(page);
-      console.warn(`  ✓ ${check.name} (${Date.now() - started} ms)`);
-    } catch (error) {
-      failures++;
-      console.error(`  ✗ ${check.name}: ${error instanceof Error ? error.message : String(error)}`);
-      console.error(await describePage(page));
-      await screenshot(page, `failed-${check.name.replace(/\W+/g, '-')}`).catch(() => undefined);
-    }
-  }
-  return { passed: list.length - failures, failed: failures };
-}
-
-async function openClient(browser: Browser, url: string): Promise<Page> {
-  const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
-  page.on('pageerror', (error) => console.error(`    page error: ${error.message}`));
-  const lines: string[] = [];
-  consoleLines.set(page, lines);
-  page.on('console', (message) => {
-    lines.push(`${message.type()}: ${message.text()}`);
-    if (lines.length > 50) lines.shift();
-  });
-  await page.goto(url);
-  await page.getByTestId('prompt').waitFor();
-  return page;
-}
-
 /** The same client against a server with AUTH_MODE=api-key: the credential prompts and a working key. */
 async function runAuthChecks(browser: Browser): Promise<Tally> {
   if (selected(authChecks).length === 0) return { passed: 0, failed: 0 };
@@ -831,10 +650,7 @@ async function main(): Promise<void> {
     tally.failed += failed;
   };
   try {
-    browser = await chromium.launch({
-      executablePath: process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchBrowser();
     const page = await openClient(browser, url);
     console.warn(`browser suite against ${url}`);
     add(await runChecks(page, selected(checks)));
@@ -843,10 +659,7 @@ async function main(): Promise<void> {
     await browser?.close();
     server.kill('SIGTERM');
   }
-  console.warn(
-    `${tally.passed} passed, ${tally.failed} failed${GREP === undefined ? '' : ` (only checks naming "${GREP}")`}`,
-  );
-  process.exitCode = tally.failed === 0 && tally.passed > 0 ? 0 : 1;
+  reportTally(tally);
 }
 
 await main();

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const NGINX = process.env.NGINX_PATH ?? '/usr/sbin/nginx';
-const EXAMPLE = join(__dirname, '../../docs/nginx.conf');
+// From the repository root, where npm runs every suite: Jest (CommonJS) and the browser suites (ES modules,
+// which have no __dirname) both load this file.
+const EXAMPLE = 'docs/nginx.conf';
 
 export interface Nginx {
   url: string;

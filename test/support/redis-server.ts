@@ -1,4 +1,3 @@
-import type { RedisClient } from '@app/redis';
 import { createClient } from '@redis/client';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -6,7 +5,12 @@ import { createServer } from 'node:net';
 
 const REDIS_SERVER = process.env.REDIS_SERVER_PATH ?? '/usr/bin/redis-server';
 
-export type TestRedisClient = RedisClient;
+function newClient(url: string) {
+  return createClient({ url, socket: { reconnectStrategy: 100 } });
+}
+
+/** The test's own client (its type not the gateway's: the browser suites import this file, but not libs/). */
+export type TestRedisClient = ReturnType<typeof newClient>;
 
 export interface RedisServer {
   url: string;
@@ -103,7 +107,7 @@ export async function startRedisServer(): Promise<RedisServer> {
     kill,
     restart: launch,
     client: async () => {
-      const client = createClient({ url, socket: { reconnectStrategy: 100 } });
+      const client = newClient(url);
       client.on('error', () => undefined);
       await client.connect();
       clients.push(client);
