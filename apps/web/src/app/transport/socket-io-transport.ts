@@ -97,36 +97,10 @@ export class SocketIoTransport implements CompletionTransport {
 
   private connected(): Promise<CompletionSocket> {
     const socket = (this.socket ??= this.open());
-    if (socket.connected) return Promise.resolve(socket);
-    return new Promise((resolve, reject) => {
-      const settle = () => {
-        clearTimeout(timer);
-        socket.off('connect', onConnect);
-        socket.off('connect_error', onError);
-      };
-      const onConnect = () => {
-        settle();
-        resolve(socket);
-      };
-      const onError = (error: Error & { data?: Partial<ConnectErrorData> }) => {
-        // Without a refusal the manager keeps retrying (socket.active stays true) until the timer gives up.
-        if (socket.active) return;
-        settle();
-        if (this.socket === socket) this.socket = null;
-        const code = error.data?.code;
-        reject(
-          code
-            ? new TransportError(code, refusalMessage(code), code === 'rate_limited')
-            : TransportError.network(error),
-        );
-      };
-      const timer = setTimeout(() => {
-        settle();
-        reject(new TransportError('network', 'Could not connect the WebSocket to the server.', true));
-      }, CONNECT_TIMEOUT_MS);
-      socket.on('connect', onConnect);
-      socket.on('connect_error', onError);
-      socket.connect();
+    return whenConnected(socket, CONNECT_TIMEOUT_MS).catch((error: unknown) => {
+      // Refused: the next attempt opens a new socket (with the credentials of then).
+      if (this.socket === socket && !socket.active) this.socket = null;
+      throw error;
     });
   }
 
@@ -151,6 +125,44 @@ export class SocketIoTransport implements CompletionTransport {
     this.socket = null;
     this.engine.set(null);
   }
+}
+
+/**
+ * The socket once connected. Every caller waits for the same connection: `connect()` is called only on a socket
+ * that is not already connecting, since a second call while the first handshake is under way sends the namespace
+ * a second CONNECT on the same connection, which the server answers by closing it.
+ */
+export function whenConnected(socket: CompletionSocket, timeoutMs: number): Promise<CompletionSocket> {
+  if (socket.connected) return Promise.resolve(socket);
+  return new Promise((resolve, reject) => {
+    const settle = () => {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      socket.off('connect_error', onError);
+    };
+    const onConnect = () => {
+      settle();
+      resolve(socket);
+    };
+    const onError = (error: Error & { data?: Partial<ConnectErrorData> }) => {
+      // Without a refusal the manager keeps retrying (socket.active stays true) until the timer gives up.
+      if (socket.active) return;
+      settle();
+      const code = error.data?.code;
+      reject(
+        code
+          ? new TransportError(code, refusalMessage(code), code === 'rate_limited')
+          : TransportError.network(error),
+      );
+    };
+    const timer = setTimeout(() => {
+      settle();
+      reject(new TransportError('network', 'Could not connect the WebSocket to the server.', true));
+    }, timeoutMs);
+    socket.on('connect', onConnect);
+    socket.on('connect_error', onError);
+    if (!socket.active) socket.connect();
+  });
 }
 
 export function socketCompletionStream(
