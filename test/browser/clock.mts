@@ -211,6 +211,18 @@ async function prepareRun(page: Page, mode: Transport | 'race', prompt: string):
   await page.getByTestId('prompt').fill(prompt);
 }
 
+/**
+ * Choosing Socket.IO connects the socket; the suite sends once Settings shows it connected, as a user would
+ * see it. (A prompt sent while the socket was still connecting, under a load average of 20, once ended with
+ * "socket has been disconnected": a connection race of the transport, not a matter of clocks.)
+ */
+async function socketConnected(page: Page): Promise<void> {
+  await page
+    .locator('dt:has-text("Socket.IO transport") + dd')
+    .filter({ hasText: 'websocket' })
+    .waitFor({ timeout: TIMEOUT_MS });
+}
+
 /** Waits until the run just sent has ended (the composer empties when the new run is shown). */
 async function runEnded(page: Page): Promise<string> {
   await page.waitForFunction(
@@ -316,6 +328,7 @@ async function measureRound(lanes: Lane[], transport: Transport, round: number):
   for (const lane of lanes) {
     await prepareRun(lane.page, transport, `Measure me. [sim tokens=150 tps=100] ${round}`);
   }
+  if (transport === 'socket.io') await Promise.all(lanes.map((lane) => socketConnected(lane.page)));
   const order = lanes.map((_, i) => lanes[(i + round) % lanes.length]);
   await Promise.all(order.map((lane) => lane.page.getByTestId('prompt').press('Enter')));
   const outcomes = await Promise.all(lanes.map((lane) => runEnded(lane.page)));
