@@ -165,4 +165,12 @@ describe('measureTimerResolution', () => {
     const clamped = () => Math.floor((t += 0.013) / 0.1) * 0.1;
     expect(measureTimerResolution(clamped)).toBeCloseTo(0.1, 9);
   });
+
+  it('is not fooled by a preemption while it measures', () => {
+    // The first reading comes 38 ms late; the timer then steps by 5 µs.
+    let t = 0;
+    let reads = 0;
+    const preempted = () => (reads++ === 1 ? (t += 38) : (t += 0.005));
+    expect(measureTimerResolution(preempted)).toBeCloseTo(0.005, 9);
+  });
 });
