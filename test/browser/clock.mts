@@ -1,11 +1,15 @@
 /**
- * The clock suite: are the client's latency figures right whatever the two clocks say? The built API runs on
- * the true clock, then under Debian's `faketime` 2.5 s ahead and 1.3 s behind (wall clock only:
- * FAKETIME_DONT_FAKE_MONOTONIC=1), while a page drives the built Angular client and a second page runs races
- * beside it. For each server and each transport it checks that the `clock-offset` shown equals the injected
- * skew within 0.25 ms and that it is honest (the error within the ± shown); it reports how far the transport
- * delay p50 over a few runs is from the true-clock server's (the goal: 0.5 ms, not assertable under load: see
- * DELAY_CEILING_MS) and fails when a delay shows the skew uncorrected. `npm run test:e2e` runs it after run.mts.
+ * The clock suite: are the client's latency figures right whatever the two clocks say? Three built APIs run at
+ * once: on the true clock, and under Debian's `faketime` 2.5 s ahead and 1.3 s behind (wall clock only:
+ * FAKETIME_DONT_FAKE_MONOTONIC=1), each with a page driving the built Angular client and a second page running
+ * races beside it. For each server and each transport it checks that the `clock-offset` shown equals the
+ * injected skew within 0.25 ms and lies within the hard bound shown (`clock-bound`), that the ± shown holds
+ * at least half the errors (judgeUncertainty), that probes keep being taken through the rounds (the estimate
+ * is kept fresh), and that no token is flagged below the bound and no delay p50 shows the skew uncorrected.
+ * The delays are measured in pairs: each round starts the same run on the three measuring pages at the same
+ * moment, and the median over the rounds of (skewed server's delay p50 − true-clock server's) is reported
+ * against the issue's 0.5 ms goal (see DELAY_GOAL_MS for why it is not asserted). `npm run test:e2e` runs it
+ * after run.mts.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -15,18 +19,28 @@ import { type Browser, type BrowserContext, type Page, chromium } from 'playwrig
 const RESULTS = 'test-results/browser';
 const TIMEOUT_MS = 30_000;
 const OFFSET_TOLERANCE_MS = 0.25;
-/** The issue's goal for the delay p50 against the true-clock server's: reported, run by run. */
+/**
+ * The widest bound worth showing on loopback: even under load, the quickest trips of a minute of probes take
+ * well under 1 ms each way (bounds of 0.14 to 0.57 ms measured). A wider one says the bound was widened by
+ * something else (a timer resolution measured while the page was preempted once made it 38 ms).
+ */
+const MAX_BOUND_MS = 1;
+/**
+ * The issue's goal for a skewed server's delay p50 against the true-clock server's: the median over the rounds
+ * of the paired differences, reported, not asserted. A delay is the true delay plus the offset's error, the
+ * same for every token of a run, so what the clocks add to it is asserted above through the offset (within
+ * 0.25 ms of the skew on each server). What is left between two servers is load: with races beside on two
+ * shared cores (load average 8 to 12 while this was written), one run's p50 is 6 to 270 ms, and even runs
+ * started at the same moment on three pages differ by ±10 to ±60 ms (three standard errors of the median of
+ * seven pairs), because each page's delays are set by when its own renderer and server get a core.
+ */
 const DELAY_GOAL_MS = 0.5;
 /**
- * What the delays must satisfy to pass. With races beside on two cores a run's delay p50 moves with the load,
- * not the clock: on one server, in one run of this suite, from 3.3 to 31 ms. So two servers' medians differ by
- * milliseconds from load alone and the 0.5 ms goal is reported, not asserted (it flaked at 0.5 and at 2 ms).
- * What no load produces is a delay outside [-(the ± shown), DELAY_CEILING_MS]: a skew left uncorrected, or
- * corrected the wrong way, puts every delay 1,300 or 2,500 ms off. The offset itself is held to 0.25 ms above,
- * and that is what makes the delays right.
+ * A skew left uncorrected, or corrected the wrong way, puts every delay at least 1,300 ms off; a starved page
+ * on this machine has shown a run's p50 at 270 ms.
  */
-const DELAY_CEILING_MS = 250;
-const RUNS_PER_TRANSPORT = 5;
+const DELAY_CEILING_MS = 1000;
+const ROUNDS = 7;
 const TRANSPORTS = ['sse', 'socket.io'] as const;
 type Transport = (typeof TRANSPORTS)[number];
 
@@ -45,22 +59,32 @@ const CLOCKS: Clock[] = [
 
 interface OffsetReading {
   offsetMs: number;
+  /** The ± shown: the estimate's likely error. */
   uncertaintyMs: number;
+  /** Half the width of the interval the offset certainly lies in (`clock-bound`). */
+  boundMs: number;
   text: string;
+}
+
+interface Measurement {
+  delayMs: number;
+  reading: OffsetReading;
+  /** Tokens flagged below the clock bound in the run. */
+  flagged: number;
 }
 
 interface ClockResult {
   clock: Clock;
   idle: OffsetReading;
-  /** Per transport: the offset shown after each run (races running beside), and each run's delay p50. */
-  busy: Record<Transport, OffsetReading[]>;
-  delays: Record<Transport, number[]>;
+  rounds: Record<Transport, Measurement[]>;
+  /** Probes taken during the rounds, and how long they lasted. */
+  probesTaken: number;
+  seconds: number;
 }
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(message);
 }
-
 /** A missing faketime is a failure naming the package, never a skip. */
 function requireFaketime(): void {
   const probe = spawnSync('faketime', ['-f', '+0s', 'true']);
@@ -158,28 +182,55 @@ async function openClient(context: BrowserContext, url: string): Promise<Page> {
   return page;
 }
 
-function parseOffset(text: string): OffsetReading {
-  const match = /^(-?\d+\.\d+) ± (\d+\.\d+)$/.exec(text.trim());
-  assert(match, `clock-offset shows "${text}", not "<ms> ± <ms>"`);
-  return { offsetMs: Number(match[1]), uncertaintyMs: Number(match[2]), text: text.trim() };
+function parseNumber(text: string, pattern: RegExp, what: string): number {
+  const match = pattern.exec(text.trim());
+  assert(match, `${what} shows "${text}"`);
+  return Number(match[1]);
 }
 
-/** The offset shown, once the client has one (the Settings panel is open). */
+/** The offset shown, with its uncertainty and its hard bound, once the client has one (Settings is open). */
 async function readOffset(page: Page): Promise<OffsetReading> {
   const shown = page.getByTestId('clock-offset');
   await shown.waitFor({ timeout: TIMEOUT_MS });
-  return parseOffset((await shown.textContent()) ?? '');
+  const text = ((await shown.textContent()) ?? '').trim();
+  const match = /^(-?\d+\.\d+) ± (\d+\.\d+)$/.exec(text);
+  assert(match, `clock-offset shows "${text}", not "<ms> ± <ms>"`);
+  const bound = (await page.getByTestId('clock-bound').textContent()) ?? '';
+  return {
+    offsetMs: Number(match[1]),
+    uncertaintyMs: Number(match[2]),
+    boundMs: parseNumber(bound, /^± (\d+\.\d+)$/, 'clock-bound'),
+    text,
+  };
+}
+
+async function probesTaken(page: Page): Promise<number> {
+  return parseNumber((await page.getByTestId('clock-probes').textContent()) ?? '', /^(\d+)$/, 'clock-probes');
 }
 
 async function status(page: Page): Promise<string> {
   return ((await page.getByTestId('status').textContent()) ?? '').trim();
 }
 
-/** Sends a prompt and waits until the new run has ended (the composer empties when the run is shown). */
-async function run(page: Page, mode: Transport | 'race', prompt: string): Promise<string> {
+async function prepareRun(page: Page, mode: Transport | 'race', prompt: string): Promise<void> {
   await page.getByTestId('transport').selectOption(mode);
   await page.getByTestId('prompt').fill(prompt);
-  await page.getByTestId('prompt').press('Enter');
+}
+
+/**
+ * Choosing Socket.IO connects the socket; the suite sends once Settings shows it connected, as a user would
+ * see it. (A prompt sent while the socket was still connecting, under a load average of 20, once ended with
+ * "socket has been disconnected": a connection race of the transport, not a matter of clocks.)
+ */
+async function socketConnected(page: Page): Promise<void> {
+  await page
+    .locator('dt:has-text("Socket.IO transport") + dd')
+    .filter({ hasText: 'websocket' })
+    .waitFor({ timeout: TIMEOUT_MS });
+}
+
+/** Waits until the run just sent has ended (the composer empties when the new run is shown). */
+async function runEnded(page: Page): Promise<string> {
   await page.waitForFunction(
     () => document.querySelector<HTMLTextAreaElement>('[data-testid="prompt"]')?.value === '',
     undefined,
@@ -194,6 +245,12 @@ async function run(page: Page, mode: Transport | 'race', prompt: string): Promis
     { timeout: TIMEOUT_MS, polling: 20 },
   );
   return status(page);
+}
+
+async function run(page: Page, mode: Transport | 'race', prompt: string): Promise<string> {
+  await prepareRun(page, mode, prompt);
+  await page.getByTestId('prompt').press('Enter');
+  return runEnded(page);
 }
 
 /** The second page: races back to back until told to stop, so the machine is busy while the figures are taken. */
@@ -227,7 +284,7 @@ async function describePage(page: Page, name: string): Promise<string> {
         [...document.querySelectorAll(`[data-testid="${id}"]`)].map((e) => e.textContent?.trim()).join(' | ');
       return [
         `status: ${text('status')}`,
-        `clock-offset: ${text('clock-offset')}`,
+        `clock-offset: ${text('clock-offset')} (bound ${text('clock-bound')})`,
         `transport-delay: ${text('transport-delay')}`,
         `error: ${text('error')}`,
         `page: ${(document.body.innerText ?? '').replace(/\s+/g, ' ').slice(0, 600)}`,
@@ -256,8 +313,9 @@ async function openLane(browser: Browser, clock: Clock): Promise<Lane> {
     const result: ClockResult = {
       clock,
       idle,
-      busy: { sse: [], 'socket.io': [] },
-      delays: { sse: [], 'socket.io': [] },
+      rounds: { sse: [], 'socket.io': [] },
+      probesTaken: 0,
+      seconds: 0,
     };
     return { clock, server, contexts, page, racer, result };
   } catch (error) {
@@ -267,53 +325,64 @@ async function openLane(browser: Browser, clock: Clock): Promise<Lane> {
   }
 }
 
-/** One run on one server's measuring page: its delay p50 and the offset shown after it. */
-async function measureRun(lane: Lane, transport: Transport, round: number): Promise<void> {
-  const { page, result } = lane;
-  const outcome = await run(page, transport, `Measure me. [sim tokens=150 tps=100] ${round}`);
-  assert(outcome === 'done', `a ${transport} run ended ${outcome}`);
-  const delay = Number.parseFloat((await page.getByTestId('transport-delay').textContent()) ?? '');
-  assert(Number.isFinite(delay), `${transport}: transport-delay is not a number`);
-  result.delays[transport].push(delay);
-  result.busy[transport].push(await readOffset(page));
+/**
+ * One round: the same run started on every server's measuring page at the same moment (the order of the
+ * Enter presses rotating), so that the delays compared share the machine's load; then each page's delay p50,
+ * the offset shown after it, and whether any token was flagged below the clock bound.
+ */
+async function measureRound(lanes: Lane[], transport: Transport, round: number): Promise<void> {
+  for (const lane of lanes) {
+    await prepareRun(lane.page, transport, `Measure me. [sim tokens=150 tps=100] ${round}`);
+  }
+  if (transport === 'socket.io') await Promise.all(lanes.map((lane) => socketConnected(lane.page)));
+  const order = lanes.map((_, i) => lanes[(i + round) % lanes.length]);
+  await Promise.all(order.map((lane) => lane.page.getByTestId('prompt').press('Enter')));
+  const outcomes = await Promise.all(lanes.map((lane) => runEnded(lane.page)));
+  for (const [i, lane] of lanes.entries()) {
+    assert(outcomes[i] === 'done', `${lane.clock.name}: a ${transport} run ended ${outcomes[i]}`);
+    const text = (await lane.page.getByTestId('transport-delay').textContent()) ?? '';
+    const delayMs = Number.parseFloat(text);
+    assert(Number.isFinite(delayMs), `${lane.clock.name}: ${transport} transport-delay shows "${text}"`);
+    lane.result.rounds[transport].push({
+      delayMs,
+      reading: await readOffset(lane.page),
+      flagged: await lane.page.getByTestId('delay-below-clock-bound').count(),
+    });
+  }
 }
 
-/**
- * All three servers at once, each with its measuring page and a page racing beside it; the runs take turns
- * between the servers, so that all of them see the same machine (the delays of runs minutes apart differ by
- * more than the clocks do).
- */
+/** All three servers at once, each with its measuring page and a page racing beside it. */
 async function measureAll(browser: Browser): Promise<ClockResult[]> {
   const lanes: Lane[] = [];
   const racing: { stop: () => Promise<number> }[] = [];
-  let current: Lane | null = null;
   try {
     for (const clock of CLOCKS) {
       lanes.push(await openLane(browser, clock));
     }
     racing.push(...lanes.map((lane) => raceBeside(lane.racer)));
-    for (let round = 0; round < RUNS_PER_TRANSPORT; round++) {
-      for (const transport of TRANSPORTS) {
-        for (const lane of lanes) {
-          current = lane;
-          await measureRun(lane, transport, round);
-        }
-      }
+    const startedAt = Date.now();
+    const probesBefore = await Promise.all(lanes.map((lane) => probesTaken(lane.page)));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const transport of TRANSPORTS) await measureRound(lanes, transport, round);
     }
-    current = null;
+    for (const [i, lane] of lanes.entries()) {
+      lane.result.probesTaken = (await probesTaken(lane.page)) - probesBefore[i];
+      lane.result.seconds = (Date.now() - startedAt) / 1000;
+    }
     const races = await Promise.all(racing.splice(0).map((beside) => beside.stop()));
     console.warn(`    (${races.join(' + ')} races ran beside)`);
     return lanes.map((lane) => lane.result);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const where = current ?? lanes[lanes.length - 1];
-    throw new Error(
-      where
-        ? `${where.clock.name}: ${message}\n      measuring page:\n      ${await describePage(where.page, 'measuring')}` +
-            `\n      racing page:\n      ${await describePage(where.racer, 'racing')}`
-        : message,
-      { cause: error },
+    const pages = await Promise.all(
+      lanes.flatMap((lane, i) => [
+        describePage(lane.page, `measuring-${i}`).then(
+          (s) => `${lane.clock.name}, measuring page:\n      ${s}`,
+        ),
+        describePage(lane.racer, `racing-${i}`).then((s) => `${lane.clock.name}, racing page:\n      ${s}`),
+      ]),
     );
+    throw new Error([message, ...pages].join('\n    '), { cause: error });
   } finally {
     await Promise.allSettled(racing.map((beside) => beside.stop()));
     for (const lane of lanes) {
@@ -329,62 +398,126 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** The failures of one server's figures, against the skew it was given and the true-clock server's delays. */
-function judge(result: ClockResult, reference: ClockResult): string[] {
-  const failures: string[] = [];
-  const { skewMs } = result.clock;
-  const readings: [string, OffsetReading][] = [
+function readingsOf(result: ClockResult): [string, OffsetReading][] {
+  return [
     ['idle', result.idle],
     ...TRANSPORTS.flatMap((t) =>
-      result.busy[t].map((r, i): [string, OffsetReading] => [`${t} run ${i + 1}`, r]),
+      result.rounds[t].map((m, i): [string, OffsetReading] => [`${t} round ${i + 1}`, m.reading]),
     ),
   ];
-  for (const [when, reading] of readings) {
+}
+
+/** Three standard errors of a median, the spread taken robustly (1.4826 × the median absolute deviation). */
+function loadNoise(differences: number[]): number {
+  const centre = median(differences);
+  const sigma = 1.4826 * median(differences.map((d) => Math.abs(d - centre)));
+  return (3 * 1.25 * sigma) / Math.sqrt(differences.length);
+}
+
+/** The paired differences of one server's delay p50 from the true-clock server's, round by round. */
+function pairedDifferences(result: ClockResult, reference: ClockResult, transport: Transport): number[] {
+  return result.rounds[transport].map((m, i) => m.delayMs - reference.rounds[transport][i].delayMs);
+}
+
+/** The failures of one server's figures, against the skew it was given. */
+function judge(result: ClockResult): string[] {
+  const failures: string[] = [];
+  const { skewMs } = result.clock;
+  for (const [when, reading] of readingsOf(result)) {
     const error = Math.abs(reading.offsetMs - skewMs);
     if (error > OFFSET_TOLERANCE_MS) {
       failures.push(`${when}: offset ${reading.text}, ${error.toFixed(2)} ms from the skew ${skewMs}`);
     }
-    // Honest: the truth within the ± shown (with the display's rounding).
-    if (error > reading.uncertaintyMs + 0.01) {
-      failures.push(`${when}: offset ${reading.text} is ${error.toFixed(2)} ms off, outside its ±`);
+    if (reading.boundMs > MAX_BOUND_MS) {
+      failures.push(
+        `${when}: offset ${reading.text}, its bound ± ${reading.boundMs} ms tells nothing on loopback`,
+      );
+    }
+    // The hard bound holds whatever the paths' asymmetry (with the display's rounding).
+    if (error > reading.boundMs + 0.01) {
+      failures.push(
+        `${when}: offset ${reading.text} is ${error.toFixed(2)} ms off, outside its bound ± ${reading.boundMs}`,
+      );
     }
   }
-  if (result !== reference) {
-    for (const transport of TRANSPORTS) {
-      const p50 = median(result.delays[transport]);
-      const expected = median(reference.delays[transport]);
-      const difference = Math.abs(p50 - expected);
-      const versus = `delay p50 ${p50.toFixed(2)} ms, the true-clock server's ${expected.toFixed(2)} ms`;
-      console.warn(
-        `    ${result.clock.name}, ${transport}: ${versus} (${difference.toFixed(2)} ms apart; ` +
-          `goal ${DELAY_GOAL_MS} ms ${difference <= DELAY_GOAL_MS ? 'met' : 'missed, within the load noise'})`,
-      );
-      result.delays[transport].forEach((delay, run) => {
-        const floor = -result.busy[transport][run].uncertaintyMs;
-        if (delay < floor || delay > DELAY_CEILING_MS) {
-          failures.push(
-            `${transport} run ${run + 1}: delay p50 ${delay.toFixed(2)} ms, outside [${floor.toFixed(2)}, ` +
-              `${DELAY_CEILING_MS}] ms: the skew is not corrected`,
-          );
-        }
-      });
-    }
+  for (const transport of TRANSPORTS) {
+    result.rounds[transport].forEach(({ delayMs, reading, flagged }, round) => {
+      if (delayMs < -reading.boundMs || delayMs > DELAY_CEILING_MS) {
+        failures.push(
+          `${transport} round ${round + 1}: delay p50 ${delayMs.toFixed(2)} ms, outside ` +
+            `[${(-reading.boundMs).toFixed(2)}, ${DELAY_CEILING_MS}] ms: the skew is not corrected`,
+        );
+      }
+      if (flagged > 0) {
+        failures.push(
+          `${transport} round ${round + 1}: tokens flagged below the clock bound on a correct estimate`,
+        );
+      }
+    });
+  }
+  // Kept fresh: the client keeps probing through the rounds, about once a second.
+  if (result.probesTaken < result.seconds / 2) {
+    failures.push(
+      `only ${result.probesTaken} clock probes in ${result.seconds.toFixed(0)} s of runs: the estimate is not kept fresh`,
+    );
   }
   return failures;
 }
 
-function report(result: ClockResult): void {
+/**
+ * The ± shown is a standard uncertainty (bound / √3), not a guarantee: it must hold at least half the errors
+ * (a value spread evenly within the bound would be within it 58% of the time), and it is reported against
+ * the issue's goal of being no more than twice the actual error, taken as the errors' root mean square over
+ * every reading of the suite (a single error is often near 0, which no honest ± can be within twice of).
+ */
+function judgeUncertainty(results: ClockResult[]): string[] {
+  const readings = results.flatMap((result) =>
+    readingsOf(result).map(([, reading]) => ({ error: reading.offsetMs - result.clock.skewMs, reading })),
+  );
+  const within = readings.filter(
+    ({ error, reading }) => Math.abs(error) <= reading.uncertaintyMs + 0.005,
+  ).length;
+  const rms = Math.sqrt(readings.reduce((sum, { error }) => sum + error ** 2, 0) / readings.length);
+  const shown = median(readings.map(({ reading }) => reading.uncertaintyMs));
+  const bound = median(readings.map(({ reading }) => reading.boundMs));
+  const ratio = shown / Math.max(rms, 0.01);
+  console.warn(
+    `  uncertainty: ${within}/${readings.length} errors within the ± shown; error RMS ${rms.toFixed(3)} ms, ` +
+      `max ${Math.max(...readings.map(({ error }) => Math.abs(error))).toFixed(3)} ms; ± median ` +
+      `${shown.toFixed(3)} ms (${ratio.toFixed(1)}× the RMS: goal 2× ${ratio <= 2 ? 'met' : 'missed'}), ` +
+      `bound median ${bound.toFixed(3)} ms, errors at most ` +
+      `${Math.max(...readings.map(({ error, reading }) => Math.abs(error) / reading.boundMs)).toFixed(2)} of the bound`,
+  );
+  return within * 2 >= readings.length
+    ? []
+    : [
+        `only ${within} of ${readings.length} offset errors within the ± shown: the uncertainty is understated`,
+      ];
+}
+
+function report(result: ClockResult, reference: ClockResult): void {
   const { skewMs } = result.clock;
-  const error = (r: OffsetReading) => (r.offsetMs - skewMs).toFixed(2);
-  console.warn(`  ${result.clock.name} (skew ${skewMs} ms)`);
-  console.warn(`    idle: ${result.idle.text} (error ${error(result.idle)} ms)`);
+  const describe = (r: OffsetReading) =>
+    `${(r.offsetMs - skewMs).toFixed(2)} ±${r.uncertaintyMs.toFixed(2)} [${r.boundMs.toFixed(2)}]`;
+  console.warn(`  ${result.clock.name} (skew ${skewMs} ms): offset error ±uncertainty [bound], ms`);
+  console.warn(`    idle: ${result.idle.text}: ${describe(result.idle)}`);
   for (const transport of TRANSPORTS) {
-    const busy = result.busy[transport];
-    console.warn(
-      `    ${transport}, races beside: offset ${busy.map((r) => `${r.text} (${error(r)})`).join(', ')}; ` +
-        `delay p50 ${result.delays[transport].map((d) => d.toFixed(2)).join(', ')} ms`,
-    );
+    const rounds = result.rounds[transport];
+    console.warn(`    ${transport}: offset ${rounds.map((m) => describe(m.reading)).join(', ')}`);
+    const delays = rounds.map((m) => m.delayMs.toFixed(2)).join(', ');
+    if (result === reference) {
+      console.warn(`      delay p50 ${delays} ms`);
+    } else {
+      const differences = pairedDifferences(result, reference, transport);
+      const difference = median(differences);
+      console.warn(
+        `      delay p50 ${delays} ms; minus the true clock's: ${differences.map((d) => d.toFixed(2)).join(', ')}` +
+          ` (median ${difference.toFixed(2)} ms: goal ${DELAY_GOAL_MS} ms ` +
+          `${Math.abs(difference) <= DELAY_GOAL_MS ? 'met' : 'missed'}; load noise ±${loadNoise(differences).toFixed(2)} ms)`,
+      );
+    }
   }
+  console.warn(`    ${result.probesTaken} clock probes in ${result.seconds.toFixed(0)} s of rounds`);
 }
 
 async function main(): Promise<void> {
@@ -397,18 +530,19 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   const results: ClockResult[] = [];
   try {
-    console.warn('clock suite: the true clock, then faketime +2.5 s and -1.3 s');
+    console.warn('clock suite: the true clock, faketime +2.5 s and -1.3 s, side by side with races beside');
     try {
       results.push(...(await measureAll(browser)));
-      results.forEach(report);
     } catch (error) {
       failures.push(error instanceof Error ? error.message : String(error));
     }
     const reference = results.find((r) => r.clock.skewMs === 0);
     if (reference) {
       for (const result of results) {
-        failures.push(...judge(result, reference).map((failure) => `${result.clock.name}: ${failure}`));
+        report(result, reference);
+        failures.push(...judge(result).map((failure) => `${result.clock.name}: ${failure}`));
       }
+      failures.push(...judgeUncertainty(results));
     }
   } finally {
     await browser.close();

@@ -8,6 +8,23 @@ export function serverTime(receivedAt: number): ServerTime {
   return { ts: sentAt, receivedAt, sentAt };
 }
 
+const arrivals = new WeakMap<IncomingMessage, number>();
+
+function isTimeProbe(request: IncomingMessage): boolean {
+  return request.method === 'GET' && request.url?.split('?')[0] === HTTP_PATHS.time;
+}
+
+/**
+ * The HTTP server's first `request` listener (`InfoModule` prepends it): a probe's arrival is stamped as soon as
+ * its headers are parsed, before Express and the middleware ahead of `timeProbe` (the Host check, helmet) run.
+ * What runs between the arrival and the stamp lengthens the path out and not the path back, and half that
+ * asymmetry would be an error in every client's offset estimate.
+ */
+export function stampTimeProbeArrival(request: IncomingMessage): void {
+  const arrivedAt = epochNow();
+  if (isTimeProbe(request)) arrivals.set(request, arrivedAt);
+}
+
 /**
  * `GET /api/time`, answered ahead of the application's pipeline (Express middleware mounted first in
  * `createApp`): no request log line, no Nest routing, guard or interceptor, so the round trip the client
@@ -15,8 +32,8 @@ export function serverTime(receivedAt: number): ServerTime {
  * `InfoController` declares the same route for the OpenAPI document.
  */
 export function timeProbe(request: IncomingMessage, response: ServerResponse, next: () => void): void {
-  const receivedAt = epochNow();
-  if (request.method !== 'GET' || request.url?.split('?')[0] !== HTTP_PATHS.time) {
+  const receivedAt = arrivals.get(request) ?? epochNow();
+  if (!isTimeProbe(request)) {
     next();
     return;
   }

@@ -3,7 +3,9 @@ import {
   belowClockBound,
   type ClockOffset,
   type ClockSample,
+  consistentSamples,
   estimateClockOffset,
+  formatClockBound,
   formatClockOffset,
   transportDelay,
 } from './clock-offset';
@@ -33,22 +35,22 @@ describe('estimateClockOffset', () => {
     // The server is 1000 ms ahead; 0.1 ms each way, 5 ms spent answering.
     const offset = estimateClockOffset([probe(100, 1000, 0.1, 0.1, 5)], exact);
     expect(offset?.offsetMs).toBeCloseTo(1000, 9);
-    expect(offset?.uncertaintyMs).toBeCloseTo(0.1, 9);
+    expect(offset?.boundMs).toBeCloseTo(0.1, 9);
     expect(offset?.rttMs).toBeCloseTo(0.2, 9);
   });
 
-  it('keeps the probes with the least round trip and intersects their bounds', () => {
+  it("intersects every probe's bounds: slow and lopsided probes cannot widen them", () => {
     const samples = [
       probe(0, -500, 20, 1), // slow and asymmetric: alone it would say −490.5
       probe(100, -500, 0.3, 0.1),
       probe(200, -500, 0.1, 0.3),
       probe(300, -500, 8, 0.2),
     ];
-    const offset = estimateClockOffset(samples, { ...exact, keep: 2 });
-    // Each kept probe's interval is 0.4 ms wide; together they leave −500 ± 0.1.
+    const offset = estimateClockOffset(samples, exact);
+    // The quickest trip out (0.1 ms) and back (0.1 ms) leave −500 ± 0.1.
     expect(offset?.offsetMs).toBeCloseTo(-500, 9);
-    expect(offset?.uncertaintyMs).toBeCloseTo(0.1, 9);
-    expect(offset).toMatchObject({ samples: 2, probes: 4 });
+    expect(offset?.boundMs).toBeCloseTo(0.1, 9);
+    expect(offset).toMatchObject({ samples: 4, probes: 4 });
   });
 
   it('handles a server clock behind the client', () => {
@@ -59,17 +61,31 @@ describe('estimateClockOffset', () => {
     const sample = probe(0, 0, 0.1, 0.1, 0);
     const fresh = estimateClockOffset([sample], { now: 0.2, resolutionMs: 0.005, driftPpm: 15 });
     const old = estimateClockOffset([sample], { now: 60_000.2, resolutionMs: 0.005, driftPpm: 15 });
-    expect(fresh?.uncertaintyMs).toBeCloseTo(0.105, 6);
-    expect(old?.uncertaintyMs).toBeCloseTo(0.105 + 0.9, 6);
+    expect(fresh?.boundMs).toBeCloseTo(0.105, 6);
+    expect(old?.boundMs).toBeCloseTo(0.105 + 0.9, 6);
   });
 
-  it('falls back to the best probe when the bounds do not meet (a clock was stepped)', () => {
-    const offset = estimateClockOffset([probe(0, 0, 0.1, 0.1), probe(10, 50, 0.2, 0.2)], exact);
-    expect(offset?.offsetMs).toBeCloseTo(0, 9);
-    expect(offset?.uncertaintyMs).toBeCloseTo(0.1, 9);
+  it('shows as its uncertainty the standard deviation of an offset anywhere within the bound', () => {
+    const offset = estimateClockOffset([probe(0, 1000, 0.12, 0.08)], { ...exact, resolutionMs: 0.005 });
+    expect(offset?.boundMs).toBeCloseTo(0.105, 9);
+    expect(offset?.uncertaintyMs).toBeCloseTo(0.105 / Math.sqrt(3), 9);
   });
 
-  it('always holds the true offset within its uncertainty, whatever the paths and the timer clamping', () => {
+  it('after a clock step, counts only the probes since (the newest that all agree)', () => {
+    const samples = [
+      probe(0, 0, 0.1, 0.1),
+      probe(10, 0, 0.1, 0.1),
+      probe(20, 50, 0.2, 0.2),
+      probe(30, 50, 0.1, 0.1),
+    ];
+    const offset = estimateClockOffset(samples, exact);
+    expect(offset?.offsetMs).toBeCloseTo(50, 9);
+    expect(offset).toMatchObject({ probes: 4, samples: 2 });
+    expect(consistentSamples(samples, exact)).toEqual(samples.slice(2));
+    expect(consistentSamples(samples.slice(0, 2), exact)).toEqual(samples.slice(0, 2));
+  });
+
+  it('always holds the true offset within its bound, whatever the paths and the timer clamping', () => {
     fc.assert(
       fc.property(
         fc.double({ min: -5000, max: 5000, noNaN: true }),
@@ -94,9 +110,9 @@ describe('estimateClockOffset', () => {
           });
           const offset = estimateClockOffset(samples, { now: paths.length * 100, resolutionMs: 0.1 });
           expect(offset).not.toBeNull();
-          expect(Math.abs((offset as ClockOffset).offsetMs - truth)).toBeLessThanOrEqual(
-            (offset as ClockOffset).uncertaintyMs + 1e-6,
-          );
+          const { offsetMs, boundMs, uncertaintyMs } = offset as ClockOffset;
+          expect(Math.abs(offsetMs - truth)).toBeLessThanOrEqual(boundMs + 1e-6);
+          expect(uncertaintyMs).toBeLessThanOrEqual(boundMs + 1e-9);
         },
       ),
     );
@@ -105,7 +121,8 @@ describe('estimateClockOffset', () => {
 
 const clock: ClockOffset = {
   offsetMs: 1000,
-  uncertaintyMs: 0.08,
+  uncertaintyMs: 0.03,
+  boundMs: 0.08,
   rttMs: 0.2,
   samples: 8,
   probes: 16,
@@ -122,8 +139,9 @@ describe('transportDelay', () => {
 describe('belowClockBound', () => {
   it('flags only delays that no offset within the bounds explains', () => {
     expect(belowClockBound(0.1, clock)).toBe(false);
+    // Below the ± shown but within the bound: a delay close to 0, read through the estimate's error.
     expect(belowClockBound(-0.05, clock)).toBe(false);
-    expect(belowClockBound(-0.26, clock)).toBe(true);
+    expect(belowClockBound(-0.09, clock)).toBe(true);
   });
 });
 
@@ -132,7 +150,12 @@ describe('formatClockOffset', () => {
     expect(formatClockOffset({ ...clock, offsetMs: 2500.1234, uncertaintyMs: 0.0791 })).toBe(
       '2500.12 ± 0.08',
     );
-    expect(formatClockOffset({ ...clock, offsetMs: -1300.004 })).toBe('-1300.00 ± 0.08');
+    expect(formatClockOffset({ ...clock, offsetMs: -1300.004 })).toBe('-1300.00 ± 0.03');
+  });
+
+  it('shows the bound rounded up, so that rounding never narrows it', () => {
+    expect(formatClockBound({ ...clock, boundMs: 0.2101 })).toBe('± 0.22');
+    expect(formatClockBound({ ...clock, boundMs: 0.21 })).toBe('± 0.21');
   });
 });
 
@@ -141,5 +164,13 @@ describe('measureTimerResolution', () => {
     let t = 0;
     const clamped = () => Math.floor((t += 0.013) / 0.1) * 0.1;
     expect(measureTimerResolution(clamped)).toBeCloseTo(0.1, 9);
+  });
+
+  it('is not fooled by a preemption while it measures', () => {
+    // The first reading comes 38 ms late; the timer then steps by 5 µs.
+    let t = 0;
+    let reads = 0;
+    const preempted = () => (reads++ === 1 ? (t += 38) : (t += 0.005));
+    expect(measureTimerResolution(preempted)).toBeCloseTo(0.005, 9);
   });
 });

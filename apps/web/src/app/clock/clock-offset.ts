@@ -13,11 +13,19 @@ export interface ClockSample {
 /** How far the server's clock is ahead of the client's: serverClock = clientClock + offsetMs (± uncertaintyMs). */
 export interface ClockOffset {
   offsetMs: number;
-  /** Half the width of the interval the offset certainly lies in, given the probes kept and the timer resolution. */
+  /**
+   * The estimate's standard uncertainty, the ± shown: `boundMs / √3`, the standard deviation of an offset
+   * known only to lie somewhere within the bound. A statistical figure, not a guarantee: see `estimateClockOffset`.
+   */
   uncertaintyMs: number;
+  /**
+   * Half the width of the interval the offset certainly lies in, given the probes kept, the timer resolution and
+   * the drift allowed: what no path's asymmetry can take it out of. Delays are flagged against it.
+   */
+  boundMs: number;
   /** The smallest network round trip of the probes (the server's own time taken out). */
   rttMs: number;
-  /** The probes the estimate rests on (the clock filter's survivors), and how many were offered. */
+  /** The probes the estimate rests on (those since the last clock step), and how many were offered. */
   samples: number;
   probes: number;
   /** When the newest probe kept came back, on the client's clock. */
@@ -34,28 +42,72 @@ export interface ClockFilterOptions {
    * two NTP-disciplined clocks stay within a few, and one machine's two clocks within none.
    */
   driftPpm?: number;
-  /** How many of the tightest probes the estimate keeps. */
-  keep?: number;
 }
 
 const DEFAULT_DRIFT_PPM = 5;
-const DEFAULT_KEEP = 8;
+
+interface ProbeBounds {
+  sample: ClockSample;
+  lower: number;
+  upper: number;
+}
 
 /**
  * NTP's four timestamps bound the offset exactly, whatever the asymmetry of the path: the request cannot have
  * arrived before it was sent, nor the answer before it left, so
  * `serverSentAt − clientReceivedAt ≤ offset ≤ serverReceivedAt − clientSentAt`, an interval as wide as the
  * probe's network round trip. Widened by the timer resolution and by the drift since the probe, every probe's
- * interval holds the true offset; so does their intersection. The clock filter keeps the probes with the
- * narrowest intervals (the least round trip, the freshest), and the estimate is the middle of what they all
- * allow: its uncertainty is half that width, never more than half the best round trip and often much less.
- * If the intervals do not meet (the client's or the server's clock was stepped), only the best probe counts.
+ * interval holds the true offset; so does their intersection, which is as narrow as the quickest trip out plus
+ * the quickest trip back among all the probes: a slow probe cannot widen it, so every probe offered counts
+ * (a busy machine leaves few quick trips; NTP's keep-the-best-8 filter is for estimates that a slow probe can
+ * drag, which an intersection is not). The estimate is its middle; `boundMs` is half its width.
+ *
+ * The bound is a guarantee, and so it is wider than the error: the error is half the difference between the
+ * quickest trip out and the quickest trip back, which the probes cannot see (measured on loopback: 0.3 to 0.6
+ * of the bound, leaning positive, as a server stamps an arrival after waking up and parsing it and a departure
+ * before writing it). The ± shown, `uncertaintyMs`, is therefore a statistical figure: the standard
+ * uncertainty of a value known only to lie within ±bound, `bound / √3` (a rectangular distribution, GUM
+ * 4.3.7). The clock suite measures both against a known skew.
+ *
+ * Intervals that do not meet mean a clock was stepped (or drifted faster than allowed) between the probes:
+ * only the probes since the newest such disagreement count (`sinceLastStep`).
  */
 export function estimateClockOffset(
   samples: readonly ClockSample[],
-  { now, resolutionMs, driftPpm = DEFAULT_DRIFT_PPM, keep = DEFAULT_KEEP }: ClockFilterOptions,
+  options: ClockFilterOptions,
 ): ClockOffset | null {
-  const bounds = samples
+  const offered = probeBounds(samples, options);
+  const bounds = sinceLastStep(offered);
+  if (bounds.length === 0) return null;
+  const lower = Math.max(...bounds.map((b) => b.lower));
+  const upper = Math.min(...bounds.map((b) => b.upper));
+  const offsetMs = (lower + upper) / 2;
+  const boundMs = (upper - lower) / 2;
+  return {
+    offsetMs,
+    uncertaintyMs: boundMs / Math.sqrt(3),
+    boundMs,
+    rttMs: Math.min(...bounds.map(({ sample }) => networkRoundTrip(sample))),
+    samples: bounds.length,
+    probes: offered.length,
+    measuredAt: Math.max(...bounds.map(({ sample }) => sample.clientReceivedAt)),
+  };
+}
+
+/** The probes that still count: those no later probe contradicts (see `estimateClockOffset`). */
+export function consistentSamples(
+  samples: readonly ClockSample[],
+  options: ClockFilterOptions,
+): ClockSample[] {
+  const counted = new Set(sinceLastStep(probeBounds(samples, options)).map(({ sample }) => sample));
+  return samples.filter((sample) => counted.has(sample));
+}
+
+function probeBounds(
+  samples: readonly ClockSample[],
+  { now, resolutionMs, driftPpm = DEFAULT_DRIFT_PPM }: ClockFilterOptions,
+): ProbeBounds[] {
+  return samples
     .filter((s) => s.clientReceivedAt >= s.clientSentAt && s.serverSentAt >= s.serverReceivedAt)
     .map((sample) => {
       const slack = resolutionMs + (Math.max(0, now - sample.clientReceivedAt) * driftPpm) / 1e6;
@@ -64,21 +116,22 @@ export function estimateClockOffset(
         lower: sample.serverSentAt - sample.clientReceivedAt - slack,
         upper: sample.serverReceivedAt - sample.clientSentAt + slack,
       };
-    })
-    .sort((a, b) => a.upper - a.lower - (b.upper - b.lower));
-  if (bounds.length === 0) return null;
-  const kept = bounds.slice(0, keep);
-  let lower = Math.max(...kept.map((b) => b.lower));
-  let upper = Math.min(...kept.map((b) => b.upper));
-  if (lower > upper) ({ lower, upper } = kept[0]);
-  return {
-    offsetMs: (lower + upper) / 2,
-    uncertaintyMs: (upper - lower) / 2,
-    rttMs: Math.min(...kept.map(({ sample }) => networkRoundTrip(sample))),
-    samples: kept.length,
-    probes: bounds.length,
-    measuredAt: Math.max(...kept.map(({ sample }) => sample.clientReceivedAt)),
-  };
+    });
+}
+
+/** Newest first, the probes whose intervals all meet; the first older one that does not ends the run. */
+function sinceLastStep(bounds: readonly ProbeBounds[]): ProbeBounds[] {
+  const newestFirst = [...bounds].sort((a, b) => b.sample.clientReceivedAt - a.sample.clientReceivedAt);
+  let lower = -Infinity;
+  let upper = Infinity;
+  const consistent: ProbeBounds[] = [];
+  for (const probe of newestFirst) {
+    lower = Math.max(lower, probe.lower);
+    upper = Math.min(upper, probe.upper);
+    if (lower > upper) break;
+    consistent.push(probe);
+  }
+  return consistent;
 }
 
 function networkRoundTrip(sample: ClockSample): number {
@@ -96,10 +149,15 @@ export function transportDelay(arrivedAt: number, serverTs: number, clock: Clock
  * that the transport was fast; it is flagged, never shown as a plain negative number.
  */
 export function belowClockBound(delayMs: number, clock: ClockOffset): boolean {
-  return delayMs < -clock.uncertaintyMs;
+  return delayMs < -clock.boundMs;
 }
 
-/** The `clock-offset` text: server minus client, ms, e.g. `2500.12 ± 0.08`. */
+/** The `clock-offset` text: server minus client, ms, with the estimate's uncertainty, e.g. `2500.12 ± 0.08`. */
 export function formatClockOffset(clock: ClockOffset): string {
   return `${clock.offsetMs.toFixed(2)} ± ${clock.uncertaintyMs.toFixed(2)}`;
+}
+
+/** The hard bound as shown (`clock-bound`), rounded up so that rounding never narrows it: `± 0.21`. */
+export function formatClockBound(clock: ClockOffset): string {
+  return `± ${(Math.ceil(clock.boundMs * 100 - 1e-9) / 100).toFixed(2)}`;
 }

@@ -1,16 +1,31 @@
 import { DestroyRef, Injectable, inject, signal } from '@angular/core';
 import { HTTP_PATHS, type ServerTime } from '@app/contracts';
 import { SocketIoTransport } from '../transport/socket-io-transport';
-import { type ClockOffset, type ClockSample, estimateClockOffset } from './clock-offset';
+import { type ClockOffset, type ClockSample, consistentSamples, estimateClockOffset } from './clock-offset';
 import { epochAt, epochNow, TIMER_RESOLUTION_MS } from './epoch-now';
 
-/** Probes per lane in a full measurement (page load, "measure again", an estimate gone stale). */
+/**
+ * Probes per lane in a full measurement (page load, "measure again", an estimate gone stale): at least
+ * `BURST`, then on, a round every `SETTLE_PAUSE_MS`, until the bound is `SETTLED_BOUND_MS` or less (the error
+ * is never more than the bound) or `SETTLE_WITHIN_MS` have passed. A busy machine leaves few quick trips, and
+ * it delays every probe sent in one busy second: in the clock suite, under a load average of 20 on two cores,
+ * 48 rounds back to back still left a bound of 0.57 ms and an error of 0.44 ms. A far server's bound never
+ * gets that narrow; its burst ends at the time limit.
+ */
 const BURST = 16;
+const SETTLED_BOUND_MS = 0.25;
+const SETTLE_WITHIN_MS = 6000;
+const SETTLE_PAUSE_MS = 20;
 /** One probe every so often keeps the estimate fresh (drift) at the cost of a few hundred bytes. */
-const REFRESH_INTERVAL_MS = 1000;
-/** The probes the clock filter chooses from: the last half minute's, when there are any. */
-const MAX_SAMPLES = 64;
-const FILTER_WINDOW_MS = 30_000;
+const REFRESH_INTERVAL_MS = 500;
+/**
+ * The probes the estimate intersects: the last minute's, when there are any. It is as good as the quickest trip
+ * each way among them, and on a busy machine few probes make one (a server stamps a probe's arrival only once
+ * it gets a core): with probes of the last 30 s at one a second, the clock suite's errors reached 0.22 ms.
+ * An old probe's interval is widened by the drift allowed for its age, so it counts only while it is tighter.
+ */
+const MAX_SAMPLES = 160;
+const FILTER_WINDOW_MS = 60_000;
 const MAX_AGE_MS = 60_000;
 const PROBE_TIMEOUT_MS = 2000;
 const RESOURCE_TIMING_LIMIT = 200;
@@ -25,12 +40,15 @@ const RESOURCE_TIMING_LIMIT = 200;
 export class ClockSync {
   private readonly socket = inject(SocketIoTransport);
   private readonly current = signal<ClockOffset | null>(null);
+  private readonly taken = signal(0);
   private samples: ClockSample[] = [];
   private pending: Promise<ClockOffset | null> | null = null;
   private nextLane = 0;
   private probesSent = 0;
 
   readonly offset = this.current.asReadonly();
+  /** Probes answered since the page loaded: the estimate is being kept fresh while this grows. */
+  readonly probesTaken = this.taken.asReadonly();
 
   constructor() {
     const timer = setInterval(() => {
@@ -56,9 +74,14 @@ export class ClockSync {
     // The first round trip may pay for a new connection: it warms up and is not counted.
     await this.probeHttp().catch(() => null);
     // Sequential on purpose: parallel probes would queue behind each other and widen their round trips.
-    for (let round = 0; round < BURST; round++) {
+    const deadline = epochNow() + SETTLE_WITHIN_MS;
+    for (let round = 1; ; round++) {
       this.add(await this.probeHttp().catch(() => null));
       this.add(await this.socket.probeClock(PROBE_TIMEOUT_MS));
+      if (round < BURST) continue;
+      const settled = (this.compute()?.boundMs ?? Infinity) <= SETTLED_BOUND_MS;
+      if (settled || epochNow() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_PAUSE_MS));
     }
     return this.estimate();
   }
@@ -73,18 +96,28 @@ export class ClockSync {
   }
 
   private add(sample: ClockSample | null): void {
-    if (sample) this.samples = [...this.samples.slice(-(MAX_SAMPLES - 1)), sample];
+    if (!sample) return;
+    this.samples = [...this.samples.slice(-(MAX_SAMPLES - 1)), sample];
+    this.taken.update((taken) => taken + 1);
   }
 
   private estimate(): ClockOffset | null {
-    const now = epochNow();
-    const recent = this.samples.filter((sample) => now - sample.clientReceivedAt < FILTER_WINDOW_MS);
-    const offset = estimateClockOffset(recent.length > 0 ? recent : this.samples, {
-      now,
-      resolutionMs: TIMER_RESOLUTION_MS,
-    });
+    const offset = this.compute();
     if (offset) this.current.set(offset);
     return this.current();
+  }
+
+  private compute(): ClockOffset | null {
+    const options = { now: epochNow(), resolutionMs: TIMER_RESOLUTION_MS };
+    // A probe that contradicts the earlier ones means a clock was stepped: they no longer count, and a burst
+    // re-measures at once instead of waiting for the probes every 500 ms to refill it.
+    const consistent = consistentSamples(this.samples, options);
+    if (consistent.length < this.samples.length) {
+      this.samples = consistent;
+      if (!this.pending) void this.sync();
+    }
+    const recent = this.samples.filter((sample) => options.now - sample.clientReceivedAt < FILTER_WINDOW_MS);
+    return estimateClockOffset(recent.length > 0 ? recent : this.samples, options);
   }
 
   /**

@@ -44,7 +44,11 @@ import { computeRunMetrics } from './run-metrics';
           }}</span>
           ms
           @if (metrics().clockUncertaintyMs !== null) {
-            <small title="The clock offset estimate's uncertainty: the delays are known to within this">
+            <small
+              title="The clock offset estimate's standard uncertainty: the delays are as uncertain. A delay below minus its hard bound ({{
+                metrics().clockBoundMs | ms
+              }} ms) is impossible and flagged."
+            >
               ± {{ metrics().clockUncertaintyMs | ms }}</small
             >
           }
@@ -52,7 +56,7 @@ import { computeRunMetrics } from './run-metrics';
             <small
               class="error-text"
               data-testid="delay-below-clock-bound"
-              title="These tokens arrived before the server produced them by the clock estimate, even at the far end of its uncertainty: the estimate is off (a clock was changed), not the transport fast. The clock is being measured again."
+              title="These tokens arrived before the server produced them by the clock estimate, even at the far end of its hard bound: the estimate is off (a clock was changed), not the transport fast. The clock is being measured again."
             >
               ⚠ {{ metrics().delaysBelowClockBound }} below the clock bound</small
             >

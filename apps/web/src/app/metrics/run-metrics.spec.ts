@@ -1,7 +1,15 @@
 import { newLane, type Lane } from '../run/lane';
 import { computeRunMetrics } from './run-metrics';
 
-const clock = { offsetMs: 1000, uncertaintyMs: 0.5, rttMs: 1, samples: 5, measuredAt: 0, probes: 1 };
+const clock = {
+  offsetMs: 1000,
+  uncertaintyMs: 0.2,
+  boundMs: 0.5,
+  rttMs: 1,
+  samples: 5,
+  measuredAt: 0,
+  probes: 1,
+};
 
 function laneWith(arrivals: [number, number][], endedAt: number | null = null): Lane {
   return {
@@ -52,7 +60,24 @@ describe('computeRunMetrics', () => {
     expect(metrics.gaps).toMatchObject({ count: 2, p50: 15, max: 20 });
     expect(metrics.tokensPerSecond).toBeCloseTo(2000 / 30);
     expect(metrics.durationMs).toBe(100);
-    expect(metrics).toMatchObject({ tokens: 3, eventsReceived: 4, clockUncertaintyMs: 0.5 });
+    expect(metrics).toMatchObject({
+      tokens: 3,
+      eventsReceived: 4,
+      clockUncertaintyMs: 0.2,
+      clockBoundMs: 0.5,
+      delaysBelowClockBound: 0,
+    });
+  });
+
+  it('counts the delays no offset within the bound explains, not those merely below the ± shown', () => {
+    // Delays of −0.3 ms (within the 0.5 ms bound), −0.6 and −2 ms (impossible: flagged), and 1 ms.
+    const lane = laneWith([
+      [150, 1150.3],
+      [160, 1160.6],
+      [170, 1172],
+      [180, 1179],
+    ]);
+    expect(computeRunMetrics(lane, clock).delaysBelowClockBound).toBe(2);
   });
 
   it('leaves transport delay unknown without a clock estimate', () => {

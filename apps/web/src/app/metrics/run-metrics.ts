@@ -20,7 +20,9 @@ export interface RunMetrics {
   durationMs: number | null;
   tokens: number;
   eventsReceived: number;
+  /** The clock estimate's likely error (the ± shown) and its hard bound (see `ClockOffset`). */
   clockUncertaintyMs: number | null;
+  clockBoundMs: number | null;
   /** Tokens whose delay is below what any offset within the estimate's bounds allows (see `belowClockBound`). */
   delaysBelowClockBound: number;
 }
@@ -43,6 +45,7 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
       tokens: lane.arrivals.length,
       eventsReceived: lane.eventsReceived,
       clockUncertaintyMs: null,
+      clockBoundMs: null,
       delaysBelowClockBound: 0,
     };
   }
@@ -66,6 +69,7 @@ export function computeRunMetrics(lane: Lane, clock: ClockOffset | null): RunMet
     tokens: arrivals.length,
     eventsReceived: lane.eventsReceived,
     clockUncertaintyMs: clock?.uncertaintyMs ?? null,
+    clockBoundMs: clock?.boundMs ?? null,
     delaysBelowClockBound: clock ? delays.filter((delay) => belowClockBound(delay, clock)).length : 0,
   };
 }

@@ -1,5 +1,5 @@
 import { ChangeDetectionStrategy, Component, ElementRef, inject, signal, viewChild } from '@angular/core';
-import { formatClockOffset } from '../clock/clock-offset';
+import { formatClockBound, formatClockOffset } from '../clock/clock-offset';
 import { ClockSync } from '../clock/clock-sync';
 import { Milliseconds } from '../metrics/milliseconds';
 import { ServerConnection } from '../server/server-connection';
@@ -100,9 +100,12 @@ import { Settings } from './settings';
         <dd>
           @if (clock.offset(); as offset) {
             <span data-testid="clock-offset">{{ formatClockOffset(offset) }}</span> ms
-            <small class="muted"
-              >({{ offset.samples }} best of {{ offset.probes }} probes, round trip
-              {{ offset.rttMs | ms }} ms)</small
+            <small
+              class="muted"
+              title="± is the estimate's standard uncertainty; the bound is what no asymmetry of the network paths can exceed, and delays below it are flagged"
+              >(certainly within <span data-testid="clock-bound">{{ formatClockBound(offset) }}</span> ms;
+              {{ offset.samples }} probes of the last minute, best round trip {{ offset.rttMs | ms }} ms;
+              <span data-testid="clock-probes">{{ clock.probesTaken() }}</span> since the page loaded)</small
             >
           } @else {
             not measured yet
@@ -121,6 +124,7 @@ export class SettingsPanel {
   protected readonly server = inject(ServerConnection);
   protected readonly clock = inject(ClockSync);
   protected readonly formatClockOffset = formatClockOffset;
+  protected readonly formatClockBound = formatClockBound;
   protected readonly socket = inject(SocketIoTransport);
   protected readonly saved = signal(false);
   private readonly tokenField = viewChild.required<ElementRef<HTMLInputElement>>('token');
