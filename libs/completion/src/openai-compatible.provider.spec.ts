@@ -59,6 +59,48 @@ describe('decode: the upstream body as chat-completion chunks', () => {
     );
   });
 
+  it('reads the rest of the body after [DONE] instead of cancelling it, so the connection is kept', async () => {
+    let cancelled = false;
+    let closed!: () => void;
+    const drained = new Promise<void>((resolve) => (closed = resolve));
+    const pieces = [chunk('a'), 'data: [DONE]\n\n', ': trailing comment\n\n'];
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const piece = pieces.shift();
+        if (piece === undefined) {
+          controller.close();
+          closed();
+        } else {
+          controller.enqueue(new TextEncoder().encode(piece));
+        }
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+
+    expect(await contents(new Response(body))).toEqual(['a']);
+    await drained;
+    expect(cancelled).toBe(false);
+  });
+
+  it('cancels the body when its reader stops before the end', async () => {
+    let cancelled!: () => void;
+    const cancel = new Promise<void>((resolve) => (cancelled = resolve));
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new TextEncoder().encode(chunk('again')));
+      },
+      cancel: () => cancelled(),
+    });
+    for await (const parsed of decode(new Response(body))) {
+      expect(parsed.choices[0]?.delta?.content).toBe('again');
+      break;
+    }
+
+    await cancel;
+  });
+
   it('ends without [DONE] when the body ends (the provider then reports the missing finish)', async () => {
     expect(await contents(responseOf([chunk('a')]))).toEqual(['a']);
   });

@@ -244,12 +244,20 @@ export function reasoningOf(
 /** What a chunk may carry instead: OpenAI's way of giving up mid-answer. */
 type UpstreamData = ChatCompletionChunk & { error?: unknown };
 
+/** How long the rest of a body is read after `data: [DONE]` before the request is cut (its end normally follows at once). */
+const DRAIN_LIMIT_MS = 1000;
+
 /**
  * The body's chat-completion chunks, up to `data: [DONE]`. The SDK's own `Stream` does the same through four
  * nested async generators per chunk (bytes, lines, messages, chunks), which profiling showed to be a fifth of the
  * gateway's CPU under load; here each network read is parsed synchronously by eventsource-parser and its chunks
  * are handed on from one generator. An `error` event or an `error` object in the data is the upstream giving up
  * (`OpenAI.APIError`, as the SDK reports it); unparseable data is a `SyntaxError`.
+ *
+ * After `[DONE]` the rest of the body is read out in the background, as the SDK's `Stream` reads it, rather than
+ * cancelled: cancelling a body whose end has not arrived yet aborts the fetch, which builds an AbortError and
+ * closes the upstream connection, so the next stream paid for a new one (both showed in the stream-start profile).
+ * A body left unread (the consumer stopped, or the upstream failed) is cancelled as before.
  */
 export async function* decode(response: Response): AsyncGenerator<ChatCompletionChunk> {
   if (!response.body) {
@@ -280,18 +288,48 @@ export async function* decode(response: Response): AsyncGenerator<ChatCompletion
     },
   });
   const decoder = new TextDecoder();
-  for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
-    parser.feed(decoder.decode(bytes, { stream: true }));
-    for (const chunk of parsed) {
-      yield chunk;
+  const reader = response.body.getReader();
+  let settled = false;
+  try {
+    for (;;) {
+      const read = await reader.read();
+      if (read.done) {
+        settled = true;
+        return;
+      }
+      parser.feed(decoder.decode(read.value, { stream: true }));
+      for (const chunk of parsed) {
+        yield chunk;
+      }
+      parsed.length = 0;
+      if (failure !== undefined) {
+        throw failure;
+      }
+      if (done) {
+        settled = true;
+        void readToEnd(reader);
+        return;
+      }
     }
-    parsed.length = 0;
-    if (failure !== undefined) {
-      throw failure;
+  } finally {
+    if (!settled) {
+      reader.cancel().catch(() => undefined);
     }
-    if (done) {
-      return;
+  }
+}
+
+/** Reads what is left of a body and drops it; past DRAIN_LIMIT_MS the body is cancelled. */
+async function readToEnd(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  const limit = setTimeout(() => reader.cancel().catch(() => undefined), DRAIN_LIMIT_MS);
+  limit.unref();
+  try {
+    while (!(await reader.read()).done) {
+      // dropped: nothing after [DONE] is the stream's
     }
+  } catch {
+    // the connection broke after [DONE]: nothing of the stream is lost
+  } finally {
+    clearTimeout(limit);
   }
 }
 

@@ -2,8 +2,12 @@ import { HandshakeRefusal, type HostCheck, refuseForeignHostsOnEngine } from '@a
 import { REQUEST_LIMITS, SOCKET_NAMESPACE, SOCKET_PATH } from '@app/contracts';
 import type { INestApplicationContext } from '@nestjs/common';
 import { IoAdapter } from '@nestjs/platform-socket.io';
+import type { MessageMappingProperties } from '@nestjs/websockets';
 import type { IncomingMessage } from 'node:http';
-import type { Namespace, Server, ServerOptions } from 'socket.io';
+import type { Observable } from 'rxjs';
+import type { Namespace, Server, ServerOptions, Socket } from 'socket.io';
+
+type Reply = (response: unknown) => void;
 
 export interface CompletionsIoOptions {
   /** `CORS_ORIGINS`: origins allowed besides the server's own. */
@@ -94,6 +98,62 @@ export class CompletionsIoAdapter extends IoAdapter {
       },
     );
     return server;
+  }
+
+  /**
+   * Nest's IoAdapter binds every handler of every socket through an RxJS pipeline (`fromEvent`, `mergeMap`,
+   * `defer`, `takeUntil` a shared disconnect stream): four subscriptions and their operators per connection, held
+   * for its life (most of the 13 KB an idle socket cost over bare socket.io), and a chain of operator calls per
+   * event. A plain listener per message does the same work: it calls the handler Nest built (guards, pipes,
+   * interceptors and exception filters included, as before) and sends a handler's non-empty result as IoAdapter
+   * does, as the event it names or through the ack. The gateway's handlers answer through the ack themselves and
+   * return nothing, so RxJS runs only for a result. `takeUntil(disconnect)` is not needed: Socket.IO emits no
+   * event on a socket after its `disconnect`.
+   */
+  override bindMessageHandlers(
+    socket: Socket,
+    handlers: MessageMappingProperties[],
+    transform: (data: unknown) => Observable<unknown>,
+  ): void {
+    for (const { message, callback, isAckHandledManually } of handlers) {
+      socket.on(message, (...args: unknown[]) => {
+        // `fromEvent`, which IoAdapter used, hands on a lone argument as it is and several as an array.
+        const { data, ack } = this.mapPayload(args.length === 1 ? args[0] : args);
+        let result: unknown;
+        try {
+          result = callback(data, ack);
+        } catch (error) {
+          this.logger.error(error);
+          return;
+        }
+        Promise.resolve(result).then(
+          (value) => {
+            if (value !== undefined && value !== null) {
+              this.reply(socket, transform(value), isAckHandledManually ? undefined : (ack as Reply));
+            }
+          },
+          (error: unknown) => this.logger.error(error),
+        );
+      });
+    }
+  }
+
+  /** What IoAdapter does with a handler's result: `{ event, data }` is emitted, anything else is the ack's answer. */
+  private reply(socket: Socket, responses: Observable<unknown>, ack: Reply | undefined): void {
+    responses.subscribe({
+      next: (response) => {
+        if (response === undefined || response === null) {
+          return;
+        }
+        const { event, data } = response as { event?: string; data?: unknown };
+        if (event) {
+          socket.emit(event, data);
+        } else {
+          ack?.(response);
+        }
+      },
+      error: (error: unknown) => this.logger.error(error),
+    });
   }
 
   /** Why a new Engine.IO handshake is refused, or undefined when it is not. */

@@ -180,12 +180,7 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     this.metrics.connectionOpened('socket.io');
     // The clock probe answers on the socket's own listener, not through Nest's handler pipeline: its round
     // trip is the socket's and little else. The time is no secret, so it skips the expiry check.
-    socket.on(SOCKET_EVENTS.clockProbe, (ack: unknown) => {
-      const receivedAt = epochNow();
-      if (typeof ack !== 'function') return;
-      const sentAt = epochNow();
-      (ack as (time: ServerTime) => void)({ ts: sentAt, receivedAt, sentAt });
-    });
+    socket.on(SOCKET_EVENTS.clockProbe, answerClockProbe);
   }
 
   handleDisconnect(socket: CompletionSocket): void {
@@ -264,6 +259,14 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       listening.set(streamId, subscription);
     }
   }
+}
+
+/** One function for every socket's probe listener, rather than a closure held by each connection. */
+function answerClockProbe(ack: unknown): void {
+  const receivedAt = epochNow();
+  if (typeof ack !== 'function') return;
+  const sentAt = epochNow();
+  (ack as (time: ServerTime) => void)({ ts: sentAt, receivedAt, sentAt });
 }
 
 const FLUSH_LIMIT_MS = 2000;
