@@ -43,6 +43,8 @@ export class ClockSync {
   private readonly taken = signal(0);
   private samples: ClockSample[] = [];
   private pending: Promise<ClockOffset | null> | null = null;
+  /** While a burst runs: its estimate once it has its first `BURST` rounds. */
+  private firstEstimate: Promise<ClockOffset | null> | null = null;
   private nextLane = 0;
   private probesSent = 0;
 
@@ -57,33 +59,49 @@ export class ClockSync {
     inject(DestroyRef).onDestroy(() => clearInterval(timer));
   }
 
-  /** Re-measures when the estimate is missing or rests on probes older than a minute; never throws. */
+  /**
+   * Re-measures when the estimate is missing or rests on probes older than a minute; never throws. It waits for
+   * the burst's first `BURST` rounds only, not for it to settle: a run sent just after the page loaded would
+   * otherwise wait up to `SETTLE_WITHIN_MS` against a far server, whose bound never gets narrow enough to settle.
+   */
   ensureFresh(): Promise<ClockOffset | null> {
     const offset = this.current();
     if (offset && epochNow() - offset.measuredAt < MAX_AGE_MS) return Promise.resolve(offset);
-    return this.sync();
+    void this.sync();
+    return this.firstEstimate ?? Promise.resolve(this.current());
   }
 
   /** A full measurement: a burst of probes on each lane. */
   sync(): Promise<ClockOffset | null> {
-    this.pending ??= this.burst().finally(() => (this.pending = null));
+    if (!this.pending) {
+      let shown: (offset: ClockOffset | null) => void = () => undefined;
+      this.firstEstimate = new Promise((resolve) => (shown = resolve));
+      this.pending = this.burst(shown).finally(() => {
+        // A run waiting for the estimate starts whatever became of the burst.
+        shown(this.current());
+        this.pending = this.firstEstimate = null;
+      });
+    }
     return this.pending;
   }
 
-  private async burst(): Promise<ClockOffset | null> {
+  private async burst(shown: (offset: ClockOffset | null) => void): Promise<ClockOffset | null> {
     // The first round trip may pay for a new connection: it warms up and is not counted.
     await this.probeHttp().catch(() => null);
-    // Sequential on purpose: parallel probes would queue behind each other and widen their round trips.
-    const deadline = epochNow() + SETTLE_WITHIN_MS;
-    for (let round = 1; ; round++) {
-      this.add(await this.probeHttp().catch(() => null));
-      this.add(await this.socket.probeClock(PROBE_TIMEOUT_MS));
-      if (round < BURST) continue;
-      const settled = (this.compute()?.boundMs ?? Infinity) <= SETTLED_BOUND_MS;
-      if (settled || epochNow() > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, SETTLE_PAUSE_MS));
-    }
-    return this.estimate();
+    await settleBurst({
+      // Sequential on purpose: parallel probes would queue behind each other and widen their round trips.
+      round: async () => {
+        this.add(await this.probeHttp().catch(() => null));
+        this.add(await this.socket.probeClock(PROBE_TIMEOUT_MS));
+      },
+      boundMs: () => this.compute()?.boundMs ?? Infinity,
+      firstEstimate: () => shown(this.estimate()),
+      now: epochNow,
+      pause: () => new Promise((resolve) => setTimeout(resolve, SETTLE_PAUSE_MS)),
+    });
+    const offset = this.estimate();
+    shown(offset);
+    return offset;
   }
 
   /** One probe, on each lane in turn. */
@@ -158,4 +176,25 @@ async function resourceTiming(url: string): Promise<PerformanceResourceTiming | 
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
   return null;
+}
+
+/**
+ * A burst's rounds: `BURST` of them, after which the first estimate is shown (a run waiting for it may start),
+ * then on, one after each pause, until the bound is `SETTLED_BOUND_MS` or less or `SETTLE_WITHIN_MS` have passed.
+ */
+export async function settleBurst(steps: {
+  round: () => Promise<void>;
+  boundMs: () => number;
+  firstEstimate: () => void;
+  now: () => number;
+  pause: () => Promise<unknown>;
+}): Promise<number> {
+  const deadline = steps.now() + SETTLE_WITHIN_MS;
+  for (let round = 1; ; round++) {
+    await steps.round();
+    if (round < BURST) continue;
+    if (round === BURST) steps.firstEstimate();
+    if (steps.boundMs() <= SETTLED_BOUND_MS || steps.now() > deadline) return round;
+    await steps.pause();
+  }
 }
