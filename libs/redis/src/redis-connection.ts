@@ -77,7 +77,11 @@ export class RedisConnection implements OnApplicationShutdown {
     await Promise.all(
       this.connections.splice(0).map(async (client) => {
         if (client.isReady) {
-          await Promise.race([client.close().catch(() => undefined), sleep(CLOSE_LIMIT_MS)]);
+          await Promise.race([
+            client.close().catch(() => undefined),
+            // Unreferenced: once the connection has closed, this wait must not hold the process open.
+            sleep(CLOSE_LIMIT_MS, undefined, { ref: false }),
+          ]);
         }
         if (client.isOpen) {
           client.destroy();
