@@ -277,6 +277,28 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
     expect(textOf(behind.events)).toBe(textOf(whole.events.slice(3)));
   });
 
+  it('a follower whose pushed events are lost (its subscriber connection killed mid-stream) still gets each once, in order', async () => {
+    const expected = `reconnected follower ✓ ${'pushed words '.repeat(40)}`.trim();
+    const stream = await openStream(a.url, {
+      messages: [{ role: 'user', content: `[sim echo tps=40] ${expected}` }],
+    });
+    const client = await redis.client();
+    let killed: Promise<number> | undefined;
+    const followed = await readStream(
+      await fetch(`${b.url}/api/completions/${stream.streamId}/stream`, { headers: alice }),
+      (event) => {
+        if (event.seq === 10) {
+          // Every subscriber (A's and B's): what is published until B has subscribed again is lost to it.
+          killed = client.sendCommand<number>(['CLIENT', 'KILL', 'TYPE', 'pubsub']);
+        }
+      },
+    );
+    await stream.done;
+
+    expect(await killed).toBeGreaterThanOrEqual(2);
+    expectWhole(followed.events, expected);
+  });
+
   it('a cancel on B aborts the upstream request on A at once', async () => {
     const abortedBefore = a.simulator.stats().aborted;
     const stream = await openStream(a.url, {

@@ -24,7 +24,7 @@ export function reconnectDelay(retries: number): number {
 
 /**
  * The process's Redis connection: one command connection (node-redis pipelines every command issued in a tick
- * onto it), plus dedicated ones for what must own a connection (a subscriber, a blocking reader), all with the
+ * onto it), plus dedicated ones for what must own a connection (a subscriber), all with the
  * same options. Connections reconnect forever with backoff; while one is down its commands fail at once
  * (`disableOfflineQueue`) instead of queueing, so callers can refuse work rather than hang.
  *
@@ -58,7 +58,7 @@ export class RedisConnection implements OnApplicationShutdown {
   }
 
   /**
-   * A connection of its own, for a subscriber or a blocking reader; closed with the others at shutdown.
+   * A connection of its own, for a subscriber; closed with the others at shutdown.
    * `queueWhileDown`: commands wait for the connection instead of failing (a subscription made at start).
    */
   dedicated(name: string, { queueWhileDown = false } = {}): RedisClient {
@@ -77,7 +77,11 @@ export class RedisConnection implements OnApplicationShutdown {
     await Promise.all(
       this.connections.splice(0).map(async (client) => {
         if (client.isReady) {
-          await Promise.race([client.close().catch(() => undefined), sleep(CLOSE_LIMIT_MS)]);
+          await Promise.race([
+            client.close().catch(() => undefined),
+            // Unreferenced: once the connection has closed, this wait must not hold the process open.
+            sleep(CLOSE_LIMIT_MS, undefined, { ref: false }),
+          ]);
         }
         if (client.isOpen) {
           client.destroy();

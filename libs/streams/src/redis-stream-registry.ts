@@ -1,3 +1,4 @@
+import { epochNow } from '@app/clock';
 import type { CompletionService } from '@app/completion';
 import {
   type CompletionEvent,
@@ -20,9 +21,11 @@ import {
   CLAIM,
   entryId,
   entryNumber,
+  FOLLOW_CHANNEL_PREFIX,
   KEEP_ALIVE,
   LEASE_PREFIX,
   LOOKUP,
+  parseFollowMessage,
   streamKeys,
   TOUCH_LISTENERS,
 } from './redis-stream-scripts';
@@ -43,37 +46,63 @@ export const REDIS_REGISTRY_TIMINGS = {
   leaseMs: 5000,
   /** Keys of a running stream live this long past the last heartbeat (an instance that died unseen). */
   runningTtlMs: 30_000,
-  /** A follower whose stream was quiet this long checks that the running instance is alive. */
+  /** A follower whose stream was quiet this long checks that the running instance is alive, and reads. */
   livenessCheckMs: 2000,
-  /** How long one blocking read waits for new events before looking again. */
-  readBlockMs: 1000,
+  /** Streams and entries per stream in one read of followed streams' events: each read's cost is bounded. */
+  readStreams: 100,
+  readEntries: 500,
   /** A presence entry outlives its last renewal by this much (an instance that died while listening). */
   presenceMs: 3000,
+  /**
+   * Local streams' events wait up to this long to go to Redis together, every stream's in one script call: a
+   * busy instance makes a few hundred calls a second, not one per token. Followers elsewhere wait this much more.
+   */
+  appendCoalesceMs: 2,
+  /** Streams in one append call, at most. */
+  appendStreams: 200,
   /** A finished stream's keys live at least this long, so that followers read its terminal event. */
   minFinishedTtlMs: 2000,
 } as const;
 
 const LOST_MESSAGE = 'The instance running this stream stopped before finishing it; retry the request.';
+const LOST_ERROR: StreamError = { code: 'stream_lost', message: LOST_MESSAGE, retryable: true };
+/** A follower so far behind that the events it lacks are past the per-stream cap (an upstream that ignored maxTokens). */
+const TRIMMED_ERROR: StreamError = {
+  code: 'internal',
+  message: 'The events of this stream after the last one received are no longer kept.',
+  retryable: false,
+};
 
 /** The events a local stream has published and Redis does not have yet, sent one batch at a time. */
 interface Mirror {
   /** The stream's key in `mirrors`: its owner and id (see `localKey`). */
   id: string;
   keys: string[];
+  /** Entry id and JSON pairs. */
   pending: string[];
-  sending: boolean;
   ending: boolean;
+  /** Its last append failed (Redis away): the heartbeat tries again. */
   stalled: boolean;
 }
 
 /** A listener on this instance to a stream running on another one. */
 interface Follower {
-  /** The stream's key in Redis and in `followers` (see `sharedKey`). */
-  key: string;
-  streamId: string;
   /** The number of the last entry delivered (seq + 1). */
   seen: number;
   subscriber: Subscriber<CompletionEvent>;
+}
+
+/** A stream running on another instance, followed by listeners here. */
+interface Followed {
+  /** The stream's key in Redis and in `followed` (see `sharedKey`). */
+  key: string;
+  streamId: string;
+  followers: Set<Follower>;
+  /** When an entry of it last arrived. */
+  lastActivity: number;
+  /** A read of its events is in flight; `readAgain`: another one is wanted after it. */
+  reading: boolean;
+  readAgain: boolean;
 }
 
 interface Found {
@@ -88,34 +117,38 @@ interface Found {
 /**
  * The registry shared by every instance on one Redis. A stream runs on the instance that started it, in an
  * `InMemoryStreamRegistry`, whose local listeners are served from memory as in one process; each event is
- * also appended to the stream's Redis Stream (batched: one script call in flight per stream, the rest
- * queued behind it), and its owner kept in Redis. Another instance that is asked for the stream finds it
- * there and follows it with a blocking read (one connection per instance for all its followers): replay,
- * then live, by entry id, so no event is missed or repeated. Cancels travel over pub/sub to the running
- * instance; the resume grace counts listeners on every instance; an instance's lease, renewed every second,
- * tells followers that it died (its streams end with one `stream_lost`).
+ * also appended to the stream's Redis Stream (batched: every local stream's new events in one script call
+ * every couple of milliseconds, one round in flight, the rest queued behind it), and its owner kept in Redis. Another instance that is asked for the stream finds it
+ * there and follows it: it marks itself in the stream's listeners, then reads what is there (replay); each
+ * append after that is pushed to it by the script that makes it, on its follow channel (live). Events are placed
+ * by entry id, so none is missed or repeated: one that arrives ahead of a gap sends the follower to read the
+ * gap, and a stream quiet for a while is read again (a push lost to a reconnect). A read costs what it returns,
+ * never a share of every followed stream. Cancels travel over pub/sub to the running instance; the resume grace
+ * counts listeners on every instance; an instance's lease, renewed every second, tells followers that it died
+ * (its streams end with one `stream_lost`).
  */
 export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RedisStreamRegistry.name);
   private readonly instance: string;
   private readonly local: InMemoryStreamRegistry;
   private readonly client: RedisClient;
-  private readonly reader: RedisClient;
   private readonly subscriber: RedisClient;
   private readonly mirrors = new Map<string, Mirror>();
-  private readonly followers = new Map<string, Set<Follower>>();
-  private readonly lastActivity = new Map<string, number>();
+  /** Mirrors with events for the next append round; one round in flight at a time (`appending` calls). */
+  private readonly toAppend = new Set<Mirror>();
+  private appendTimer: NodeJS.Timeout | undefined;
+  private appending = 0;
+  private readonly followed = new Map<string, Followed>();
+  /** Followed streams to read at the next `readPending`. */
+  private readonly toRead = new Set<Followed>();
+  private readScheduled = false;
   private readonly graceRounds = new Map<string, number>();
   /** Listeners here to streams elsewhere, per stream and per limit key: the listener caps, counted per instance. */
   private readonly listeners: ListenerCounts;
   private heartbeat: NodeJS.Timeout | undefined;
-  private readerId: string | undefined;
-  private readerBlocked = false;
-  private readRound = 0;
   private readySince = 0;
   private lastLivenessCheck = 0;
   private closed = false;
-  private wakeReader: (() => void) | undefined;
 
   constructor(
     completion: CompletionService,
@@ -133,8 +166,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     this.listeners = new ListenerCounts(limits);
     this.client = redis.client;
     this.instance = redis.instanceId;
-    this.reader = redis.dedicated('stream-reader');
-    this.subscriber = redis.dedicated('cancel-subscriber', { queueWhileDown: true });
+    this.subscriber = redis.dedicated('subscriber', { queueWhileDown: true });
     redis.beforeClose(() => this.drain());
   }
 
@@ -147,23 +179,18 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       markReady();
     }
     this.client.on('ready', markReady);
-    // The reader's connection id, for CLIENT UNBLOCK; a new one after each reconnect.
-    const learnReaderId = () => {
-      this.reader
-        .sendCommand<number>(['CLIENT', 'ID'])
-        .then((id) => (this.readerId = String(id)))
-        .catch(() => undefined);
-    };
-    if (this.reader.isReady) {
-      learnReaderId();
-    }
-    this.reader.on('ready', learnReaderId);
+    // Pushes may have been lost while either connection was down: read every followed stream again.
+    const readAll = () => this.followed.forEach((followed) => this.read(followed));
+    this.client.on('ready', readAll);
+    this.subscriber.on('ready', readAll);
     void this.subscriber
       .subscribe(CANCEL_CHANNEL_PREFIX + this.instance, (message) => this.cancelRequested(message))
       .catch((error: unknown) => this.logger.error(`cannot subscribe to cancels: ${String(error)}`));
+    void this.subscriber
+      .subscribe(FOLLOW_CHANNEL_PREFIX + this.instance, (message) => this.pushed(message))
+      .catch((error: unknown) => this.logger.error(`cannot subscribe to followed events: ${String(error)}`));
     this.heartbeat = setInterval(() => void this.beat(), REDIS_REGISTRY_TIMINGS.heartbeatMs);
     this.heartbeat.unref();
-    void this.readLoop();
   }
 
   get size(): number {
@@ -177,7 +204,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   async whenAllEnded(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     await this.local.whenAllEnded(timeoutMs);
-    while (this.followers.size > 0 && Date.now() < deadline) {
+    while (this.followed.size > 0 && Date.now() < deadline) {
       await sleep(20);
     }
   }
@@ -185,19 +212,9 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   /** Local streams end with `error`; listeners here to streams elsewhere get it too (they resume elsewhere). */
   failRunning(error: StreamError): void {
     this.local.failRunning(error);
-    for (const followers of this.followers.values()) {
-      for (const follower of followers) {
-        follower.subscriber.next({
-          type: 'error',
-          streamId: follower.streamId,
-          seq: follower.seen,
-          ts: performance.timeOrigin + performance.now(),
-          error,
-        });
-        follower.subscriber.complete();
-      }
+    for (const followed of [...this.followed.values()]) {
+      this.endFollowers(followed, error);
     }
-    this.followers.clear();
   }
 
   async start(
@@ -229,7 +246,6 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       id: mirrorKey,
       keys,
       pending: [],
-      sending: false,
       ending: false,
       stalled: false,
     });
@@ -301,19 +317,21 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   onApplicationShutdown(): void {
     this.closed = true;
     clearInterval(this.heartbeat);
-    this.wakeReader?.();
+    clearTimeout(this.appendTimer);
+    this.appendTimer = undefined;
     this.local.onApplicationShutdown();
-    for (const followers of this.followers.values()) {
-      followers.forEach((follower) => follower.subscriber.complete());
+    for (const followed of [...this.followed.values()]) {
+      followed.followers.forEach((follower) => follower.subscriber.complete());
     }
-    this.followers.clear();
+    this.followed.clear();
   }
 
   /** Before the connections close: what local streams published reaches Redis, then the lease goes. */
   private async drain(): Promise<void> {
     const deadline = Date.now() + 2000;
     while (this.mirrors.size > 0 && this.client.isReady && Date.now() < deadline) {
-      this.mirrors.forEach((mirror) => void this.flush(mirror));
+      this.mirrors.forEach((mirror) => this.retry(mirror));
+      this.appendSoon(0);
       await sleep(10);
     }
     clearInterval(this.heartbeat);
@@ -322,7 +340,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
 
   // The running side.
 
-  /** Per token: queue the event; send it now unless a batch of this stream is in flight (it goes next). */
+  /** Per token: queue the event for the next append round. */
   private mirror(stream: LiveStream, event: CompletionEvent): void {
     const mirror = this.mirrors.get(localKey(stream.owner, stream.id));
     if (!mirror) {
@@ -335,47 +353,86 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     if (mirror.pending.length > 4 * MAX_BUFFERED_EVENTS) {
       // Redis has been away for a whole stream's worth: stop mirroring it; its local listeners still get it.
       this.mirrors.delete(mirror.id);
+      this.toAppend.delete(mirror);
       return;
     }
-    if (!mirror.sending && !mirror.stalled) {
-      void this.flush(mirror);
+    if (!mirror.stalled) {
+      this.toAppend.add(mirror);
+      this.appendSoon(REDIS_REGISTRY_TIMINGS.appendCoalesceMs);
     }
   }
 
-  private async flush(mirror: Mirror): Promise<void> {
-    if (mirror.sending || mirror.pending.length === 0) {
+  /** A stalled mirror's events go in the next round. */
+  private retry(mirror: Mirror): void {
+    mirror.stalled = false;
+    if (mirror.pending.length > 0) {
+      this.toAppend.add(mirror);
+    }
+  }
+
+  /** Starts an append round in `delayMs`, unless one is in flight (its end starts the next) or due sooner. */
+  private appendSoon(delayMs: number): void {
+    if (this.appending > 0 || (this.appendTimer && delayMs > 0)) {
       return;
     }
-    mirror.sending = true;
-    const batch = mirror.pending;
-    mirror.pending = [];
-    const ending = mirror.ending;
+    clearTimeout(this.appendTimer);
+    this.appendTimer = setTimeout(() => {
+      this.appendTimer = undefined;
+      this.appendRound();
+    }, delayMs);
+  }
+
+  /** Every pending batch, `appendStreams` streams per script call; the next round once all have answered. */
+  private appendRound(): void {
+    const ready = [...this.toAppend].filter((mirror) => !mirror.stalled && mirror.pending.length > 0);
+    this.toAppend.clear();
+    const { appendStreams } = REDIS_REGISTRY_TIMINGS;
+    for (let from = 0; from < ready.length; from += appendStreams) {
+      this.appending += 1;
+      void this.append(ready.slice(from, from + appendStreams)).finally(() => {
+        this.appending -= 1;
+        if (this.appending === 0 && this.toAppend.size > 0) {
+          this.appendSoon(0);
+        }
+      });
+    }
+  }
+
+  private async append(mirrors: Mirror[]): Promise<void> {
+    const sent = mirrors.map((mirror) => {
+      const batch = mirror.pending;
+      mirror.pending = [];
+      return { mirror, batch, ending: mirror.ending };
+    });
     let appended: unknown;
     try {
-      appended = await APPEND.run(this.client, mirror.keys, [
-        String(this.finishedTtlMs),
-        String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
-        String(MAX_BUFFERED_EVENTS),
-        ending ? '1' : '0',
-        ...batch,
-      ]);
+      appended = await APPEND.run(
+        this.client,
+        sent.flatMap(({ mirror }) => mirror.keys),
+        [
+          String(this.finishedTtlMs),
+          String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
+          String(MAX_BUFFERED_EVENTS),
+          FOLLOW_CHANNEL_PREFIX,
+          ...sent.flatMap(({ batch, ending }) => [ending ? '1' : '0', String(batch.length / 2), ...batch]),
+        ],
+      );
     } catch {
-      // Redis is away: keep the batch, in order; the heartbeat sends it once Redis is back.
-      mirror.pending = batch.concat(mirror.pending);
-      mirror.stalled = true;
-      return;
-    } finally {
-      mirror.sending = false;
-    }
-    mirror.stalled = false;
-    if (appended !== 1 || ending) {
-      // Done; or the stream was declared lost meanwhile, or Redis restarted without it: its local listeners go on.
-      this.mirrors.delete(mirror.id);
+      // Redis is away: keep each batch, in order; the heartbeat sends them once Redis is back.
+      for (const { mirror, batch } of sent) {
+        mirror.pending = batch.concat(mirror.pending);
+        mirror.stalled = true;
+        this.toAppend.delete(mirror);
+      }
       return;
     }
-    if (mirror.pending.length > 0) {
-      void this.flush(mirror);
-    }
+    sent.forEach(({ mirror, ending }, index) => {
+      if ((appended as number[])[index] !== 1 || ending) {
+        // Done; or the stream was declared lost meanwhile, or Redis restarted without it: its local listeners go on.
+        this.mirrors.delete(mirror.id);
+        this.toAppend.delete(mirror);
+      }
+    });
   }
 
   private cancelRequested(message: string): void {
@@ -426,7 +483,8 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
         stream.cancel();
         break;
       }
-      await sleep(Math.max(remaining, 50));
+      // Unreferenced: a grace being watched never keeps a stopping process alive.
+      await sleep(Math.max(remaining, 50), undefined, { ref: false });
     }
     if (this.graceRounds.get(key) === round) {
       this.graceRounds.delete(key);
@@ -448,13 +506,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       work.push(KEEP_ALIVE.run(this.client, keys, [String(timings.runningTtlMs)]));
     }
     const until = Date.now() + timings.presenceMs;
-    for (const id of this.followers.keys()) {
-      work.push(this.touchListeners(id, until));
+    for (const key of this.followed.keys()) {
+      work.push(this.touchListeners(key, until));
     }
+    this.checkLiveness();
     for (const mirror of this.mirrors.values()) {
       if (mirror.stalled) {
-        mirror.stalled = false;
-        work.push(this.flush(mirror));
+        this.retry(mirror);
+        this.appendSoon(0);
       }
     }
     await Promise.allSettled(work);
@@ -465,21 +524,33 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   /** `key`: the stream's shared key (see `sharedKey`); `streamId`: its public id, for the events made here. */
   private follow(key: string, streamId: string, afterSeq: number): Observable<CompletionEvent> {
     return new Observable<CompletionEvent>((subscriber) => {
-      const follower: Follower = { key, streamId, seen: afterSeq + 1, subscriber };
-      let set = this.followers.get(key);
-      if (!set) {
-        set = new Set();
-        this.followers.set(key, set);
-        this.lastActivity.set(key, Date.now());
+      const follower: Follower = { seen: afterSeq + 1, subscriber };
+      let followed = this.followed.get(key);
+      if (!followed) {
+        followed = {
+          key,
+          streamId,
+          followers: new Set(),
+          lastActivity: Date.now(),
+          reading: false,
+          readAgain: false,
+        };
+        this.followed.set(key, followed);
+        // First among the stream's listeners, so that every append after this is pushed here; then a read of
+        // what is there already: between the two, no event falls through.
+        const joined = followed;
+        void this.touchListeners(key, Date.now() + REDIS_REGISTRY_TIMINGS.presenceMs).finally(() =>
+          this.read(joined),
+        );
+      } else {
+        this.read(followed);
       }
-      set.add(follower);
-      void this.touchListeners(key, Date.now() + REDIS_REGISTRY_TIMINGS.presenceMs);
-      this.wake();
+      followed.followers.add(follower);
+      const current = followed;
       return () => {
-        const followers = this.followers.get(key);
-        if (followers?.delete(follower) && followers.size === 0) {
-          this.followers.delete(key);
-          this.lastActivity.delete(key);
+        if (current.followers.delete(follower) && current.followers.size === 0) {
+          this.followed.delete(key);
+          this.toRead.delete(current);
           // The moment the last listener here left: the running instance's grace counts from it.
           void this.touchListeners(key, Date.now());
         }
@@ -496,88 +567,104 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     ).catch(() => undefined);
   }
 
-  /** Interrupts the blocking read so that it includes a stream just followed. */
-  private wake(): void {
-    this.wakeReader?.();
-    const round = this.readRound;
-    const unblock = async () => {
-      for (let attempt = 0; attempt < 50 && round === this.readRound && !this.closed; attempt += 1) {
-        if (this.readerBlocked && this.readerId) {
-          const unblocked = await this.client
-            .sendCommand<number>(['CLIENT', 'UNBLOCK', this.readerId])
-            .catch(() => 0);
-          if (unblocked === 1) {
-            return;
-          }
-        }
-        await sleep(2);
-      }
-    };
-    void unblock();
-  }
-
-  /** One blocking XREAD at a time over every followed stream, from each one's last delivered entry. */
-  private async readLoop(): Promise<void> {
-    while (!this.closed) {
-      this.readRound += 1;
-      if (this.followers.size === 0 || !this.reader.isReady) {
-        await new Promise<void>((resolve) => {
-          this.wakeReader = resolve;
-          setTimeout(resolve, 200).unref();
-        });
-        this.wakeReader = undefined;
-        continue;
-      }
-      const ids = [...this.followers.keys()];
-      const from = ids.map((id) => {
-        let seen = Infinity;
-        for (const follower of this.followers.get(id) ?? []) {
-          seen = Math.min(seen, follower.seen);
-        }
-        return `0-${seen}`;
-      });
-      let reply: [string, [string, string[]][]][] | null;
-      try {
-        this.readerBlocked = true;
-        reply = await this.reader.sendCommand([
-          'XREAD',
-          'COUNT',
-          '1000',
-          'BLOCK',
-          String(REDIS_REGISTRY_TIMINGS.readBlockMs),
-          'STREAMS',
-          ...ids.map((id) => streamKeys(id)[1]),
-          ...from,
-        ]);
-      } catch {
-        await sleep(100);
-        continue;
-      } finally {
-        this.readerBlocked = false;
-      }
-      for (const [key, entries] of reply ?? []) {
-        this.deliver(key.slice(key.indexOf('{') + 1, key.lastIndexOf('}')), entries);
-      }
-      this.checkLiveness();
+  /** Events appended to a stream followed here, pushed by the running instance's append. */
+  private pushed(message: string): void {
+    const { eventsKey, entries } = parseFollowMessage(message);
+    const followed = this.followed.get(keyOfEvents(eventsKey));
+    if (followed && this.deliver(followed, entries)) {
+      this.read(followed);
     }
   }
 
-  private deliver(id: string, entries: [string, string[]][]): void {
-    const followers = this.followers.get(id);
-    if (!followers) {
+  /** Reads the stream's events after its followers' positions, soon, with others; at most one read in flight. */
+  private read(followed: Followed): void {
+    if (followed.reading) {
+      followed.readAgain = true;
       return;
     }
-    this.lastActivity.set(id, Date.now());
-    for (const [entry, fields] of entries) {
+    this.toRead.add(followed);
+    if (!this.readScheduled) {
+      this.readScheduled = true;
+      // After the current I/O: the streams asked for meanwhile go in the same reads.
+      setImmediate(() => this.readPending());
+    }
+  }
+
+  /** One non-blocking XREAD per `readStreams` streams, on the command connection, pipelined. */
+  private readPending(): void {
+    this.readScheduled = false;
+    const batch = [...this.toRead].filter((followed) => followed.followers.size > 0);
+    this.toRead.clear();
+    const { readStreams, readEntries } = REDIS_REGISTRY_TIMINGS;
+    for (let from = 0; from < batch.length; from += readStreams) {
+      const streams = batch.slice(from, from + readStreams);
+      const after = streams.map((followed) => {
+        followed.reading = true;
+        return Math.min(...[...followed.followers].map((follower) => follower.seen));
+      });
+      void this.client
+        .sendCommand<[string, [string, string[]][]][] | null>([
+          'XREAD',
+          'COUNT',
+          String(readEntries),
+          'STREAMS',
+          ...streams.map((followed) => streamKeys(followed.key)[1]),
+          ...after.map((seen) => `0-${seen}`),
+        ])
+        .then(
+          (reply) => {
+            const entriesOf = new Map(reply?.map(([key, entries]) => [keyOfEvents(key), entries]));
+            streams.forEach((followed, index) => {
+              followed.reading = false;
+              const entries = (entriesOf.get(followed.key) ?? []).map(([entry, fields]): [string, string] => [
+                entry,
+                fields[1],
+              ]);
+              this.deliver(followed, entries);
+              const first = entries.length > 0 ? entryNumber(entries[0][0]) : 0;
+              if (first > after[index] + 1) {
+                // Entry ids only grow: what a follower read from here lacks before the first entry is gone (older
+                // than the per-stream cap keeps).
+                this.endFollowers(
+                  followed,
+                  TRIMMED_ERROR,
+                  (follower) => follower.seen >= after[index] && follower.seen + 1 < first,
+                );
+              }
+              if (followed.readAgain || entries.length === readEntries) {
+                followed.readAgain = false;
+                this.read(followed);
+              }
+            });
+          },
+          () => {
+            // Redis is away: the streams are read again once it is back (see onModuleInit), or when quiet.
+            streams.forEach((followed) => {
+              followed.reading = false;
+              followed.readAgain = false;
+            });
+          },
+        );
+    }
+  }
+
+  /**
+   * Gives each follower of the stream the entries that come next for it, in order, once; entries ahead of a
+   * follower's next one are not its yet. True when some follower is left behind an entry it did not get.
+   */
+  private deliver(followed: Followed, entries: [string, string][]): boolean {
+    if (entries.length === 0) {
+      return false;
+    }
+    followed.lastActivity = Date.now();
+    for (const [entry, json] of entries) {
       const number = entryNumber(entry);
       let event: CompletionEvent | undefined;
-      for (const follower of followers) {
-        // Only the next entry of each follower: one that joined behind the others (the read started from their
-        // position) gets the entries it lacks in the next read, which starts from the lowest position.
+      for (const follower of followed.followers) {
         if (number !== follower.seen + 1) {
           continue;
         }
-        event ??= JSON.parse(fields[1]) as CompletionEvent;
+        event ??= JSON.parse(json) as CompletionEvent;
         follower.seen = number;
         follower.subscriber.next(event);
         if (isTerminalEvent(event)) {
@@ -585,12 +672,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
         }
       }
     }
+    const last = entryNumber(entries[entries.length - 1][0]);
+    return [...followed.followers].some((follower) => follower.seen < last);
   }
 
   /**
    * Streams followed here that were quiet for a while: is the instance running each still alive? A dead one's
-   * stream gets its `stream_lost` in Redis (and so to every follower, through the read); a stream Redis forgot
-   * (restarted empty) ends here with `stream_lost` too.
+   * stream gets its `stream_lost` in Redis (and so to every follower); a stream Redis forgot (restarted empty)
+   * ends here with `stream_lost` too. A live one is read again, in case a push was lost.
    */
   private checkLiveness(): void {
     const now = Date.now();
@@ -598,30 +687,35 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return;
     }
     this.lastLivenessCheck = now;
-    for (const [key, at] of this.lastActivity) {
-      const [follower] = this.followers.get(key) ?? [];
-      if (now - at < REDIS_REGISTRY_TIMINGS.livenessCheckMs || !follower) {
+    for (const followed of this.followed.values()) {
+      if (now - followed.lastActivity < REDIS_REGISTRY_TIMINGS.livenessCheckMs) {
         continue;
       }
-      void this.lookup(key, follower.streamId)
+      void this.lookup(followed.key, followed.streamId)
         .then((found) => {
-          if (!found && this.judging) {
-            this.endFollowers(key);
+          if (found) {
+            this.read(followed);
+          } else if (this.judging) {
+            this.endFollowers(followed, LOST_ERROR);
           }
         })
         .catch(() => undefined);
     }
   }
 
-  private endFollowers(key: string): void {
-    const followers = this.followers.get(key);
-    for (const follower of followers ?? []) {
+  /** Ends the stream's followers here (those `which` picks) with `error`, each after what it has had. */
+  private endFollowers(
+    followed: Followed,
+    error: StreamError,
+    which: (follower: Follower) => boolean = () => true,
+  ): void {
+    for (const follower of [...followed.followers].filter(which)) {
       follower.subscriber.next({
         type: 'error',
-        streamId: follower.streamId,
+        streamId: followed.streamId,
         seq: follower.seen,
-        ts: performance.timeOrigin + performance.now(),
-        error: { code: 'stream_lost', message: LOST_MESSAGE, retryable: true },
+        ts: epochNow(),
+        error,
       });
       follower.subscriber.complete();
     }
@@ -648,6 +742,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
         streamId,
         LOST_MESSAGE,
         this.judging ? '1' : '0',
+        FOLLOW_CHANNEL_PREFIX,
       ])) as string[];
     } catch (error) {
       throw new StreamsUnavailableError(error);
@@ -668,6 +763,11 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   private get finishedTtlMs(): number {
     return Math.max(this.options.retentionMs, REDIS_REGISTRY_TIMINGS.minFinishedTtlMs);
   }
+}
+
+/** The shared key in a stream's events key, `llmgw:{<key>}:events`. */
+function keyOfEvents(eventsKey: string): string {
+  return eventsKey.slice(eventsKey.indexOf('{') + 1, eventsKey.lastIndexOf('}'));
 }
 
 /** A stream's key in this process: its owner and id together, as the in-memory registry finds it. */

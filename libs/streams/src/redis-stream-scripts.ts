@@ -6,13 +6,38 @@ import { RedisScript } from '@app/redis';
  * - `events`: a Redis Stream, one entry per event, entry id `0-<seq + 1>`, field `e` = the event's JSON;
  * - `listeners`: a sorted set, member = an instance following the stream, score = until when it listens
  *   (the future while it does; the moment its last listener left, after).
- * An instance's lease is `llmgw:instance:<id>`, kept by its heartbeat; cancels reach it on `llmgw:cancel:<id>`.
+ * An instance's lease is `llmgw:instance:<id>`, kept by its heartbeat; cancels reach it on `llmgw:cancel:<id>`,
+ * and the events of the streams it follows on `llmgw:follow:<id>` (see `parseFollowMessage`).
  */
 export function streamKeys(id: string): [meta: string, events: string, listeners: string] {
   return [`llmgw:{${id}}:meta`, `llmgw:{${id}}:events`, `llmgw:{${id}}:listeners`];
 }
 export const LEASE_PREFIX = 'llmgw:instance:';
 export const CANCEL_CHANNEL_PREFIX = 'llmgw:cancel:';
+export const FOLLOW_CHANNEL_PREFIX = 'llmgw:follow:';
+
+/**
+ * What a follower is pushed when events are appended, published by the same script that appends them (so they
+ * are in Redis before anyone hears of them): the events key, then each entry id and the event's JSON, one per
+ * line (JSON has no raw newline). Read by `parseFollowMessage`.
+ */
+const PUBLISH_TO_FOLLOWERS = `
+local function publishToFollowers(listeners, prefix, message)
+  for _, instance in ipairs(redis.call('ZRANGE', listeners, 0, -1)) do
+    redis.call('PUBLISH', prefix .. instance, message)
+  end
+end
+`;
+
+/** A follow message's events key and its entries as `[entry id, event JSON]`; see `PUBLISH_TO_FOLLOWERS`. */
+export function parseFollowMessage(message: string): { eventsKey: string; entries: [string, string][] } {
+  const lines = message.split('\n');
+  const entries: [string, string][] = [];
+  for (let line = 1; line + 1 < lines.length; line += 2) {
+    entries.push([lines[line], lines[line + 1]]);
+  }
+  return { eventsKey: lines[0], entries };
+}
 
 /** Entry ids carry the seq, so that a follower reads "after seq n" as "after entry 0-(n+1)" and no event twice. */
 export function entryId(seq: number): string {
@@ -33,31 +58,48 @@ return 1
 `);
 
 /**
- * KEYS meta, events, listeners; ARGV finishedTtl, runningTtl, maxlen, ending ('1' when the batch ends with the
- * terminal event), then entry id and JSON pairs. 1: appended; 0: the stream has ended already (declared lost),
- * nothing appended, so there is never a second terminal event; -1: Redis no longer knows the stream.
+ * KEYS meta, events, listeners of each stream in turn; ARGV finishedTtl, runningTtl, maxlen, follow channel
+ * prefix, then per stream: ending ('1' when its batch ends with the terminal event), its number of events, and
+ * that many entry id and JSON pairs. Every instance in a stream's `listeners` is pushed its batch. Per stream,
+ * in order: 1, appended; 0, the stream has ended already (declared lost), nothing appended, so there is never a
+ * second terminal event; -1, Redis no longer knows the stream.
  */
-export const APPEND = new RedisScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'ended') then return 0 end
-for i = 5, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[i], 'e', ARGV[i + 1])
+export const APPEND = new RedisScript(`${PUBLISH_TO_FOLLOWERS}
+local appended = {}
+local at = 5
+for k = 1, #KEYS, 3 do
+  local ending, count = ARGV[at], tonumber(ARGV[at + 1])
+  local first, last = at + 2, at + 1 + 2 * count
+  at = last + 1
+  local meta = redis.call('HMGET', KEYS[k], 'owner', 'ended')
+  if not meta[1] then
+    appended[#appended + 1] = -1
+  elseif meta[2] then
+    appended[#appended + 1] = 0
+  else
+    for i = first, last, 2 do
+      redis.call('XADD', KEYS[k + 1], 'MAXLEN', '~', ARGV[3], ARGV[i], 'e', ARGV[i + 1])
+    end
+    publishToFollowers(KEYS[k + 2], ARGV[4], KEYS[k + 1] .. '\\n' .. table.concat(ARGV, '\\n', first, last))
+    if ending == '1' then
+      redis.call('HSET', KEYS[k], 'ended', '1')
+      for j = k, k + 2 do redis.call('PEXPIRE', KEYS[j], ARGV[1]) end
+    elseif redis.call('PTTL', KEYS[k + 1]) < 0 then
+      redis.call('PEXPIRE', KEYS[k + 1], ARGV[2])
+    end
+    appended[#appended + 1] = 1
+  end
 end
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'ended', '1')
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[1]) end
-elseif redis.call('PTTL', KEYS[2]) < 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-end
-return 1
+return appended
 `);
 
 /**
  * KEYS meta, events, listeners; ARGV leasePrefix, finishedTtl, streamId, message, judge ('1': may declare the
- * stream lost). A stream not ended whose instance's lease is gone gets the one terminal event `stream_lost`
- * here, atomically with the check. Returns [] when unknown, else [owner, instance, ended, firstId, lastId].
+ * stream lost), follow channel prefix. A stream not ended whose instance's lease is gone gets the one terminal
+ * event `stream_lost` here, atomically with the check, pushed to its followers like any other. Returns [] when
+ * unknown, else [owner, instance, ended, firstId, lastId].
  */
-export const LOOKUP = new RedisScript(`
+export const LOOKUP = new RedisScript(`${PUBLISH_TO_FOLLOWERS}
 local meta = redis.call('HMGET', KEYS[1], 'owner', 'instance', 'ended')
 if not meta[1] then return {} end
 local ended = meta[3] and '1' or '0'
@@ -70,6 +112,7 @@ if ended == '0' and ARGV[5] == '1' and redis.call('EXISTS', ARGV[1] .. meta[2]) 
     ts = tonumber(now[1]) * 1000 + tonumber(now[2]) / 1000,
     error = { code = 'stream_lost', message = ARGV[4], retryable = true } })
   redis.call('XADD', KEYS[2], '0-' .. (seq + 1), 'e', event)
+  publishToFollowers(KEYS[3], ARGV[6], KEYS[2] .. '\\n0-' .. (seq + 1) .. '\\n' .. event)
   redis.call('HSET', KEYS[1], 'ended', '1')
   for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ARGV[2]) end
   ended = '1'
