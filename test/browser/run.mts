@@ -510,6 +510,66 @@ const checks: Check[] = [
       }
     },
   },
+  {
+    name: 'an earlier answer keeps its thinking, collapsed, after the next message and across a reload',
+    run: async (page) => {
+      // The thinking blocks of the earlier exchanges (the log's own messages, not the current run's lanes).
+      const earlier = () =>
+        page.evaluate(() =>
+          [
+            ...document.querySelectorAll<HTMLDetailsElement>(
+              '.log > .message.assistant [data-testid="reasoning"]',
+            ),
+          ].map((block) => ({
+            open: block.open,
+            summary: block.querySelector('summary')?.textContent?.trim() ?? '',
+            text: block.querySelector('.reasoning-text')?.textContent ?? '',
+          })),
+        );
+      // Earlier exchanges rendered in the log: once there are `count`, their blocks are final.
+      const earlierShown = async (count: number) => {
+        try {
+          await page.waitForFunction(
+            (count) => document.querySelectorAll('.log > .message.assistant').length === count,
+            count,
+            { timeout: STATUS_TIMEOUT_MS, polling: 20 },
+          );
+        } catch {
+          throw new Error(
+            `${count} earlier answers never showed; the page showed ${JSON.stringify(await earlier())}`,
+          );
+        }
+      };
+      await startNewChat(page);
+      await sendPrompt(page, 'sse', 'Think, then answer. [sim think=20 tokens=10 tps=200]');
+      const first = await waitForStatus(page, ['done', 'error', 'cancelled']);
+      assert(first === 'done', `the thinking run ended ${first}`);
+      const thought = await page.evaluate(() => ({
+        summary: document.querySelector('.lane [data-testid="reasoning-summary"]')?.textContent?.trim() ?? '',
+        text: document.querySelector('.lane .reasoning-text')?.textContent ?? '',
+      }));
+      assert(/^Thought for \d+\.\d s$/.test(thought.summary), `the run's block says "${thought.summary}"`);
+      await sendPrompt(page, 'sse', 'And then? [sim tokens=5 tps=200]');
+      const second = await waitForStatus(page, ['done', 'error', 'cancelled']);
+      assert(second === 'done', `the next run ended ${second}`);
+      await earlierShown(1);
+      const kept = await earlier();
+      const expected = [{ open: false, ...thought }];
+      assert(
+        JSON.stringify(kept) === JSON.stringify(expected),
+        `after the next message the earlier answer shows ${JSON.stringify(kept)}, not ${JSON.stringify(expected)}`,
+      );
+      await page.reload();
+      // After a reload both exchanges are earlier ones; only the first thought.
+      await earlierShown(2);
+      const restored = await earlier();
+      assert(
+        JSON.stringify(restored) === JSON.stringify(expected),
+        `after a reload the earlier answers show ${JSON.stringify(restored)}, not ${JSON.stringify(expected)}`,
+      );
+      await screenshot(page, 'earlier-thinking');
+    },
+  },
 ];
 
 interface RenderingCost {
