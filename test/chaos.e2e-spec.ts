@@ -1,4 +1,5 @@
 import type { CompletionEvent } from '@app/contracts';
+import { seeded } from './support/stream-checks';
 import { StreamRegistry } from '@app/streams';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -10,15 +11,6 @@ const STREAMS = 2000;
 const BATCH = 100;
 const RETENTION_MS = 400;
 const GRACE_MS = 300;
-
-/** A small seeded generator, so that a failing run can be replayed with the same choices. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 function heapAfterGc(): number {
   setFlagsFromString('--expose-gc');

@@ -1,4 +1,5 @@
-import type { CompletionEvent, SimpleAck, StartAck } from '@app/contracts';
+import { type CompletionEvent, isTerminalEvent, type SimpleAck, type StartAck } from '@app/contracts';
+import { seeded } from './support/stream-checks';
 import { EventSource } from 'eventsource';
 import { io } from 'socket.io-client';
 import { CuttingProxy } from './support/cutting-proxy';
@@ -8,17 +9,7 @@ import { eventually, startTestApp, type TestApp } from './support/test-app';
 
 const STREAMS = 10;
 
-/** A small seeded generator, so that a failing run can be replayed (RESUME_SEED). */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
-
 const random = seeded(Number(process.env.RESUME_SEED ?? 20261124));
-const isTerminal = (event: CompletionEvent) => event.type === 'done' || event.type === 'error';
 
 /** Half the answers outlive a reconnection (so resume continues live), half are over before it (replay only). */
 function conversation(transport: string, index: number) {
@@ -35,7 +26,7 @@ function conversation(transport: string, index: number) {
 /** Every event once, in order, from 0 to the terminal one, and the exact text. */
 function expectWhole(events: CompletionEvent[], expected: string): void {
   expect(events.map((event) => event.seq)).toEqual(events.map((_, index) => index));
-  expect(events.filter(isTerminal)).toHaveLength(1);
+  expect(events.filter(isTerminalEvent)).toHaveLength(1);
   // The terminal event's type and, when it is one, the error it carried: what a failure needs to show.
   const last = events.at(-1);
   expect({ type: last?.type, error: last?.type === 'error' ? last.error : undefined }).toEqual({
@@ -86,7 +77,7 @@ describe('resume after connections cut at random points: the whole text, exactly
           },
         },
       ).catch(() => undefined);
-      if (events.at(-1) && isTerminal(events.at(-1) as CompletionEvent)) {
+      if (events.at(-1) && isTerminalEvent(events.at(-1) as CompletionEvent)) {
         return { expected, events };
       }
       const last = events.at(-1);
@@ -108,7 +99,7 @@ describe('resume after connections cut at random points: the whole text, exactly
           }
           const event = JSON.parse(message.data) as CompletionEvent;
           events.push(event);
-          if (isTerminal(event)) {
+          if (isTerminalEvent(event)) {
             source.close();
             resolve();
           }
@@ -166,7 +157,7 @@ describe('resume after connections cut at random points: the whole text, exactly
       reconnects += 1;
       for (const { streamId, events } of streams.values()) {
         const last = events.at(-1);
-        if (!last || !isTerminal(last)) {
+        if (!last || !isTerminalEvent(last)) {
           socket.emit('completion:resume', { streamId, lastSeq: last?.seq ?? -1 }, (ack) =>
             resumeAcks.push(ack),
           );
@@ -180,7 +171,7 @@ describe('resume after connections cut at random points: the whole text, exactly
 
     const finished = () =>
       [...streams.values()].every(
-        ({ events }) => events.length > 0 && isTerminal(events.at(-1) as CompletionEvent),
+        ({ events }) => events.length > 0 && isTerminalEvent(events.at(-1) as CompletionEvent),
       );
     await eventually(finished, 45_000);
     socket.disconnect();

@@ -1,4 +1,5 @@
-import type { CompletionEvent, CompletionRequest, StartAck } from '@app/contracts';
+import { type CompletionEvent, type CompletionRequest, isTerminalEvent, type StartAck } from '@app/contracts';
+import { seeded } from '../support/stream-checks';
 import { io } from 'socket.io-client';
 import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import { startServerProcess, type ServerProcess } from '../support/server-process';
@@ -10,15 +11,6 @@ const STREAMS = Number(process.env.CHAOS_STREAMS ?? 2000);
 const BATCH = 100;
 const KEY = 'key-chaos-8e21';
 const auth = { authorization: `Bearer ${KEY}` };
-const isTerminal = (event: CompletionEvent) => event.type === 'done' || event.type === 'error';
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 
 interface Outcome {
   index: number;
@@ -134,7 +126,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
           }
           if (event.streamId === streamId) {
             onEvent(event);
-            if (isTerminal(event)) {
+            if (isTerminalEvent(event)) {
               finish();
             }
           }
@@ -213,7 +205,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
       } else if (roll < 0.88) {
         kind = 'resume-anywhere';
         await sse(url, echo, onEvent, 1 + Math.floor(random() * 8));
-        if (!events.some(isTerminal)) {
+        if (!events.some(isTerminalEvent)) {
           await resume(anywhere(), streamId, events);
         }
       } else {
@@ -226,7 +218,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
         );
         return { index, kind, origin, events };
       }
-      if (!events.some(isTerminal)) {
+      if (!events.some(isTerminalEvent)) {
         // The instance died under the client: the survivor tells how the stream ended.
         await resume(kept.url, streamId, events);
       }
@@ -256,7 +248,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
     const describeOutcome = (outcome: Outcome) =>
       `#${outcome.index} ${outcome.kind} on ${outcome.origin}: ${JSON.stringify(textOf(outcome.events))} for ${JSON.stringify(outcome.expected)}: ${outcome.events.map((event) => `${event.seq}:${event.type}${event.type === 'error' ? `(${event.error.code})` : ''}${event.type === 'done' ? `(${event.finishReason})` : ''}`).join(' ')}`;
     const followed = outcomes.filter((outcome) => outcome.kind !== 'vanish');
-    const terminals = (outcome: Outcome) => outcome.events.filter(isTerminal);
+    const terminals = (outcome: Outcome) => outcome.events.filter(isTerminalEvent);
     const notOneTerminal = followed.filter((outcome) => terminals(outcome).length !== 1);
     const inOrder = (outcome: Outcome) => outcome.events.every((event, index) => event.seq === index);
     const outOfOrder = followed.filter((outcome) => !inOrder(outcome));

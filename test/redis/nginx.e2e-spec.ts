@@ -1,25 +1,14 @@
-import type { CompletionEvent, SimpleAck, StartAck } from '@app/contracts';
+import { type CompletionEvent, isTerminalEvent, type SimpleAck, type StartAck } from '@app/contracts';
 import { io } from 'socket.io-client';
+import { expectWhole } from '../support/stream-checks';
 import { startNginx, type Nginx } from '../support/nginx';
 import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import type { CompletionClient } from '../support/socket-client';
-import { readStream, textOf } from '../support/sse-client';
+import { readStream } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
 
 const KEY = 'key-nginx-1d7e';
 const auth = { authorization: `Bearer ${KEY}` };
-const isTerminal = (event: CompletionEvent) => event.type === 'done' || event.type === 'error';
-
-function expectWhole(events: CompletionEvent[], expected: string): void {
-  const seen = events.map((event) => `${event.seq}:${event.type}`).join(' ');
-  expect({ seqs: events.map((event) => event.seq), seen }).toEqual({
-    seqs: events.map((_, index) => index),
-    seen,
-  });
-  expect(events.filter(isTerminal)).toHaveLength(1);
-  expect(events.at(-1)?.type).toBe('done');
-  expect(textOf(events)).toBe(expected);
-}
 
 /** The resumes an instance has served, from its own /metrics. */
 async function resumesServed(app: TestApp): Promise<number> {
@@ -72,7 +61,7 @@ describe('behind the example nginx (docs/nginx.conf): round robin over two insta
         }
       }).catch(() => undefined);
       // Several resumes in turn, each a new request that round robin may send to either instance.
-      while (!events.some(isTerminal)) {
+      while (!events.some(isTerminalEvent)) {
         const resume = new AbortController();
         const resumed = await fetch(`${nginx.url}/api/completions/${streamId}/stream`, {
           headers: { ...auth, 'last-event-id': String(events.at(-1)?.seq) },
@@ -127,12 +116,12 @@ describe('behind the example nginx (docs/nginx.conf): round robin over two insta
       );
     });
     first.disconnect();
-    for (let attempt = 0; attempt < 20 && !events.some(isTerminal); attempt += 1) {
+    for (let attempt = 0; attempt < 20 && !events.some(isTerminalEvent); attempt += 1) {
       const next = await connect();
       const finished = new Promise<void>((resolve) => {
         next.on('completion', (event) => {
           events.push(event);
-          if (isTerminal(event)) {
+          if (isTerminalEvent(event)) {
             resolve();
           }
         });

@@ -1,4 +1,5 @@
-import type { CompletionEvent, SimpleAck, StartAck } from '@app/contracts';
+import { type CompletionEvent, isTerminalEvent, type SimpleAck, type StartAck } from '@app/contracts';
+import { seeded, expectWhole } from '../support/stream-checks';
 import { EventSource } from 'eventsource';
 import { io } from 'socket.io-client';
 import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
@@ -13,16 +14,7 @@ const mallory = { authorization: `Bearer ${MALLORY}` };
 const RETENTION_MS = 3000;
 const GRACE_MS = 1000;
 
-/** A small seeded generator, so that a failing run can be replayed (RESUME_SEED). */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
 const random = seeded(Number(process.env.RESUME_SEED ?? 20261201));
-const isTerminal = (event: CompletionEvent) => event.type === 'done' || event.type === 'error';
 
 /** Some answers outlive the cut (the resume continues live), some are over before it (replay only). */
 function conversation(transport: string, index: number) {
@@ -34,18 +26,6 @@ function conversation(transport: string, index: number) {
     expected: text,
     messages: [{ role: 'user' as const, content: `[sim echo tps=${tps}] ${text}` }],
   };
-}
-
-/** Every event once, in order, from 0 to the terminal one, and the exact text; says what was seen otherwise. */
-function expectWhole(events: CompletionEvent[], expected: string): void {
-  const seen = events.map((event) => `${event.seq}:${event.type}`).join(' ');
-  expect({ seqs: events.map((event) => event.seq), seen }).toEqual({
-    seqs: events.map((_, index) => index),
-    seen,
-  });
-  expect(events.filter(isTerminal)).toHaveLength(1);
-  expect(events.at(-1)?.type).toBe('done');
-  expect(textOf(events)).toBe(expected);
 }
 
 function socketOn(url: string, token: string): Promise<CompletionClient> {
@@ -69,7 +49,7 @@ function collectOn(socket: CompletionClient, streamId: string, events: Completio
         return;
       }
       events.push(event);
-      if (isTerminal(event)) {
+      if (isTerminalEvent(event)) {
         socket.off('completion', listener);
         resolve();
       }
@@ -102,12 +82,12 @@ async function openStream(url: string, body: object, headers = alice) {
     /** Resolves once `check` holds for an event (or the stream ended). */
     until: (check: (event: CompletionEvent) => boolean) =>
       new Promise<void>((resolve) => {
-        if (events.some(check) || events.some(isTerminal)) {
+        if (events.some(check) || events.some(isTerminalEvent)) {
           resolve();
           return;
         }
         onEvent = (event) => {
-          if (check(event) || isTerminal(event)) {
+          if (check(event) || isTerminalEvent(event)) {
             resolve();
           }
         };
@@ -155,7 +135,7 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
       stream.cut();
       await stream.done;
       const events = [...stream.events];
-      if (events.some(isTerminal)) {
+      if (events.some(isTerminalEvent)) {
         return { events, expected };
       }
       const last = events.at(-1);
@@ -180,7 +160,7 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
       stream.cut();
       await stream.done;
       const events = [...stream.events];
-      if (events.some(isTerminal)) {
+      if (events.some(isTerminalEvent)) {
         return { events, expected };
       }
       const last = events.at(-1) as CompletionEvent;
@@ -196,7 +176,7 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
           }
           const event = JSON.parse(message.data) as CompletionEvent;
           events.push(event);
-          if (isTerminal(event)) {
+          if (isTerminalEvent(event)) {
             source.close();
             resolve();
           }
@@ -222,7 +202,9 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
     await new Promise<void>((resolve, reject) => {
       onA.on('completion', (event) => {
         runs.find((run) => run.streamId === event.streamId)?.events.push(event);
-        if (runs.every((run) => (run.events.at(-1)?.seq ?? -1) >= cutAt || run.events.some(isTerminal))) {
+        if (
+          runs.every((run) => (run.events.at(-1)?.seq ?? -1) >= cutAt || run.events.some(isTerminalEvent))
+        ) {
           resolve();
         }
       });
@@ -237,7 +219,7 @@ describe('several instances on one Redis: resume, cancel, ownership and grace fr
     onA.disconnect();
     await Promise.all(
       runs
-        .filter((run) => !run.events.some(isTerminal))
+        .filter((run) => !run.events.some(isTerminalEvent))
         .map(async (run) => {
           const collected = collectOn(onB, run.streamId, run.events);
           const ack = await new Promise<SimpleAck>((resolve) =>
