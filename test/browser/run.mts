@@ -573,6 +573,8 @@ const checks: Check[] = [
 ];
 
 interface RenderingCost {
+  /** Mutation batches that changed the answer: one per render of it. */
+  answerRenders: number;
   longTasks: number;
   longTaskTotalMs: number;
   longestTaskMs: number;
@@ -584,16 +586,28 @@ interface RenderingCost {
   streamMs: number;
 }
 
-/** Long Tasks (> 50 ms on the main thread) and the interval between animation frames, over the whole stream. */
+/**
+ * How the page renders a fast stream: the answer must be rendered at most about once per animation frame (the
+ * client folds the events of a frame into one render), however many tokens arrive in it. That is checked by
+ * counting, so it holds on a loaded machine too. Long Tasks (> 50 ms on the main thread) and the interval
+ * between frames are wall-clock figures and are only reported.
+ */
 async function measureRendering(page: Page, mode: 'sse' | 'socket.io'): Promise<void> {
   await startNewChat(page);
   await page.evaluate(() => {
     const probe = {
+      answerRenders: 0,
       longTasks: [] as number[],
       frames: [] as number[],
       running: true,
       startedAt: performance.now(),
     };
+    const inAnswer = (node: Node) =>
+      Boolean((node instanceof Element ? node : node.parentElement)?.closest('[data-testid="answer"]'));
+    // One callback per batch of DOM changes (one per task), so one per render of the answer.
+    new MutationObserver((records) => {
+      if (probe.running && records.some((record) => inAnswer(record.target))) probe.answerRenders += 1;
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
     new PerformanceObserver((list) =>
       list.getEntries().forEach((entry) => probe.longTasks.push(entry.duration)),
     ).observe({
@@ -616,13 +630,20 @@ async function measureRendering(page: Page, mode: 'sse' | 'socket.io'): Promise<
   const cost = await page.evaluate((): RenderingCost => {
     const probe = (
       window as unknown as {
-        renderingProbe: { longTasks: number[]; frames: number[]; running: boolean; startedAt: number };
+        renderingProbe: {
+          answerRenders: number;
+          longTasks: number[];
+          frames: number[];
+          running: boolean;
+          startedAt: number;
+        };
       }
     ).renderingProbe;
     probe.running = false;
     const frames = [...probe.frames].sort((a, b) => a - b);
     const at = (p: number) => frames[Math.min(frames.length - 1, Math.floor((p / 100) * frames.length))];
     return {
+      answerRenders: probe.answerRenders,
       longTasks: probe.longTasks.length,
       longTaskTotalMs: probe.longTasks.reduce((sum, duration) => sum + duration, 0),
       longestTaskMs: Math.max(0, ...probe.longTasks),
@@ -640,13 +661,19 @@ async function measureRendering(page: Page, mode: 'sse' | 'socket.io'): Promise<
   );
   assert(tokens === 2000, `expected 2000 tokens, the history says ${tokens}`);
   console.warn(
-    `    ${mode}: ${tokens} tokens, ${text.length} chars in ${(cost.streamMs / 1000).toFixed(1)} s; long tasks ${cost.longTasks} ` +
+    `    ${mode}: ${tokens} tokens, ${text.length} chars in ${(cost.streamMs / 1000).toFixed(1)} s; ` +
+      `${cost.answerRenders} renders of the answer in ${cost.frames} frames; long tasks ${cost.longTasks} ` +
       `(total ${cost.longTaskTotalMs.toFixed(0)} ms, longest ${cost.longestTaskMs.toFixed(0)} ms); ` +
       `frames ${cost.frames}, interval p50 ${cost.frameP50Ms.toFixed(1)} / p95 ${cost.frameP95Ms.toFixed(1)} / ` +
       `max ${cost.frameMaxMs.toFixed(1)} ms, ${cost.droppedFrames} late frames`,
   );
   await screenshot(page, `rendering-${mode.replace('.', '')}-done`);
-  assert(cost.longestTaskMs < 250, `a long task of ${cost.longestTaskMs.toFixed(0)} ms froze the page`);
+  // A few renders come from outside the frame loop (the first event, the end of the stream).
+  assert(
+    cost.answerRenders > 0 && cost.answerRenders <= cost.frames + 5,
+    `the answer rendered ${cost.answerRenders} times in ${cost.frames} frames for ${tokens} tokens: ` +
+      'more than once per frame',
+  );
 }
 
 const API_KEY = 'browser-suite-key';
