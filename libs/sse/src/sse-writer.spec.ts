@@ -46,6 +46,7 @@ describe('SseWriters', () => {
     }
     server.closeAllConnections();
     server.close();
+    writers.close();
     jest.useRealTimers();
   });
 
@@ -121,14 +122,17 @@ describe('SseWriters', () => {
     expect(await flushed(busy, 40)).not.toContain(': ping');
   });
 
-  it('stops its timer with the last response and starts it again with the next', async () => {
+  it('keeps one timer for any number of responses, until it is closed', async () => {
     const first = await open();
+    await open();
     writers.delete(first.writer);
-    expect(jest.getTimerCount()).toBe(0);
-
-    const second = await open();
+    const third = await open();
     expect(jest.getTimerCount()).toBe(1);
+
     jest.advanceTimersByTime(PING_INTERVAL_MS);
-    await pingsReceived(second, 1);
+    await pingsReceived(third, 1);
+    expect(first.received()).not.toContain(': ping');
+    writers.close();
+    expect(jest.getTimerCount()).toBe(0);
   });
 });

@@ -44,6 +44,8 @@ export class SseWriters {
   add(response: Response, streamId: string, onDropped: () => void = () => undefined): SseWriter {
     const writer = new SseWriter(response, streamId, this, onDropped);
     this.open.add(writer);
+    // Started once and kept (it does not hold the process open): streams that come one after another would
+    // otherwise each start and stop it.
     if (!this.timer) {
       this.timer = setInterval(() => this.pingIdle(), this.stepMs);
       this.timer.unref();
@@ -51,13 +53,15 @@ export class SseWriters {
     return writer;
   }
 
-  /** Forgets a writer whose response has closed; the timer stops with the last one. */
+  /** Forgets a writer whose response has closed. */
   delete(writer: SseWriter): void {
     this.open.delete(writer);
-    if (this.open.size === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
+  }
+
+  /** Stops the timer (the application is closing). */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   /** Written to every open response and not yet taken by the kernel. */

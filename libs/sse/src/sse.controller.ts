@@ -17,6 +17,7 @@ import {
   Get,
   Headers,
   HttpCode,
+  type OnModuleDestroy,
   Param,
   Post,
   Query,
@@ -61,7 +62,7 @@ const REFUSALS =
 @ApiSecurity('api-key')
 @Controller('api/completions')
 @UseGuards(AuthGuard)
-export class SseController {
+export class SseController implements OnModuleDestroy {
   private readonly writers = new SseWriters();
   /** One function for every writer, rather than a closure per stream. */
   private readonly slowClientDropped = () => this.metrics.slowClientDropped('sse');
@@ -73,6 +74,10 @@ export class SseController {
     private readonly metrics: MetricsService,
   ) {
     metrics.measurePendingBytes('sse', () => this.writers.pendingBytes);
+  }
+
+  onModuleDestroy(): void {
+    this.writers.close();
   }
 
   @Post('stream')
