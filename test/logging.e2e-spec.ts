@@ -1,3 +1,4 @@
+import { ShutdownCoordinator } from '@app/streams';
 import { Writable } from 'node:stream';
 import { io } from 'socket.io-client';
 import { postStream, readStream } from './support/sse-client';
@@ -98,5 +99,32 @@ describe('request logging is an allow-list', () => {
     expect(timeRequest.status).toBe(200);
     // Sized for a busy instance: a request line is a few hundred bytes, not kilobytes.
     expect(JSON.stringify(startLine).length).toBeLessThan(600);
+  });
+
+  it('logs a 5xx with its status and the error, still without headers', async () => {
+    // A draining instance refuses new streams with 503 shutting_down: the plainest 5xx there is. Last, as it drains.
+    await testApp.app.get(ShutdownCoordinator).beforeApplicationShutdown();
+    const refused = await fetch(`${testApp.url}/api/completions/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-log-test-503', ...secretHeaders },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(refused.status).toBe(503);
+
+    await eventually(() =>
+      log.records.some((record) => (record.req as { id?: string } | undefined)?.id === 'req-log-test-503'),
+    ).catch(() => {
+      throw new Error(`no log line for the request; the log: ${log.text}`);
+    });
+    const line = log.records.find(
+      (record) => (record.req as { id?: string } | undefined)?.id === 'req-log-test-503',
+    );
+    expect(line).toMatchObject({
+      msg: 'request errored',
+      req: { method: 'POST', path: '/api/completions/stream' },
+      res: { statusCode: 503 },
+      err: { type: 'Error', message: 'failed with status code 503' },
+    });
+    expect(log.text).not.toContain(CANARY);
   });
 });

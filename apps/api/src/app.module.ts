@@ -56,6 +56,8 @@ export class AppModule {
               // An allow-list, never headers wholesale: a deny-list misses the credentials it does not know of (a
               // trusted proxy's shared secret, Proxy-Authorization), and the query string may hold a resumeToken.
               serializers: { req: requestLogFields, res: responseLogFields },
+              // The serializers are given the request and response themselves (see requestLogFields).
+              wrapSerializers: false,
               customAttributeKeys: { responseTime: 'durationMs' },
               autoLogging: {
                 ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
@@ -139,31 +141,42 @@ export class AppModule {
   }
 }
 
-/** What a request's log line says about it: no header but the user agent and the length, no query string. */
+/**
+ * What a request's log line says about it: no header but the user agent and the length, no query string.
+ * pino-http hands it the request itself (`wrapSerializers: false`): its default wrapper first copied the request
+ * into an object of every header, the parsed query and the peer's address, on every request, only for this to
+ * pick four fields of it.
+ */
 export function requestLogFields(request: {
   id: unknown;
-  method: string;
-  url: string;
+  method?: string;
+  url?: string;
+  /** Express's: the URL as received, whatever a router has stripped from `url` since. */
+  originalUrl?: string;
   headers: Record<string, string | string[] | undefined>;
 }) {
   return {
     id: request.id,
     method: request.method,
-    path: request.url.split('?')[0],
+    path: (request.originalUrl ?? request.url)?.split('?')[0],
     userAgent: oneHeader(request.headers['user-agent'])?.slice(0, 256),
     contentLength: lengthOf(request.headers['content-length']),
   };
 }
 
-/** And about its response: the status, the length when known, and the stream it started or resumed. */
+/**
+ * And about its response (the response itself, as for the request): the status once sent (null before, as
+ * pino's serializer had it), the length when known, and the stream it started or resumed.
+ */
 export function responseLogFields(response: {
-  statusCode: number | null;
-  headers: Record<string, string | string[] | number | undefined>;
+  statusCode: number;
+  headersSent: boolean;
+  getHeader(name: string): string | string[] | number | undefined;
 }) {
-  const streamId = response.headers[STREAM_ID_HEADER.toLowerCase()];
+  const streamId = response.getHeader(STREAM_ID_HEADER);
   return {
-    statusCode: response.statusCode,
-    contentLength: lengthOf(response.headers['content-length']),
+    statusCode: response.headersSent ? response.statusCode : null,
+    contentLength: lengthOf(response.getHeader('content-length')),
     ...(typeof streamId === 'string' ? { streamId } : {}),
   };
 }

@@ -24,8 +24,11 @@ export class AuthGuard implements CanActivate {
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const request = context.switchToHttp().getRequest<Request & WithPrincipal>();
-    const resumeToken = request.query.resumeToken;
-    if (typeof resumeToken === 'string' && this.reflector.get(RESUME_TOKEN_ALLOWED, context.getHandler())) {
+    // Express parses the query string anew on every read of `request.query`: only for the routes that look at it.
+    const resumeToken = this.reflector.get<boolean | undefined>(RESUME_TOKEN_ALLOWED, context.getHandler())
+      ? request.query.resumeToken
+      : undefined;
+    if (typeof resumeToken === 'string') {
       const principal = this.resumeTokens.verify(resumeToken, String(request.params.streamId));
       if (!principal) {
         throw new ProblemException(

@@ -30,4 +30,19 @@ describe('HostCheck', () => {
     expect(new HostCheck(['*']).allows('anything.example')).toBe(true);
     expect(new HostCheck(undefined).allows(undefined)).toBe(true);
   });
+
+  it('answers the same for a Host asked again, and after many other allowed ones have been seen', () => {
+    const check = new HostCheck(['localhost']);
+    const answers = () => [check.allows('localhost:3000'), check.allows('evil.example')];
+    const first = answers();
+    for (let port = 1; port <= 200; port += 1) {
+      check.allows(`localhost:${port}`);
+    }
+
+    expect([first, answers(), answers()]).toEqual([
+      [true, false],
+      [true, false],
+      [true, false],
+    ]);
+  });
 });

@@ -13,6 +13,11 @@ import type { Duplex } from 'node:stream';
 export class HostCheck {
   private readonly any: boolean;
   private readonly entries: ReadonlySet<string>;
+  /**
+   * Host headers already found allowed, as sent: every request of a client carries the same one, and normalising
+   * it anew showed in the profile of a stream start. Bounded, since a client chooses what it sends.
+   */
+  private readonly allowedAsSent = new Set<string>();
 
   /** `allowedHosts` undefined: every Host is served (no check). */
   constructor(allowedHosts: readonly string[] | undefined) {
@@ -27,10 +32,22 @@ export class HostCheck {
     if (!host) {
       return false;
     }
+    if (this.allowedAsSent.has(host)) {
+      return true;
+    }
     const whole = normalise(host);
-    return this.entries.has(whole) || this.entries.has(hostnameOf(whole));
+    const allowed = this.entries.has(whole) || this.entries.has(hostnameOf(whole));
+    if (allowed) {
+      if (this.allowedAsSent.size >= MAX_REMEMBERED_HOSTS) {
+        this.allowedAsSent.clear();
+      }
+      this.allowedAsSent.add(host);
+    }
+    return allowed;
   }
 }
+
+const MAX_REMEMBERED_HOSTS = 64;
 
 const REFUSAL_DETAIL = 'This server does not serve the host named in the Host header.';
 

@@ -7,7 +7,7 @@ export * from './auth.types';
 export * from './client-address';
 export * from './credentials';
 export * from './host-check';
-export * from './json-body.interceptor';
+export * from './json-body';
 export * from './current-principal.decorator';
 export * from './resume-token.service';
 export * from './server-keys.service';

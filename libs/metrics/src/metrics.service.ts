@@ -21,6 +21,22 @@ export interface StreamOutcome {
   errorCode: StreamErrorCode | undefined;
 }
 
+interface TransportChildren {
+  activeStreams: Gauge.Internal<'transport'>;
+  connections: Gauge.Internal<'transport'>;
+  cancellations: Counter.Internal;
+  resumes: Counter.Internal;
+  droppedSlowClients: Counter.Internal;
+}
+
+interface ProviderChildren {
+  tokens: Counter.Internal;
+  reasoningTokens: Counter.Internal;
+  reasoningTime: Histogram.Internal<'transport' | 'provider'>;
+  ttft: Histogram.Internal<'transport' | 'provider'>;
+  duration: Histogram.Internal<'transport' | 'provider'>;
+}
+
 const LATENCY_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const DURATION_BUCKETS_SECONDS = [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
@@ -109,6 +125,8 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly transportChildren = new Map<TransportName, TransportChildren>();
+  private readonly providerChildren = new Map<string, ProviderChildren>();
   private readonly pendingSources = new Map<TransportName, () => number>();
   private readonly pendingBytes: Gauge<'transport'> = new Gauge({
     name: 'llm_gateway_pending_bytes',
@@ -132,46 +150,84 @@ export class MetricsService {
   }
 
   streamStarted(transport: TransportName): void {
-    this.activeStreams.inc({ transport });
+    this.byTransport(transport).activeStreams.inc();
   }
 
   streamEnded(outcome: StreamOutcome): void {
     const { transport, provider } = outcome;
-    this.activeStreams.dec({ transport });
+    const perTransport = this.byTransport(transport);
+    const perProvider = this.byTransportAndProvider(transport, provider);
+    perTransport.activeStreams.dec();
     const result = outcome.errorCode ? 'error' : outcome.cancelled ? 'cancelled' : 'done';
     this.streams.inc({ transport, provider, outcome: result });
-    this.tokens.inc({ transport, provider }, outcome.tokens);
+    perProvider.tokens.inc(outcome.tokens);
     if (outcome.reasoningTokens > 0) {
-      this.reasoningTokens.inc({ transport, provider }, outcome.reasoningTokens);
+      perProvider.reasoningTokens.inc(outcome.reasoningTokens);
     }
     if (outcome.reasoningMs !== undefined) {
-      this.reasoningTime.observe({ transport, provider }, outcome.reasoningMs / 1000);
+      perProvider.reasoningTime.observe(outcome.reasoningMs / 1000);
     }
-    this.duration.observe({ transport, provider }, outcome.durationMs / 1000);
+    perProvider.duration.observe(outcome.durationMs / 1000);
     if (outcome.ttftMs !== undefined) {
-      this.ttft.observe({ transport, provider }, outcome.ttftMs / 1000);
+      perProvider.ttft.observe(outcome.ttftMs / 1000);
     }
     if (outcome.errorCode) {
       this.upstreamErrors.inc({ code: outcome.errorCode, provider });
     }
     if (outcome.cancelled) {
-      this.cancellations.inc({ transport });
+      perTransport.cancellations.inc();
     }
   }
 
   connectionOpened(transport: TransportName): void {
-    this.connections.inc({ transport });
+    this.byTransport(transport).connections.inc();
   }
 
   connectionClosed(transport: TransportName): void {
-    this.connections.dec({ transport });
+    this.byTransport(transport).connections.dec();
   }
 
   resumed(transport: TransportName): void {
-    this.resumes.inc({ transport });
+    this.byTransport(transport).resumes.inc();
   }
 
   slowClientDropped(transport: TransportName): void {
-    this.droppedSlowClients.inc({ transport });
+    this.byTransport(transport).droppedSlowClients.inc();
+  }
+
+  /**
+   * The labelled children of the per-transport metrics, made once per transport: every stream start and end
+   * updates several, and a child skips the label validation each labelled call would repeat.
+   */
+  private byTransport(transport: TransportName): TransportChildren {
+    let children = this.transportChildren.get(transport);
+    if (!children) {
+      children = {
+        activeStreams: this.activeStreams.labels(transport),
+        connections: this.connections.labels(transport),
+        cancellations: this.cancellations.labels(transport),
+        resumes: this.resumes.labels(transport),
+        droppedSlowClients: this.droppedSlowClients.labels(transport),
+      };
+      this.transportChildren.set(transport, children);
+    }
+    return children;
+  }
+
+  /** The same for the metrics labelled by transport and provider (a handful of pairs per process). */
+  private byTransportAndProvider(transport: TransportName, provider: string): ProviderChildren {
+    const key = `${transport} ${provider}`;
+    let children = this.providerChildren.get(key);
+    if (!children) {
+      children = {
+        tokens: this.tokens.labels(transport, provider),
+        reasoningTokens: this.reasoningTokens.labels(transport, provider),
+        reasoningTime: this.reasoningTime.labels(transport, provider),
+        ttft: this.ttft.labels(transport, provider),
+        duration: this.duration.labels(transport, provider),
+      };
+      this.providerChildren.set(key, children);
+    }
+    return children;
   }
 }

@@ -12,30 +12,96 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   Connection: 'keep-alive',
   'X-Accel-Buffering': 'no',
 };
+const SSE_HEADER_ENTRIES = Object.entries(SSE_HEADERS);
 
 /** `id: <seq>\nevent: <type>\ndata: <json>\n\n`; JSON has no raw newlines, so one data line always suffices. */
 export function formatSseEvent(event: CompletionEvent): string {
   return `id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 }
 
-/** Writes one stream to one HTTP response: headers, events, and a ping comment while idle. */
+/** How often the open responses are looked at for idleness: the ping interval is this many steps. */
+const PING_STEPS = 15;
+
+/**
+ * The open SSE responses of one transport, with one timer that pings every response idle for the ping interval
+ * (`: ping` every 15 s while idle, CONTRACT.md). One interval per response, refreshed on every event, cost a
+ * timer per open stream and a move in Node's timer list per token. Here a write stamps the response with the
+ * current step, and the timer, every interval/15, pings the responses last written 15 steps ago: a ping always
+ * comes after 14 to 15 s of quiet (14 at the least, since a write can come just before a step), never later.
+ */
+export class SseWriters {
+  private readonly open = new Set<SseWriter>();
+  private readonly stepMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  /** Steps taken since the timer started; what a write is stamped with. */
+  step = 0;
+
+  constructor(pingIntervalMs = SSE_PING_INTERVAL_MS) {
+    this.stepMs = pingIntervalMs / PING_STEPS;
+  }
+
+  /** Starts writing the stream `streamId` to `response`: status and headers are set, sent with the first write. */
+  add(response: Response, streamId: string, onDropped: () => void = () => undefined): SseWriter {
+    const writer = new SseWriter(response, streamId, this, onDropped);
+    this.open.add(writer);
+    // Started once and kept (it does not hold the process open): streams that come one after another would
+    // otherwise each start and stop it.
+    if (!this.timer) {
+      this.timer = setInterval(() => this.pingIdle(), this.stepMs);
+      this.timer.unref();
+    }
+    return writer;
+  }
+
+  /** Forgets a writer whose response has closed. */
+  delete(writer: SseWriter): void {
+    this.open.delete(writer);
+  }
+
+  /** Stops the timer (the application is closing). */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Written to every open response and not yet taken by the kernel. */
+  get pendingBytes(): number {
+    let total = 0;
+    for (const writer of this.open) {
+      total += writer.pendingBytes;
+    }
+    return total;
+  }
+
+  private pingIdle(): void {
+    this.step += 1;
+    for (const writer of this.open) {
+      if (this.step - writer.lastWriteStep >= PING_STEPS) {
+        writer.ping();
+      }
+    }
+  }
+}
+
+/** Writes one stream to one HTTP response: headers, events, and a ping comment while idle (see SseWriters). */
 export class SseWriter {
-  private readonly pingTimer: NodeJS.Timeout;
+  /** The step of SseWriters' timer at the last write. */
+  lastWriteStep: number;
 
   constructor(
     private readonly response: Response,
     streamId: string,
-    private readonly onDropped: () => void = () => undefined,
+    private readonly writers: SseWriters,
+    private readonly onDropped: () => void,
   ) {
-    response.status(200);
-    for (const [name, value] of Object.entries(SSE_HEADERS)) {
+    response.statusCode = 200;
+    for (const [name, value] of SSE_HEADER_ENTRIES) {
       response.setHeader(name, value);
     }
     response.setHeader('X-Stream-Id', streamId);
     // Tokens are small and latency is the point: no Nagle delay.
     response.socket?.setNoDelay(true);
-    this.pingTimer = setInterval(() => this.write(SSE_PING_COMMENT), SSE_PING_INTERVAL_MS);
-    this.pingTimer.unref();
+    this.lastWriteStep = writers.step;
   }
 
   /**
@@ -56,11 +122,13 @@ export class SseWriter {
 
   send(event: CompletionEvent): void {
     this.write(formatSseEvent(event));
-    this.pingTimer.refresh();
+  }
+
+  ping(): void {
+    this.write(SSE_PING_COMMENT);
   }
 
   end(): void {
-    clearInterval(this.pingTimer);
     if (!this.response.writableEnded) {
       this.response.end();
     }
@@ -70,6 +138,7 @@ export class SseWriter {
     if (this.response.destroyed || this.response.writableEnded) {
       return;
     }
+    this.lastWriteStep = this.writers.step;
     this.response.write(chunk);
     if (this.response.writableLength > MAX_PENDING_BYTES) {
       // A reader this far behind is stalled; keeping its backlog would let it grow the heap without bound.

@@ -3,7 +3,7 @@ import {
   AllowResumeToken,
   AuthGuard,
   CurrentPrincipal,
-  JsonBodyInterceptor,
+  JsonBody,
   type Principal,
   ResumeTokenService,
 } from '@app/auth';
@@ -12,19 +12,18 @@ import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
 import { StreamRegistry, type StreamListener, StreamStarter, StreamsUnavailableError } from '@app/streams';
 import {
-  Body,
   Controller,
   Delete,
   Get,
   Headers,
   HttpCode,
+  type OnModuleDestroy,
   Param,
   Post,
   Query,
   Req,
   Res,
   UseGuards,
-  UseInterceptors,
 } from '@nestjs/common';
 import {
   ApiBearerAuth,
@@ -41,7 +40,7 @@ import {
 } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { SseWriter } from './sse-writer';
+import { SseWriters } from './sse-writer';
 
 /**
  * The SSE transport. It writes the stream itself (SseWriter) instead of returning an Observable to Nest's
@@ -63,8 +62,10 @@ const REFUSALS =
 @ApiSecurity('api-key')
 @Controller('api/completions')
 @UseGuards(AuthGuard)
-export class SseController {
-  private readonly writers = new Set<SseWriter>();
+export class SseController implements OnModuleDestroy {
+  private readonly writers = new SseWriters();
+  /** One function for every writer, rather than a closure per stream. */
+  private readonly slowClientDropped = () => this.metrics.slowClientDropped('sse');
 
   constructor(
     private readonly starter: StreamStarter,
@@ -72,17 +73,14 @@ export class SseController {
     private readonly resumeTokens: ResumeTokenService,
     private readonly metrics: MetricsService,
   ) {
-    metrics.measurePendingBytes('sse', () => {
-      let total = 0;
-      for (const writer of this.writers) {
-        total += writer.pendingBytes;
-      }
-      return total;
-    });
+    metrics.measurePendingBytes('sse', () => this.writers.pendingBytes);
+  }
+
+  onModuleDestroy(): void {
+    this.writers.close();
   }
 
   @Post('stream')
-  @UseInterceptors(JsonBodyInterceptor)
   @HttpCode(200)
   @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
   @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
@@ -91,7 +89,7 @@ export class SseController {
   async startStream(
     @Req() request: Request,
     @Res() response: Response,
-    @Body() body: unknown,
+    @JsonBody() body: unknown,
     @CurrentPrincipal() principal: Principal,
   ): Promise<void> {
     if (!request.is('application/json')) {
@@ -172,8 +170,7 @@ export class SseController {
   }
 
   private pipe(streamId: string, listener: StreamListener, response: Response): void {
-    const writer = new SseWriter(response, streamId, () => this.metrics.slowClientDropped('sse'));
-    this.writers.add(writer);
+    const writer = this.writers.add(response, streamId, this.slowClientDropped);
     this.metrics.connectionOpened('sse');
     const subscription = listener.events.subscribe({
       next: (event) => writer.send(event),

@@ -1,0 +1,48 @@
+import { REQUEST_LIMITS } from '@app/contracts';
+import {
+  type CallHandler,
+  createParamDecorator,
+  type ExecutionContext,
+  Injectable,
+  type NestInterceptor,
+} from '@nestjs/common';
+import type { Request, RequestHandler, Response } from 'express';
+import { json } from 'express';
+import { from, type Observable, switchMap } from 'rxjs';
+
+const parseJson: RequestHandler = json({ limit: REQUEST_LIMITS.maxBodyBytes });
+
+/**
+ * Reads a route's JSON body into `request.body`. Only ever called once the route's guards have let the request
+ * through: an unauthenticated client cannot make the server wait for, buffer and parse a body (a slow one is cut
+ * by the server's request timeout; a refused one is answered before it is read), which a global body parser
+ * (middleware, run before guards) would allow. A body that is not JSON is left unread, for the route to refuse
+ * with 415; a broken or oversized one is body-parser's error, rendered by the problem filter.
+ */
+export function readJsonBody(request: Request, response: Response): Promise<unknown> {
+  return new Promise((resolve, reject) =>
+    parseJson(request, response, (error?: unknown) => (error ? reject(error) : resolve(request.body))),
+  );
+}
+
+/**
+ * The route's JSON body as a handler parameter, read after the guards (parameters are resolved after guards and
+ * interceptors, and Nest settles a promised parameter before calling the handler). The streaming start uses this
+ * rather than JsonBodyInterceptor: an interceptor puts Nest's Observable pipeline (several observables, two
+ * AsyncResource bindings and a ReplaySubject) around every request of the route, which showed in the profile of a
+ * stream start (issue 12).
+ */
+export const JsonBody = createParamDecorator((_data: unknown, context: ExecutionContext) => {
+  const http = context.switchToHttp();
+  return readJsonBody(http.getRequest<Request>(), http.getResponse<Response>());
+});
+
+/** The same, as an interceptor: for a handler that reads the body from `request.body` (or `@Body()`). */
+@Injectable()
+export class JsonBodyInterceptor implements NestInterceptor {
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const http = context.switchToHttp();
+    const parsed = readJsonBody(http.getRequest<Request>(), http.getResponse<Response>());
+    return from(parsed).pipe(switchMap(() => next.handle()));
+  }
+}
