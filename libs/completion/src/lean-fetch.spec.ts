@@ -237,6 +237,36 @@ describe('OpenAiCompatibleProvider over the lean fetch', () => {
     return undefined;
   }
 
+  it('sends through the global fetch instead when the environment names a proxy (only it honours one)', async () => {
+    const upstream = await Upstream.start((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('{"object":"list","data":[]}');
+    });
+    const proxyVariables = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'];
+    const saved = proxyVariables.map((name) => [name, process.env[name]] as const);
+    proxyVariables.forEach((name) => delete process.env[name]);
+    const globalFetch = jest.spyOn(globalThis, 'fetch');
+    process.env['HTTPS_PROXY'] = 'http://127.0.0.1:9';
+    try {
+      const proxied = new OpenAiCompatibleProvider({ baseURL: upstream.url, maxRetries: 0 });
+      delete process.env['HTTPS_PROXY'];
+      const direct = new OpenAiCompatibleProvider({ baseURL: upstream.url, maxRetries: 0 });
+
+      await direct.ping(new AbortController().signal);
+      expect(globalFetch).not.toHaveBeenCalled();
+      // NODE_USE_ENV_PROXY is not set in the test, so the global fetch still connects directly.
+      await proxied.ping(new AbortController().signal);
+      expect(globalFetch).toHaveBeenCalledTimes(1);
+    } finally {
+      for (const [name, value] of saved) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      globalFetch.mockRestore();
+      await upstream.stop();
+    }
+  });
+
   it('reports a refused connection as upstream_unavailable, in its own words', async () => {
     const provider = new OpenAiCompatibleProvider({
       baseURL: await refusedUrl(),
