@@ -4,5 +4,6 @@ export * from './completion.constants';
 export * from './completion.module';
 export * from './completion.module-definition';
 export * from './completion.service';
+export * from './lean-fetch';
 export * from './openai-compatible.provider';
 export * from './upstream.error';

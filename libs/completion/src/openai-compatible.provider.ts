@@ -9,6 +9,7 @@ import type {
   ProviderChunk,
   ProviderRequest,
 } from './completion-provider';
+import { type BodyReader, bodyReader, createLeanFetch } from './lean-fetch';
 import { ThinkTagSplitter } from './think-tag-splitter';
 import { UpstreamError } from './upstream.error';
 
@@ -22,6 +23,16 @@ export interface OpenAiCompatibleOptions {
   name?: string;
   /** Reasoning inlined as `<think>…</think>` at the start of the content becomes reasoning chunks. Off by default. */
   extractThinkTags?: boolean;
+  /**
+   * What the SDK sends its requests with. Default: the lean fetch (`lean-fetch.ts`), or Node's global fetch when
+   * the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`), which only the global fetch honours.
+   */
+  fetch?: typeof fetch;
+}
+
+/** Proxy settings are honoured by Node's global fetch (with NODE_USE_ENV_PROXY), not by the lean fetch. */
+function proxyConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'].some((name) => Boolean(env[name]));
 }
 
 const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls']);
@@ -43,6 +54,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
       // The SDK insists on a key; local servers (vLLM, Ollama) ignore it.
       apiKey: options.apiKey ?? 'unused',
       maxRetries: options.maxRetries,
+      fetch: options.fetch ?? (proxyConfigured() ? undefined : createLeanFetch()),
       // Our own first-token and idle timeouts apply; the SDK's 10-minute request timeout stays as a backstop.
       logger: {
         error: (message) => this.logger.error(message),
@@ -258,9 +270,13 @@ const DRAIN_LIMIT_MS = 1000;
  * cancelled: cancelling a body whose end has not arrived yet aborts the fetch, which builds an AbortError and
  * closes the upstream connection, so the next stream paid for a new one (both showed in the stream-start profile).
  * A body left unread (the consumer stopped, or the upstream failed) is cancelled as before.
+ *
+ * The bytes come through `bodyReader`: the Node stream itself when the lean fetch made the response (no web stream
+ * in between), the standard `body` otherwise.
  */
 export async function* decode(response: Response): AsyncGenerator<ChatCompletionChunk> {
-  if (!response.body) {
+  const reader = bodyReader(response);
+  if (!reader) {
     return;
   }
   const parsed: ChatCompletionChunk[] = [];
@@ -288,7 +304,6 @@ export async function* decode(response: Response): AsyncGenerator<ChatCompletion
     },
   });
   const decoder = new TextDecoder();
-  const reader = response.body.getReader();
   let settled = false;
   try {
     for (;;) {
@@ -313,14 +328,14 @@ export async function* decode(response: Response): AsyncGenerator<ChatCompletion
     }
   } finally {
     if (!settled) {
-      reader.cancel().catch(() => undefined);
+      reader.cancel();
     }
   }
 }
 
 /** Reads what is left of a body and drops it; past DRAIN_LIMIT_MS the body is cancelled. */
-async function readToEnd(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
-  const limit = setTimeout(() => reader.cancel().catch(() => undefined), DRAIN_LIMIT_MS);
+async function readToEnd(reader: BodyReader): Promise<void> {
+  const limit = setTimeout(() => reader.cancel(), DRAIN_LIMIT_MS);
   limit.unref();
   try {
     while (!(await reader.read()).done) {

@@ -1,4 +1,10 @@
-import { CompletionService, epochNow, type OpenAiPassthrough, UpstreamError } from '@app/completion';
+import {
+  bodyReader,
+  CompletionService,
+  epochNow,
+  type OpenAiPassthrough,
+  UpstreamError,
+} from '@app/completion';
 import type { Principal } from '@app/auth';
 import type { StreamErrorCode } from '@app/contracts';
 import { MetricsService, type StreamOutcome } from '@app/metrics';
@@ -237,11 +243,9 @@ class RelayRun {
 
   private async relayStream(upstreamResponse: globalThis.Response): Promise<void> {
     const { response } = this;
-    if (
-      !upstreamResponse.headers.get('content-type')?.startsWith('text/event-stream') ||
-      !upstreamResponse.body
-    ) {
-      await upstreamResponse.body?.cancel();
+    const body = bodyReader(upstreamResponse);
+    if (!upstreamResponse.headers.get('content-type')?.startsWith('text/event-stream') || !body) {
+      body?.cancel();
       throw this.fail('upstream_protocol');
     }
     response.status(200);
@@ -272,9 +276,15 @@ class RelayRun {
       },
     });
     const decoder = new TextDecoder();
+    let reading = true;
     try {
-      for await (const bytes of upstreamResponse.body as unknown as AsyncIterable<Uint8Array>) {
-        parser.feed(decoder.decode(bytes, { stream: true }));
+      for (;;) {
+        const read = await body.read();
+        if (read.done) {
+          reading = false;
+          break;
+        }
+        parser.feed(decoder.decode(read.value, { stream: true }));
         if (this.observer.firstEventAt !== undefined) {
           this.arm(this.timeouts.idleMs);
         }
@@ -301,6 +311,9 @@ class RelayRun {
     } finally {
       clearTimeout(this.timer);
       // Stops the upstream request when we stopped reading first (an error object, or [DONE] with bytes left).
+      if (reading) {
+        body.cancel();
+      }
       this.upstream.abort();
       response.end();
     }
