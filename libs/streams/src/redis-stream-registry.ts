@@ -123,16 +123,16 @@ interface Found {
 
 /**
  * The registry shared by every instance on one Redis. A stream runs on the instance that started it, in an
- * `InMemoryStreamRegistry`, whose local listeners are served from memory as in one process; each event is
- * also appended to the stream's Redis Stream (batched: every local stream's new events in one script call,
- * a round at most every `appendIntervalMs`, one in flight), and its owner kept in Redis. Another instance that is asked for the stream finds it
- * there and follows it: it marks itself in the stream's listeners, then reads what is there (replay); each
- * append after that is pushed to it by the script that makes it, on its follow channel (live). Events are placed
- * by entry id, so none is missed or repeated: one that arrives ahead of a gap sends the follower to read the
- * gap, and a stream quiet for a while is read again (a push lost to a reconnect). A read costs what it returns,
- * never a share of every followed stream. Cancels travel over pub/sub to the running instance; the resume grace
- * counts listeners on every instance; an instance's lease, renewed every second, tells followers that it died
- * (its streams end with one `stream_lost`).
+ * `InMemoryStreamRegistry`, whose local listeners are served from memory as in one process; each event is also
+ * appended to the stream's Redis Stream (batched: every local stream's new events in one script call, a round at
+ * most every `appendIntervalMs`, one in flight), and its owner kept in Redis. Another instance that is asked for
+ * the stream finds it there and follows it: it marks itself in the stream's listeners, then reads what is there
+ * (replay); each append after that is pushed to it by the script that makes it, on its follow channel (live).
+ * Events are placed by entry id, so none is missed or repeated: one that arrives ahead of a gap sends the follower
+ * to read the gap, and a stream quiet for a while is read again (a push lost to a reconnect). A read costs what it
+ * returns, never a share of every followed stream. Cancels travel over pub/sub to the running instance; the resume
+ * grace counts listeners on every instance; an instance's lease, renewed every second, tells followers that it
+ * died (its streams end with one `stream_lost`).
  */
 export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RedisStreamRegistry.name);
