@@ -6,7 +6,8 @@ import type { RedisClient } from './redis-connection';
  * restart, or the first time): a check and an update that must be one step, in one round trip.
  */
 export class RedisScript {
-  private readonly sha: string;
+  /** Its SHA1, as Redis names it (`EVALSHA`, and what `MONITOR` shows). */
+  readonly sha: string;
 
   constructor(private readonly source: string) {
     this.sha = createHash('sha1').update(source).digest('hex');

@@ -54,10 +54,13 @@ export const REDIS_REGISTRY_TIMINGS = {
   /** A presence entry outlives its last renewal by this much (an instance that died while listening). */
   presenceMs: 3000,
   /**
-   * Local streams' events wait up to this long to go to Redis together, every stream's in one script call: a
-   * busy instance makes a few hundred calls a second, not one per token. Followers elsewhere wait this much more.
+   * Local streams' events go to Redis in rounds, every stream's new events in one script call, a round at most
+   * this often (start to start) and one in flight: at most 100 calls a second whatever the load, each carrying
+   * what the streams published meanwhile, instead of a call per Redis round trip (several hundred a second at
+   * 100 streams, with a few events each: the calls' own cost, on both sides, was most of what Redis added). An
+   * event after a quiet spell goes at once. Followers elsewhere wait up to this much more.
    */
-  appendCoalesceMs: 2,
+  appendIntervalMs: 10,
   /** Streams in one append call, at most. */
   appendStreams: 200,
   /** A finished stream's keys live at least this long, so that followers read its terminal event. */
@@ -81,6 +84,10 @@ interface Mirror {
   /** Entry id and JSON pairs. */
   pending: string[];
   ending: boolean;
+  /** Nothing of it has reached Redis yet: its first batch gives the events key its TTL. */
+  fresh: boolean;
+  /** No longer mirrored (ended, lost, or given up): later events of the stream are not sent. */
+  dropped: boolean;
   /** Its last append failed (Redis away): the heartbeat tries again. */
   stalled: boolean;
 }
@@ -116,16 +123,16 @@ interface Found {
 
 /**
  * The registry shared by every instance on one Redis. A stream runs on the instance that started it, in an
- * `InMemoryStreamRegistry`, whose local listeners are served from memory as in one process; each event is
- * also appended to the stream's Redis Stream (batched: every local stream's new events in one script call
- * every couple of milliseconds, one round in flight, the rest queued behind it), and its owner kept in Redis. Another instance that is asked for the stream finds it
- * there and follows it: it marks itself in the stream's listeners, then reads what is there (replay); each
- * append after that is pushed to it by the script that makes it, on its follow channel (live). Events are placed
- * by entry id, so none is missed or repeated: one that arrives ahead of a gap sends the follower to read the
- * gap, and a stream quiet for a while is read again (a push lost to a reconnect). A read costs what it returns,
- * never a share of every followed stream. Cancels travel over pub/sub to the running instance; the resume grace
- * counts listeners on every instance; an instance's lease, renewed every second, tells followers that it died
- * (its streams end with one `stream_lost`).
+ * `InMemoryStreamRegistry`, whose local listeners are served from memory as in one process; each event is also
+ * appended to the stream's Redis Stream (batched: every local stream's new events in one script call, a round at
+ * most every `appendIntervalMs`, one in flight), and its owner kept in Redis. Another instance that is asked for
+ * the stream finds it there and follows it: it marks itself in the stream's listeners, then reads what is there
+ * (replay); each append after that is pushed to it by the script that makes it, on its follow channel (live).
+ * Events are placed by entry id, so none is missed or repeated: one that arrives ahead of a gap sends the follower
+ * to read the gap, and a stream quiet for a while is read again (a push lost to a reconnect). A read costs what it
+ * returns, never a share of every followed stream. Cancels travel over pub/sub to the running instance; the resume
+ * grace counts listeners on every instance; an instance's lease, renewed every second, tells followers that it
+ * died (its streams end with one `stream_lost`).
  */
 export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RedisStreamRegistry.name);
@@ -134,10 +141,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   private readonly client: RedisClient;
   private readonly subscriber: RedisClient;
   private readonly mirrors = new Map<string, Mirror>();
+  /** The same mirrors by live stream, so that an event finds its mirror without building the stream's key. */
+  private readonly mirrorOf = new WeakMap<LiveStream, Mirror>();
   /** Mirrors with events for the next append round; one round in flight at a time (`appending` calls). */
   private readonly toAppend = new Set<Mirror>();
   private appendTimer: NodeJS.Timeout | undefined;
   private appending = 0;
+  /** When the last append round started (`performance.now()`). */
+  private lastRoundAt = -Infinity;
   private readonly followed = new Map<string, Followed>();
   /** Followed streams to read at the next `readPending`. */
   private readonly toRead = new Set<Followed>();
@@ -247,6 +258,8 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       keys,
       pending: [],
       ending: false,
+      fresh: true,
+      dropped: false,
       stalled: false,
     });
     try {
@@ -331,7 +344,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     const deadline = Date.now() + 2000;
     while (this.mirrors.size > 0 && this.client.isReady && Date.now() < deadline) {
       this.mirrors.forEach((mirror) => this.retry(mirror));
-      this.appendSoon(0);
+      this.appendSoon();
       await sleep(10);
     }
     clearInterval(this.heartbeat);
@@ -342,8 +355,15 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
 
   /** Per token: queue the event for the next append round. */
   private mirror(stream: LiveStream, event: CompletionEvent): void {
-    const mirror = this.mirrors.get(localKey(stream.owner, stream.id));
+    let mirror = this.mirrorOf.get(stream);
     if (!mirror) {
+      mirror = this.mirrors.get(localKey(stream.owner, stream.id));
+      if (!mirror) {
+        return;
+      }
+      this.mirrorOf.set(stream, mirror);
+    }
+    if (mirror.dropped) {
       return;
     }
     mirror.pending.push(entryId(event.seq), JSON.stringify(event));
@@ -352,14 +372,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     }
     if (mirror.pending.length > 4 * MAX_BUFFERED_EVENTS) {
       // Redis has been away for a whole stream's worth: stop mirroring it; its local listeners still get it.
-      this.mirrors.delete(mirror.id);
-      this.toAppend.delete(mirror);
+      this.unmirror(mirror);
       return;
     }
     if (!mirror.stalled) {
       this.toAppend.add(mirror);
-      this.appendSoon(REDIS_REGISTRY_TIMINGS.appendCoalesceMs);
+      this.appendSoon();
     }
+  }
+
+  private unmirror(mirror: Mirror): void {
+    mirror.dropped = true;
+    this.mirrors.delete(mirror.id);
+    this.toAppend.delete(mirror);
   }
 
   /** A stalled mirror's events go in the next round. */
@@ -370,29 +395,39 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     }
   }
 
-  /** Starts an append round in `delayMs`, unless one is in flight (its end starts the next) or due sooner. */
-  private appendSoon(delayMs: number): void {
-    if (this.appending > 0 || (this.appendTimer && delayMs > 0)) {
+  /**
+   * Starts an append round `appendIntervalMs` after the last one started (at once if that is past), unless one
+   * is due already or in flight (its end starts the next).
+   */
+  private appendSoon(): void {
+    if (this.appending > 0 || this.appendTimer) {
       return;
     }
-    clearTimeout(this.appendTimer);
-    this.appendTimer = setTimeout(() => {
-      this.appendTimer = undefined;
-      this.appendRound();
-    }, delayMs);
+    const wait = this.lastRoundAt + REDIS_REGISTRY_TIMINGS.appendIntervalMs - performance.now();
+    this.appendTimer = setTimeout(
+      () => {
+        this.appendTimer = undefined;
+        this.appendRound();
+      },
+      Math.max(0, wait),
+    );
   }
 
   /** Every pending batch, `appendStreams` streams per script call; the next round once all have answered. */
   private appendRound(): void {
     const ready = [...this.toAppend].filter((mirror) => !mirror.stalled && mirror.pending.length > 0);
     this.toAppend.clear();
+    if (ready.length === 0) {
+      return;
+    }
+    this.lastRoundAt = performance.now();
     const { appendStreams } = REDIS_REGISTRY_TIMINGS;
     for (let from = 0; from < ready.length; from += appendStreams) {
       this.appending += 1;
       void this.append(ready.slice(from, from + appendStreams)).finally(() => {
         this.appending -= 1;
         if (this.appending === 0 && this.toAppend.size > 0) {
-          this.appendSoon(0);
+          this.appendSoon();
         }
       });
     }
@@ -402,7 +437,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     const sent = mirrors.map((mirror) => {
       const batch = mirror.pending;
       mirror.pending = [];
-      return { mirror, batch, ending: mirror.ending };
+      return { mirror, batch, ending: mirror.ending, fresh: mirror.fresh };
     });
     let appended: unknown;
     try {
@@ -414,7 +449,11 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
           String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
           String(MAX_BUFFERED_EVENTS),
           FOLLOW_CHANNEL_PREFIX,
-          ...sent.flatMap(({ batch, ending }) => [ending ? '1' : '0', String(batch.length / 2), ...batch]),
+          ...sent.flatMap(({ batch, ending, fresh }) => [
+            String((ending ? 2 : 0) + (fresh ? 1 : 0)),
+            String(batch.length / 2),
+            ...batch,
+          ]),
         ],
       );
     } catch {
@@ -427,10 +466,10 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return;
     }
     sent.forEach(({ mirror, ending }, index) => {
+      mirror.fresh = false;
       if ((appended as number[])[index] !== 1 || ending) {
         // Done; or the stream was declared lost meanwhile, or Redis restarted without it: its local listeners go on.
-        this.mirrors.delete(mirror.id);
-        this.toAppend.delete(mirror);
+        this.unmirror(mirror);
       }
     });
   }
@@ -513,7 +552,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     for (const mirror of this.mirrors.values()) {
       if (mirror.stalled) {
         this.retry(mirror);
-        this.appendSoon(0);
+        this.appendSoon();
       }
     }
     await Promise.allSettled(work);

@@ -2,7 +2,8 @@ import { RedisScript } from '@app/redis';
 
 /**
  * The Redis side of a shared stream, keyed by its id (hash-tagged, so that one stream's keys share a slot):
- * - `meta`: a hash `owner`, `instance` (the one running the upstream), `ended` (set once, with the terminal event);
+ * - `meta`: a hash `owner`, `instance` (the one running the upstream), `ended` (set once, with the terminal event),
+ *   `followed` (set once, when an instance first joins its listeners: until then an append publishes nothing);
  * - `events`: a Redis Stream, one entry per event, entry id `0-<seq + 1>`, field `e` = the event's JSON;
  * - `listeners`: a sorted set, member = an instance following the stream, score = until when it listens
  *   (the future while it does; the moment its last listener left, after).
@@ -59,19 +60,20 @@ return 1
 
 /**
  * KEYS meta, events, listeners of each stream in turn; ARGV finishedTtl, runningTtl, maxlen, follow channel
- * prefix, then per stream: ending ('1' when its batch ends with the terminal event), its number of events, and
- * that many entry id and JSON pairs. Every instance in a stream's `listeners` is pushed its batch. Per stream,
- * in order: 1, appended; 0, the stream has ended already (declared lost), nothing appended, so there is never a
- * second terminal event; -1, Redis no longer knows the stream.
+ * prefix, then per stream: its state ('1' first batch, '2' ending batch, '3' both, '0' neither), its number of
+ * events, and that many entry id and JSON pairs. Every instance in a stream's `listeners` is pushed its batch
+ * (`followed` in `meta` says whether there can be any: it is set, atomically, before a listener is added). Per
+ * stream, in order: 1, appended; 0, the stream has ended already (declared lost), nothing appended, so there is
+ * never a second terminal event; -1, Redis no longer knows the stream.
  */
 export const APPEND = new RedisScript(`${PUBLISH_TO_FOLLOWERS}
 local appended = {}
 local at = 5
 for k = 1, #KEYS, 3 do
-  local ending, count = ARGV[at], tonumber(ARGV[at + 1])
+  local state, count = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local first, last = at + 2, at + 1 + 2 * count
   at = last + 1
-  local meta = redis.call('HMGET', KEYS[k], 'owner', 'ended')
+  local meta = redis.call('HMGET', KEYS[k], 'owner', 'ended', 'followed')
   if not meta[1] then
     appended[#appended + 1] = -1
   elseif meta[2] then
@@ -80,11 +82,13 @@ for k = 1, #KEYS, 3 do
     for i = first, last, 2 do
       redis.call('XADD', KEYS[k + 1], 'MAXLEN', '~', ARGV[3], ARGV[i], 'e', ARGV[i + 1])
     end
-    publishToFollowers(KEYS[k + 2], ARGV[4], KEYS[k + 1] .. '\\n' .. table.concat(ARGV, '\\n', first, last))
-    if ending == '1' then
+    if meta[3] then
+      publishToFollowers(KEYS[k + 2], ARGV[4], KEYS[k + 1] .. '\\n' .. table.concat(ARGV, '\\n', first, last))
+    end
+    if state >= 2 then
       redis.call('HSET', KEYS[k], 'ended', '1')
       for j = k, k + 2 do redis.call('PEXPIRE', KEYS[j], ARGV[1]) end
-    elseif redis.call('PTTL', KEYS[k + 1]) < 0 then
+    elseif state == 1 then
       redis.call('PEXPIRE', KEYS[k + 1], ARGV[2])
     end
     appended[#appended + 1] = 1
@@ -122,9 +126,13 @@ local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 return { meta[1], meta[2], ended, first[1] and first[1][1] or '', last[1] and last[1][1] or '' }
 `);
 
-/** KEYS meta, listeners; ARGV member, score, ttl: an instance's presence, only while the stream runs. */
+/**
+ * KEYS meta, listeners; ARGV member, score, ttl: an instance's presence, only while the stream runs. Marks the
+ * stream `followed` first, so that every append from then on publishes (see `APPEND`).
+ */
 export const TOUCH_LISTENERS = new RedisScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 and not redis.call('HGET', KEYS[1], 'ended') then
+  redis.call('HSET', KEYS[1], 'followed', '1')
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
