@@ -351,6 +351,7 @@ describe('/v1 against a scripted upstream: tools, streamed tool calls, vendor fi
 
   beforeAll(async () => {
     upstream.reply('weather?', { kind: 'chunks', chunks: toolChunks });
+    upstream.reply('weather, end apart', { kind: 'chunks', chunks: toolChunks, endAfterDoneMs: 20 });
     upstream.reply('weather, not streamed', {
       kind: 'json',
       status: 200,
@@ -417,6 +418,24 @@ describe('/v1 against a scripted upstream: tools, streamed tool calls, vendor fi
     expect(received?.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
     expect(text).not.toContain(UPSTREAM_KEY);
     expect(JSON.stringify([...response.headers])).not.toContain(UPSTREAM_KEY);
+  });
+
+  it('after [DONE] the rest of the upstream body is read out, not cut, so its connection is kept', async () => {
+    const before = upstream.cutAnswers;
+    for (let index = 0; index < 5; index += 1) {
+      const stream = await clientOf(testApp).chat.completions.create({
+        model: 'scripted-model',
+        messages: [{ role: 'user', content: 'weather, end apart' }],
+        tools,
+        stream: true,
+      });
+      let chunks = 0;
+      for await (const _ of stream) chunks += 1;
+      expect(chunks).toBe(toolChunks.length);
+    }
+    // A body cut after [DONE] closes the connection under the answer's end, and the next stream opens a new one.
+    await upstream.settled();
+    expect(upstream.cutAnswers - before).toBe(0);
   });
 
   it('the SDK assembles the streamed tool call', async () => {

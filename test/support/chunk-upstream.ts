@@ -3,7 +3,13 @@ import type { AddressInfo } from 'node:net';
 
 /** One scripted answer: streamed chunks (JSON objects, sent as `data:` lines, then `[DONE]`), or a status with a body. */
 export type UpstreamReply =
-  | { kind: 'chunks'; chunks: object[]; headers?: Record<string, string> }
+  | {
+      kind: 'chunks';
+      chunks: object[];
+      headers?: Record<string, string>;
+      /** Ends the response this long after `[DONE]` (as servers whose last write comes apart from it), not with it. */
+      endAfterDoneMs?: number;
+    }
   | { kind: 'json'; status: number; body: object; headers?: Record<string, string> };
 
 export interface ReceivedRequest {
@@ -19,6 +25,10 @@ export interface ReceivedRequest {
  */
 export class ChunkUpstream {
   readonly received: ReceivedRequest[] = [];
+  /** Streamed answers whose connection was closed by the gateway before the answer's end was sent. */
+  cutAnswers = 0;
+  private openAnswers = 0;
+  private idle: (() => void)[] = [];
   private readonly replies = new Map<string, UpstreamReply>();
   private server: Server | undefined;
 
@@ -30,6 +40,11 @@ export class ChunkUpstream {
     this.server = createServer((request, response) => void this.answer(request, response));
     await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}/v1`;
+  }
+
+  /** Resolves once every streamed answer has ended or been cut. */
+  settled(): Promise<void> {
+    return this.openAnswers === 0 ? Promise.resolve() : new Promise((resolve) => this.idle.push(resolve));
   }
 
   close(): Promise<void> {
@@ -63,10 +78,21 @@ export class ChunkUpstream {
       return;
     }
     response.writeHead(200, { 'content-type': 'text/event-stream', ...reply.headers });
+    this.openAnswers += 1;
+    response.on('close', () => {
+      if (!response.writableFinished) this.cutAnswers += 1;
+      this.openAnswers -= 1;
+      if (this.openAnswers === 0) this.idle.splice(0).forEach((resolve) => resolve());
+    });
     for (const chunk of reply.chunks) {
       response.write(`data: ${JSON.stringify(chunk)}\n\n`);
     }
-    response.end('data: [DONE]\n\n');
+    if (reply.endAfterDoneMs === undefined) {
+      response.end('data: [DONE]\n\n');
+    } else {
+      response.write('data: [DONE]\n\n');
+      setTimeout(() => response.end(), reply.endAfterDoneMs);
+    }
   }
 }
 

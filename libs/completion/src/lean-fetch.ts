@@ -189,6 +189,28 @@ export function bodyReader(response: Response): BodyReader | undefined {
   };
 }
 
+/** How long the rest of a body is read after `data: [DONE]` before the request is cut (its end normally follows at once). */
+const DRAIN_LIMIT_MS = 1000;
+
+/**
+ * Reads what is left of a body after the stream's `data: [DONE]` and drops it; past DRAIN_LIMIT_MS the body is
+ * cancelled. Read out, the upstream connection goes back to the pool; cancelled before its end, it is closed and
+ * the next request pays for a new one.
+ */
+export async function readToEnd(reader: BodyReader): Promise<void> {
+  const limit = setTimeout(() => reader.cancel(), DRAIN_LIMIT_MS);
+  limit.unref();
+  try {
+    while (!(await reader.read()).done) {
+      // dropped: nothing after [DONE] is the stream's
+    }
+  } catch {
+    // the connection broke after [DONE]: nothing of the stream is lost
+  } finally {
+    clearTimeout(limit);
+  }
+}
+
 /** Immutable `Headers` over the parsed header object (lower-case names), as a fetch Response's are: no copy. */
 class IncomingHeaders implements Headers {
   constructor(private readonly incoming: IncomingHttpHeaders) {}

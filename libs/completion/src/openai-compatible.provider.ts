@@ -9,7 +9,7 @@ import type {
   ProviderChunk,
   ProviderRequest,
 } from './completion-provider';
-import { type BodyReader, bodyReader, createLeanFetch } from './lean-fetch';
+import { bodyReader, createLeanFetch, readToEnd } from './lean-fetch';
 import { ThinkTagSplitter } from './think-tag-splitter';
 import { UpstreamError } from './upstream.error';
 
@@ -256,9 +256,6 @@ export function reasoningOf(
 /** What a chunk may carry instead: OpenAI's way of giving up mid-answer. */
 type UpstreamData = ChatCompletionChunk & { error?: unknown };
 
-/** How long the rest of a body is read after `data: [DONE]` before the request is cut (its end normally follows at once). */
-const DRAIN_LIMIT_MS = 1000;
-
 /**
  * The body's chat-completion chunks, up to `data: [DONE]`. The SDK's own `Stream` does the same through four
  * nested async generators per chunk (bytes, lines, messages, chunks), which profiling showed to be a fifth of the
@@ -330,21 +327,6 @@ export async function* decode(response: Response): AsyncGenerator<ChatCompletion
     if (!settled) {
       reader.cancel();
     }
-  }
-}
-
-/** Reads what is left of a body and drops it; past DRAIN_LIMIT_MS the body is cancelled. */
-async function readToEnd(reader: BodyReader): Promise<void> {
-  const limit = setTimeout(() => reader.cancel(), DRAIN_LIMIT_MS);
-  limit.unref();
-  try {
-    while (!(await reader.read()).done) {
-      // dropped: nothing after [DONE] is the stream's
-    }
-  } catch {
-    // the connection broke after [DONE]: nothing of the stream is lost
-  } finally {
-    clearTimeout(limit);
   }
 }
 

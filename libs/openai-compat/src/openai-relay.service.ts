@@ -3,6 +3,7 @@ import {
   CompletionService,
   epochNow,
   type OpenAiPassthrough,
+  readToEnd,
   UpstreamError,
 } from '@app/completion';
 import type { Principal } from '@app/auth';
@@ -310,11 +311,17 @@ class RelayRun {
       }
     } finally {
       clearTimeout(this.timer);
-      // Stops the upstream request when we stopped reading first (an error object, or [DONE] with bytes left).
-      if (reading) {
-        body.cancel();
+      if (reading && finished && this.errorCode === undefined && !this.clientLeft) {
+        // [DONE] with bytes left: they are read out, as decode() does, so the upstream connection is kept for the
+        // next request instead of closed.
+        void readToEnd(body);
+      } else {
+        // We stopped reading first for another reason (an error object, the client left): the request is cut.
+        if (reading) {
+          body.cancel();
+        }
+        this.upstream.abort();
       }
-      this.upstream.abort();
       response.end();
     }
   }
