@@ -2,12 +2,20 @@
  * What every raw relay does with the upstream, and nothing more: POST the chat request with stream: true, parse the
  * SSE with eventsource-parser, hand each content delta on. No validation, no registry, no auth, no metrics: the
  * floor that the gateway's own work is measured against.
+ *
+ * It reads the upstream with the same client as the gateway (undici's Dispatcher `request` over one keep-alive
+ * Agent, the gateway's lean fetch): with Node's global fetch here, the floor cost about 1 ms of CPU per stream and
+ * 17 KB per open stream more than the gateway's own upstream read, and the ratios would have credited the gateway
+ * with a cheaper HTTP client instead of measuring its own work.
  */
 import { createParser } from 'eventsource-parser';
+import { Agent } from 'undici';
 
 export interface RelayRequest {
   content: string;
 }
+
+const dispatcher = new Agent();
 
 export async function relayTokens(
   upstream: string,
@@ -15,7 +23,10 @@ export async function relayTokens(
   onToken: (text: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  const response = await fetch(`${upstream}/chat/completions`, {
+  const url = new URL(`${upstream}/chat/completions`);
+  const response = await dispatcher.request({
+    origin: url.origin,
+    path: url.pathname,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
@@ -25,8 +36,9 @@ export async function relayTokens(
     }),
     signal,
   });
-  if (!response.ok || !response.body) {
-    throw new Error(`upstream answered ${response.status}`);
+  if (response.statusCode !== 200) {
+    response.body.destroy();
+    throw new Error(`upstream answered ${response.statusCode}`);
   }
   const parser = createParser({
     onEvent: (message) => {
