@@ -81,6 +81,36 @@ describe('each message says what is true', () => {
       ]);
     });
 
+    it('refuses a body that does not decompress as 400 invalid_request, not 500 internal', async () => {
+      testApp = await startTestApp();
+      const answers = [];
+      for (const encoding of ['gzip', 'deflate', 'br']) {
+        const response = await fetch(`${testApp.url}/api/completions/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+          body: 'not compressed at all',
+        });
+        const problem = (await response.json()) as { code: string; detail: string };
+        answers.push([
+          encoding,
+          response.status,
+          response.headers.get('content-type'),
+          problem.code,
+          problem.detail,
+        ]);
+      }
+
+      expect(answers).toEqual(
+        ['gzip', 'deflate', 'br'].map((encoding) => [
+          encoding,
+          400,
+          'application/problem+json; charset=utf-8',
+          'invalid_request',
+          'The request body could not be read.',
+        ]),
+      );
+    });
+
     it('tells a Socket.IO client without a key where Socket.IO credentials go, not HTTP headers', async () => {
       testApp = await startTestApp({ AUTH_MODE: 'api-key', AUTH_API_KEYS: 'a-key-0123456789' });
       const socket = io(`${testApp.url}/completions`, {

@@ -17,18 +17,23 @@ const CODE_BY_STATUS: Record<number, RefusalCode> = {
   503: 'shutting_down',
 };
 
-/** body-parser's errors reach Nest as plain errors carrying `type` and `status`. */
+/**
+ * body-parser's errors reach Nest as plain errors carrying `type` and `status`; one it passes on from elsewhere
+ * (zlib's, for a body that does not decompress as its Content-Encoding says) has no `type`, only http-errors'
+ * `status` and `expose` (true for a 4xx: the client's fault).
+ */
 interface BodyParserError {
-  type: string;
+  type?: string;
   status: number;
+  expose?: boolean;
 }
 
 function isBodyParserError(error: unknown): error is BodyParserError {
   return (
     typeof error === 'object' &&
     error !== null &&
-    typeof (error as BodyParserError).type === 'string' &&
-    typeof (error as BodyParserError).status === 'number'
+    typeof (error as BodyParserError).status === 'number' &&
+    (typeof (error as BodyParserError).type === 'string' || (error as BodyParserError).expose === true)
   );
 }
 
