@@ -127,6 +127,25 @@ describe('CompletionService', () => {
     expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'stop' });
   });
 
+  it('keeps a stream whose tokens come under the idle timeout apart, and times out after the last', async () => {
+    async function* steadyThenSilent(signal: AbortSignal): AsyncIterable<ProviderChunk> {
+      // Eight gaps of 40 ms: together over three idle timeouts (100 ms), each well under one.
+      for (let index = 0; index < 8; index++) {
+        yield { kind: 'text', text: `t${index} ` };
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+      yield* hangs(signal);
+    }
+    const events = await collect(new CompletionService(new ScriptedProvider(steadyThenSilent), options));
+
+    expect(events.map((event) => event.type)).toEqual(['start', ...Array(8).fill('token'), 'error']);
+    const lastToken = events.at(-2);
+    const error = events.at(-1);
+    expect(error).toMatchObject({ error: { code: 'upstream_timeout' } });
+    // Timers count whole milliseconds: the error comes no earlier than the idle timeout after the last token.
+    expect((error?.ts ?? 0) - (lastToken?.ts ?? 0)).toBeGreaterThanOrEqual(options.idleTimeoutMs - 1);
+  });
+
   it('emits start before the upstream answers', async () => {
     const provider = new ScriptedProvider((signal) => hangs(signal));
     const service = new CompletionService(provider, options);

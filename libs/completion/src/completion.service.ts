@@ -105,6 +105,11 @@ class StreamRun {
   private finishReason: Exclude<FinishReason, 'cancelled'> | undefined;
   private usage: TokenUsage | null = null;
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * When the upstream last sent something. The idle timer is not refreshed per token (that moves it in Node's
+   * timer list on every token): when it fires it looks at this, and waits out the rest if something came since.
+   */
+  private lastChunkAt = 0;
   private ended = false;
   /** The provider read the upstream response to its end: nothing is left to abort. */
   private upstreamDone = false;
@@ -132,11 +137,10 @@ class StreamRun {
         }
         if (chunk.kind === 'text' || chunk.kind === 'reasoning') {
           const ts = epochNow();
+          this.lastChunkAt = ts;
           if (this.firstEventAt === undefined) {
             this.firstEventAt = ts;
             this.restartTimer(this.options.idleTimeoutMs);
-          } else {
-            this.timer?.refresh();
           }
           if (chunk.kind === 'reasoning') {
             this.firstReasoningAt ??= ts;
@@ -152,6 +156,7 @@ class StreamRun {
           });
         } else if (chunk.kind === 'finish') {
           this.finishReason = chunk.reason;
+          this.lastChunkAt = epochNow();
           this.timer?.refresh();
         } else {
           this.usage = chunk.usage;
@@ -236,7 +241,21 @@ class StreamRun {
 
   private restartTimer(ms: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.timeOut('idle'), ms);
+    this.timer = setTimeout(() => this.idleCheck(), ms);
     this.timer.unref();
+  }
+
+  /** The idle timer fired: time out if nothing came for the idle timeout, else wait for the rest of it. */
+  private idleCheck(): void {
+    if (this.ended) {
+      return;
+    }
+    // Node's timers count whole milliseconds: under one left is due.
+    const left = this.lastChunkAt + this.options.idleTimeoutMs - epochNow();
+    if (left >= 1) {
+      this.restartTimer(left);
+    } else {
+      this.timeOut('idle');
+    }
   }
 }

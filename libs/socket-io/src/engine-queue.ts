@@ -33,6 +33,11 @@ export function pendingBytes(socket: Pick<Socket, 'conn'>): number {
 }
 
 function queuedBytes(queue: EnginePacket[]): number {
+  // The common case, a reader keeping up: the engine flushed, nothing is queued. No tally for an empty queue
+  // (a WeakMap entry per flushed array, per event, showed as 2 % of the gateway's CPU at 1,000 × 50/s).
+  if (queue.length === 0) {
+    return 0;
+  }
   let tally = tallies.get(queue);
   if (!tally) {
     tally = { counted: 0, bytes: 0 };
