@@ -59,7 +59,8 @@ export class AppModule {
               // The serializers are given the request and response themselves (see requestLogFields).
               wrapSerializers: false,
               customAttributeKeys: { responseTime: 'durationMs' },
-              autoLogging: {
+              // Request lines are written at info: below that level, no listeners and no line built per request.
+              autoLogging: REQUEST_LINE_LEVELS.has(config.logLevel) && {
                 ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
               },
             },
@@ -140,6 +141,9 @@ export class AppModule {
     };
   }
 }
+
+/** The levels at which pino-http's "request completed" lines (at info) are written at all. */
+const REQUEST_LINE_LEVELS: ReadonlySet<AppConfig['logLevel']> = new Set(['info', 'debug', 'trace']);
 
 /**
  * What a request's log line says about it: no header but the user agent and the length, no query string.

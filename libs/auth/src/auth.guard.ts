@@ -39,12 +39,14 @@ export class AuthGuard implements CanActivate {
       // A token of the anonymous owner counts against the limits of the address using it, as its start did.
       request.principal =
         principal.id === ANONYMOUS.id
-          ? { ...principal, limitKey: anonymousFrom(request.ip).limitKey }
+          ? { ...principal, limitKey: anonymousFrom(this.auth.clientAddress(request)).limitKey }
           : principal;
       return true;
     }
     try {
-      request.principal = await this.auth.authenticate(httpCredentials(request));
+      request.principal = await this.auth.authenticate(
+        httpCredentials(request, this.auth.clientAddress(request)),
+      );
       return true;
     } catch (error) {
       const refusal =

@@ -42,7 +42,7 @@ export class AuthService implements OnModuleInit {
     return this.options.mode;
   }
 
-  /** The client's address for a raw request (a Socket.IO handshake), by the same TRUST_PROXY rule as Express's `req.ip`. */
+  /** The client's address (an HTTP request, a Socket.IO handshake), by the TRUST_PROXY rule Express's `req.ip` follows too. */
   clientAddress(request: IncomingMessage): string {
     return clientAddressOf(request, this.options.trustProxy);
   }

@@ -13,6 +13,9 @@ export type TrustProxy = (address: string, hop: number) => boolean;
  * both transports see the same client address.
  */
 export function compileTrustProxy(setting: TrustProxySetting): TrustProxy {
+  if (setting === false) {
+    return TRUST_NO_PROXY;
+  }
   if (typeof setting === 'boolean') {
     return () => setting;
   }
@@ -22,7 +25,14 @@ export function compileTrustProxy(setting: TrustProxySetting): TrustProxy {
   return proxyAddr.compile([...setting]);
 }
 
-/** The client's address: the peer's, or what the trusted proxies in front of it say it is. */
+/** `TRUST_PROXY` unset, the default: no proxy is believed. */
+const TRUST_NO_PROXY: TrustProxy = () => false;
+
+/**
+ * The client's address: the peer's, or what the trusted proxies in front of it say it is. Trusting no proxy, it is
+ * the peer's, which proxy-addr would also answer after parsing X-Forwarded-For only to ignore it (on every request
+ * and handshake: it showed in the profile of a stream start, issue 12).
+ */
 export function clientAddressOf(request: IncomingMessage, trust: TrustProxy): string {
-  return proxyAddr(request, trust);
+  return trust === TRUST_NO_PROXY ? (request.socket.remoteAddress as string) : proxyAddr(request, trust);
 }

@@ -4,7 +4,8 @@ import type { Credentials } from './auth.types';
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
-export function httpCredentials(request: Request): Credentials {
+/** `remoteAddress`: the client's, as `AuthService.clientAddress` found it with the TRUST_PROXY rule. */
+export function httpCredentials(request: Request, remoteAddress: string): Credentials {
   const authorization = request.headers.authorization;
   const apiKey = request.headers['x-api-key'];
   return {
@@ -12,8 +13,7 @@ export function httpCredentials(request: Request): Credentials {
     bearer: authorization ? (BEARER.exec(authorization)?.[1] ?? '') : undefined,
     apiKey: typeof apiKey === 'string' ? apiKey : undefined,
     headers: request.headers,
-    // Express applies TRUST_PROXY to req.ip (create-app sets the same rule the handshake uses).
-    remoteAddress: request.ip,
+    remoteAddress,
   };
 }
 

@@ -1,4 +1,5 @@
 import { REQUEST_LIMITS } from '@app/contracts';
+import { ProblemException } from '@app/problem';
 import {
   type CallHandler,
   createParamDecorator,
@@ -10,6 +11,8 @@ import type { Request, RequestHandler, Response } from 'express';
 import { json } from 'express';
 import { from, type Observable, switchMap } from 'rxjs';
 
+const NO_BODY = 'The request has no body: send the JSON body, with Content-Type: application/json.';
+
 const parseJson: RequestHandler = json({ limit: REQUEST_LIMITS.maxBodyBytes });
 
 /**
@@ -18,8 +21,15 @@ const parseJson: RequestHandler = json({ limit: REQUEST_LIMITS.maxBodyBytes });
  * by the server's request timeout; a refused one is answered before it is read), which a global body parser
  * (middleware, run before guards) would allow. A body that is not JSON is left unread, for the route to refuse
  * with 415; a broken or oversized one is body-parser's error, rendered by the problem filter.
+ *
+ * A request with no body at all (neither Content-Length nor Transfer-Encoding, as a bare `curl -X POST` sends it)
+ * is 400, whatever its Content-Type says: body-parser skips such a request, so the route would otherwise answer
+ * 415 for a body that is missing, not of the wrong type.
  */
 export function readJsonBody(request: Request, response: Response): Promise<unknown> {
+  if (request.headers['content-length'] === undefined && request.headers['transfer-encoding'] === undefined) {
+    return Promise.reject(new ProblemException('invalid_request', NO_BODY));
+  }
   return new Promise((resolve, reject) =>
     parseJson(request, response, (error?: unknown) => (error ? reject(error) : resolve(request.body))),
   );
