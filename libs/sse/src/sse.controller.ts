@@ -191,7 +191,6 @@ export class SseController implements OnModuleDestroy {
       next: (event) => writer.send(event),
       complete: () => writer.end(),
     });
-    writer.flushHeaders();
     // The client went away (or was dropped as too slow): stop listening; the registry keeps the stream for a resume.
     response.on('close', () => {
       this.metrics.connectionClosed('sse');
