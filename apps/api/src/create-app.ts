@@ -9,11 +9,13 @@ import type { AppConfig } from '@app/config';
 import { RESUME_TOKEN_HEADER, STREAM_ID_HEADER } from '@app/contracts';
 import { timeProbe } from '@app/info';
 import { OpenAiErrorFilter } from '@app/openai-compat';
+import { isSseStreamRequest } from '@app/sse';
 import { ProblemDetailsFilter } from '@app/problem';
 import { CompletionsIoAdapter } from '@app/socket-io';
 import type { LoggerService, NestApplicationOptions, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-express';
+import type { Request, Response } from 'express';
 import { createServer } from 'node:http';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import helmet from 'helmet';
@@ -50,6 +52,55 @@ class TimedExpressAdapter extends ExpressAdapter {
   }
 }
 
+/**
+ * Security headers by what a response is (docs/auth.md, "Security headers"). A page (the Angular client, the
+ * OpenAPI page) and the small JSON answers get helmet's full set.
+ */
+const pageSecurityHeaders = helmet({
+  contentSecurityPolicy: {
+    directives: {
+      // Angular's component styles are inline; scripts stay same-origin only.
+      'style-src': ["'self'", "'unsafe-inline'"],
+      'connect-src': ["'self'"],
+      // Plain-HTTP deployments (a LAN host, a dev box) must keep working; TLS is the proxy's to enforce.
+      'upgrade-insecure-requests': null,
+    },
+  },
+  // With COOP (helmet's default), cross-origin isolation: Chrome's performance.now() is clamped to 5 µs
+  // instead of 100 µs with jitter, which the client's clock-offset estimate and delays are measured with.
+  // Everything the client loads is same-origin, and the CSP already keeps out other origins' images.
+  crossOriginEmbedderPolicy: true,
+});
+
+/**
+ * A stream (SSE, or the OpenAI-compatible surface, read by SDKs) is never a document a browser renders: the
+ * page policies (CSP, COEP/COOP, framing, referrer, DNS prefetch, download, cross-domain, XSS filter, agent
+ * cluster) govern nothing in it, and Node holds a response's head for the response's life, so they cost about
+ * 3 KB of every open stream. What does protect a non-document answer stays: no sniffing it into something
+ * renderable, no cross-origin no-cors reads of it, and HSTS, as on every response.
+ */
+const streamSecurityHeaders = helmet({
+  contentSecurityPolicy: false,
+  crossOriginEmbedderPolicy: false,
+  crossOriginOpenerPolicy: false,
+  originAgentCluster: false,
+  referrerPolicy: false,
+  xDnsPrefetchControl: false,
+  xDownloadOptions: false,
+  xFrameOptions: false,
+  xPermittedCrossDomainPolicies: false,
+  xXssProtection: false,
+});
+
+/** The OpenAI-compatible surface: its answers are for SDKs, streamed or not, never pages. */
+const OPENAI_COMPAT_PATHS = /^\/v1(\/|$)/;
+
+/** Chosen by route before routing, so a refusal of a stream route (problem+json) carries the stream's set. */
+function securityHeaders(request: Request, response: Response, next: (error?: unknown) => void): void {
+  const stream = isSseStreamRequest(request.method, request.path) || OPENAI_COMPAT_PATHS.test(request.path);
+  (stream ? streamSecurityHeaders : pageSecurityHeaders)(request, response, next);
+}
+
 export interface CreateAppOptions {
   logger?: LoggerService | false;
   /** Custom auth strategies of a deployment (docs/auth.md). */
@@ -84,23 +135,7 @@ export async function createApp(
   // One rule for both transports: Express's req.ip and the Socket.IO handshake's address.
   const trustProxy = compileTrustProxy(config.trustProxy);
   app.set('trust proxy', trustProxy);
-  app.use(
-    helmet({
-      contentSecurityPolicy: {
-        directives: {
-          // Angular's component styles are inline; scripts stay same-origin only.
-          'style-src': ["'self'", "'unsafe-inline'"],
-          'connect-src': ["'self'"],
-          // Plain-HTTP deployments (a LAN host, a dev box) must keep working; TLS is the proxy's to enforce.
-          'upgrade-insecure-requests': null,
-        },
-      },
-      // With COOP (helmet's default), cross-origin isolation: Chrome's performance.now() is clamped to 5 µs
-      // instead of 100 µs with jitter, which the client's clock-offset estimate and delays are measured with.
-      // Everything the client loads is same-origin, and the CSP already keeps out other origins' images.
-      crossOriginEmbedderPolicy: true,
-    }),
-  );
+  app.use(securityHeaders);
   if (config.corsOrigins.length > 0) {
     app.enableCors({
       origin: config.corsOrigins,

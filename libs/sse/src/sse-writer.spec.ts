@@ -2,7 +2,7 @@ import type { CompletionEvent } from '@app/contracts';
 import type { Response } from 'express';
 import { once } from 'node:events';
 import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { type SseWriter, SseWriters } from './sse-writer';
 
 const PING_INTERVAL_MS = 15_000;
@@ -57,8 +57,8 @@ describe('SseWriters', () => {
       get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, resolve),
     );
     const [, response] = await serverSide;
+    // No event is written: the head leaves on its own once the tick is over.
     const writer = writers.add(response as unknown as Response, 's');
-    writer.flushHeaders();
     const message = await clientSide;
     let text = '';
     message.setEncoding('utf8');
@@ -94,6 +94,36 @@ describe('SseWriters', () => {
     }
     return stream.received();
   }
+
+  it('sends the head and the events of its tick in one socket write', async () => {
+    const serverSide = once(server, 'request') as Promise<[IncomingMessage, ServerResponse]>;
+    const clientSide = new Promise<IncomingMessage>((resolve) =>
+      get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, resolve),
+    );
+    const [, response] = await serverSide;
+    const socket = response.socket as Socket;
+    const writes: string[] = [];
+    const writev = socket._writev?.bind(socket);
+    const write = socket._write.bind(socket);
+    socket._writev = (chunks, callback) => {
+      writes.push(`writev of ${chunks.length}`);
+      writev?.(chunks, callback);
+    };
+    socket._write = (chunk, encoding, callback) => {
+      writes.push('write');
+      write(chunk, encoding, callback);
+    };
+
+    const writer = writers.add(response as unknown as Response, 's');
+    writer.send(token(0));
+    writer.send(token(1));
+    const message = await clientSide;
+    opened.push({ writer, received: () => '', response });
+
+    expect(message.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+    expect(writes).toHaveLength(1);
+    expect(writes[0]).toMatch(/^writev/);
+  });
 
   it('pings a quiet response once per interval, and not before 14 of its 15 steps have passed', async () => {
     const stream = await open();

@@ -1,5 +1,6 @@
 import { type CompletionEvent, SSE_PING_COMMENT, SSE_PING_INTERVAL_MS } from '@app/contracts';
 import type { Response } from 'express';
+import type { Socket } from 'node:net';
 /**
  * Bytes a slow reader may leave unsent before the connection is dropped (the client resumes with
  * Last-Event-ID). A whole 4,096-token answer is far below it, so only a stalled reader meets it.
@@ -40,7 +41,7 @@ export class SseWriters {
     this.stepMs = pingIntervalMs / PING_STEPS;
   }
 
-  /** Starts writing the stream `streamId` to `response`: status and headers are set, sent with the first write. */
+  /** Starts writing the stream `streamId` to `response`: status and headers are sent with this tick's events. */
   add(response: Response, streamId: string, onDropped: () => void = () => undefined): SseWriter {
     const writer = new SseWriter(response, streamId, this, onDropped);
     this.open.add(writer);
@@ -83,6 +84,10 @@ export class SseWriters {
   }
 }
 
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
+
 /** Writes one stream to one HTTP response: headers, events, and a ping comment while idle (see SseWriters). */
 export class SseWriter {
   /** The step of SseWriters' timer at the last write. */
@@ -102,17 +107,25 @@ export class SseWriter {
     // Tokens are small and latency is the point: no Nagle delay.
     response.socket?.setNoDelay(true);
     this.lastWriteStep = writers.step;
+    this.sendHead();
   }
 
   /**
-   * Sends the headers now if no event has taken them along yet. The start event (or a resume's replay) is
-   * usually written in the same tick, and Node sends headers with the first chunk in one write: one syscall
-   * less per stream than flushing them on their own, which shows in time to first token on loopback.
+   * Sends the head now, in the same write as the events of this tick (the start event, a resume's replay).
+   * Node builds the head by joining about four strings per header and keeps it for the response's life; it is
+   * flattened into one string only when written on its own, as here, not when Node prepends it to the first
+   * chunk (it writes a new joined string then): about 0.9 KB less per open stream. The socket is corked so
+   * that the head and this tick's events still leave in one write, as when Node sends them together: one
+   * syscall per start, which shows in time to first token on loopback.
    */
-  flushHeaders(): void {
-    if (!this.response.headersSent && !this.response.destroyed) {
-      this.response.flushHeaders();
+  private sendHead(): void {
+    const socket = this.response.socket;
+    if (!socket || this.response.destroyed) {
+      return;
     }
+    socket.cork();
+    this.response.flushHeaders();
+    process.nextTick(uncork, socket);
   }
 
   /** Written and not yet taken by the kernel. */

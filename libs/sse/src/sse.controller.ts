@@ -54,13 +54,28 @@ import { SseWriters } from './sse-writer';
  */
 const EVENT_STREAM_DESCRIPTION =
   'text/event-stream: `id: <seq>`, `event: start|token|done|error`, `data: <CompletionEvent JSON>`; `: ping` every 15 s while idle. See docs/protocol.md.';
+/** The routes that answer `text/event-stream`: what `isSseStreamRequest` recognises, written once. */
+const SSE_ROUTES = { base: 'api/completions', start: 'stream', resume: ':streamId/stream' } as const;
+const START_PATH = `/${SSE_ROUTES.base}/${SSE_ROUTES.start}`;
+const RESUME_PATH = new RegExp(`^/${SSE_ROUTES.base}/[^/]+/stream$`);
+
+/**
+ * Whether a request is for one of this transport's streams (a start or a resume), by method and path, before any
+ * routing: `createApp` gives these responses the security headers of a non-document answer (docs/auth.md). A
+ * spelling Express routes here too (another letter case, a trailing slash) is not recognised and gets the page
+ * set: more headers, never fewer.
+ */
+export function isSseStreamRequest(method: string | undefined, path: string): boolean {
+  return method === 'POST' ? path === START_PATH : method === 'GET' && RESUME_PATH.test(path);
+}
+
 const REFUSALS =
   'Refusals are application/problem+json with `code`: 400, 401, 403, 404, 413, 415, 429 (Retry-After), 503 (Retry-After).';
 
 @ApiTags('completions')
 @ApiBearerAuth()
 @ApiSecurity('api-key')
-@Controller('api/completions')
+@Controller(SSE_ROUTES.base)
 @UseGuards(AuthGuard)
 export class SseController implements OnModuleDestroy {
   private readonly writers = new SseWriters();
@@ -80,7 +95,7 @@ export class SseController implements OnModuleDestroy {
     this.writers.close();
   }
 
-  @Post('stream')
+  @Post(SSE_ROUTES.start)
   @HttpCode(200)
   @ApiOperation({ summary: 'Start a stream', description: REFUSALS })
   @ApiBody({ schema: z.toJSONSchema(completionRequestSchema) as object })
@@ -116,7 +131,7 @@ export class SseController implements OnModuleDestroy {
    * Resume: the events after Last-Event-ID (header, or `?lastEventId=`), then live ones. A browser's
    * EventSource, which cannot send headers, authenticates with `?resumeToken=` from the start response.
    */
-  @Get(':streamId/stream')
+  @Get(SSE_ROUTES.resume)
   @AllowResumeToken()
   @ApiOperation({ summary: 'Resume a stream after Last-Event-ID (header or query), then follow it live' })
   @ApiHeader({
@@ -176,7 +191,6 @@ export class SseController implements OnModuleDestroy {
       next: (event) => writer.send(event),
       complete: () => writer.end(),
     });
-    writer.flushHeaders();
     // The client went away (or was dropped as too slow): stop listening; the registry keeps the stream for a resume.
     response.on('close', () => {
       this.metrics.connectionClosed('sse');
