@@ -176,8 +176,7 @@ export interface BodyReader {
 export function bodyReader(response: Response): BodyReader | undefined {
   const stream = response instanceof NodeResponse ? response.takeNodeBody() : undefined;
   if (stream !== undefined) {
-    const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array, undefined>;
-    return { read: () => chunks.next(), cancel: () => stream.destroy() };
+    return new NodeStreamReader(stream);
   }
   const reader = response.body?.getReader();
   if (reader === undefined) {
@@ -187,6 +186,80 @@ export function bodyReader(response: Response): BodyReader | undefined {
     read: () => reader.read() as Promise<IteratorResult<Uint8Array, undefined>>,
     cancel: () => void reader.cancel().catch(() => undefined),
   };
+}
+
+const END: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/**
+ * Reads a Node stream the way its own async iterator does (`read()` whenever it says `readable`, which hands over
+ * everything buffered at once), without the async generator that iterator is: a read that finds bytes already
+ * buffered answers at once, and a read that waits costs one promise. The stream's end resolves a read with `done`;
+ * its error, or its closing before the end (it was destroyed), rejects it.
+ */
+class NodeStreamReader implements BodyReader {
+  private ended = false;
+  /** Why the stream stopped before its end (its error, or a close without one: it was destroyed). */
+  private failure: Error | undefined;
+  private waiting:
+    | { resolve: (read: IteratorResult<Uint8Array, undefined>) => void; reject: (error: Error) => void }
+    | undefined;
+
+  constructor(private readonly stream: Readable) {
+    stream.on('readable', () => this.wake());
+    stream.on('end', () => {
+      this.ended = true;
+      this.wake();
+    });
+    stream.on('error', (error: Error) => this.fail(error));
+    // After `end` or `error` this changes nothing; alone, the stream was destroyed before its end.
+    stream.on('close', () => this.fail(new Error('The body closed before its end.')));
+  }
+
+  read(): Promise<IteratorResult<Uint8Array, undefined>> {
+    const answer = this.poll();
+    if (answer !== undefined) {
+      return Promise.resolve(answer);
+    }
+    if (this.failure !== undefined) {
+      return Promise.reject(this.failure);
+    }
+    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+  }
+
+  cancel(): void {
+    this.stream.destroy();
+  }
+
+  /** Bytes if some are buffered, the end if it came, else undefined (wait, or see `failure`). */
+  private poll(): IteratorResult<Uint8Array, undefined> | undefined {
+    const chunk = this.stream.destroyed ? null : (this.stream.read() as Uint8Array | null);
+    if (chunk !== null) {
+      return { done: false, value: chunk };
+    }
+    return this.ended ? END : undefined;
+  }
+
+  private fail(error: Error): void {
+    if (!this.ended && this.failure === undefined) {
+      this.failure = error;
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiting = this.waiting;
+    if (waiting === undefined) {
+      return;
+    }
+    const answer = this.poll();
+    if (answer !== undefined) {
+      this.waiting = undefined;
+      waiting.resolve(answer);
+    } else if (this.failure !== undefined) {
+      this.waiting = undefined;
+      waiting.reject(this.failure);
+    }
+  }
 }
 
 /** How long the rest of a body is read after `data: [DONE]` before the request is cut (its end normally follows at once). */
