@@ -191,12 +191,14 @@ export function bodyReader(response: Response): BodyReader | undefined {
 const END: IteratorReturnResult<undefined> = { done: true, value: undefined };
 
 /**
- * Reads a Node stream the way its own async iterator does (`read()` whenever it says `readable`, which hands over
- * everything buffered at once), without the async generator that iterator is: a read that finds bytes already
- * buffered answers at once, and a read that waits costs one promise. The stream's end resolves a read with `done`;
- * its error, or its closing before the end (it was destroyed), rejects it.
+ * Reads a Node stream of a body without its async iterator (an async generator, with `readable` events that Node
+ * defers to the next tick, and a `read()` through the stream's buffer per chunk): bytes come as `data` events, each
+ * handed to the waiting read at once; bytes that come while no read waits are queued, and the stream paused until
+ * the next read takes them (backpressure, as before), all queued bytes in one piece. The stream's end resolves a
+ * read with `done`, once the queue is empty; its error, or its closing before the end (it was destroyed), rejects it.
  */
 class NodeStreamReader implements BodyReader {
+  private readonly queued: Buffer[] = [];
   private ended = false;
   /** Why the stream stopped before its end (its error, or a close without one: it was destroyed). */
   private failure: Error | undefined;
@@ -205,10 +207,10 @@ class NodeStreamReader implements BodyReader {
     | undefined;
 
   constructor(private readonly stream: Readable) {
-    stream.on('readable', () => this.wake());
+    stream.on('data', (bytes: Buffer) => this.arrived(bytes));
     stream.on('end', () => {
       this.ended = true;
-      this.wake();
+      this.settle();
     });
     stream.on('error', (error: Error) => this.fail(error));
     // After `end` or `error` this changes nothing; alone, the stream was destroyed before its end.
@@ -216,9 +218,17 @@ class NodeStreamReader implements BodyReader {
   }
 
   read(): Promise<IteratorResult<Uint8Array, undefined>> {
-    const answer = this.poll();
-    if (answer !== undefined) {
-      return Promise.resolve(answer);
+    const queued = this.queued;
+    if (queued.length > 0) {
+      const value = queued.length === 1 ? queued[0] : Buffer.concat(queued);
+      queued.length = 0;
+      if (!this.ended && this.failure === undefined) {
+        this.stream.resume();
+      }
+      return Promise.resolve({ done: false, value });
+    }
+    if (this.ended) {
+      return Promise.resolve(END);
     }
     if (this.failure !== undefined) {
       return Promise.reject(this.failure);
@@ -230,34 +240,37 @@ class NodeStreamReader implements BodyReader {
     this.stream.destroy();
   }
 
-  /** Bytes if some are buffered, the end if it came, else undefined (wait, or see `failure`). */
-  private poll(): IteratorResult<Uint8Array, undefined> | undefined {
-    const chunk = this.stream.destroyed ? null : (this.stream.read() as Uint8Array | null);
-    if (chunk !== null) {
-      return { done: false, value: chunk };
+  private arrived(bytes: Buffer): void {
+    const waiting = this.waiting;
+    if (waiting !== undefined) {
+      this.waiting = undefined;
+      waiting.resolve({ done: false, value: bytes });
+    } else {
+      this.queued.push(bytes);
+      this.stream.pause();
     }
-    return this.ended ? END : undefined;
   }
 
   private fail(error: Error): void {
     if (!this.ended && this.failure === undefined) {
       this.failure = error;
     }
-    this.wake();
+    this.settle();
   }
 
-  private wake(): void {
+  /** A read waiting when the stream ends or fails (nothing is queued then: a waiting read finds the queue empty). */
+  private settle(): void {
     const waiting = this.waiting;
     if (waiting === undefined) {
       return;
     }
-    const answer = this.poll();
-    if (answer !== undefined) {
-      this.waiting = undefined;
-      waiting.resolve(answer);
+    this.waiting = undefined;
+    if (this.ended) {
+      waiting.resolve(END);
     } else if (this.failure !== undefined) {
-      this.waiting = undefined;
       waiting.reject(this.failure);
+    } else {
+      this.waiting = waiting;
     }
   }
 }
