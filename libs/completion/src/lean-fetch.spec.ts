@@ -134,6 +134,28 @@ describe('createLeanFetch: the fetch the SDK sends with', () => {
     await expect(reader.read()).rejects.toBeInstanceOf(Error);
   });
 
+  it('hands on bytes that came while no read waited, in order, past the pause limit too', async () => {
+    const pieces = ['a', 'b', 'c'].map((letter) => letter.repeat(100 * 1024));
+    let sent!: () => void;
+    const allSent = new Promise<void>((resolve) => (sent = resolve));
+    upstream = await Upstream.start((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      pieces.forEach((piece) => response.write(piece));
+      response.end(() => sent());
+    });
+    const response = await createLeanFetch()(upstream.url, {});
+    const reader = bodyReader(response)!;
+    // Nobody reads until the whole body is sent: it queues, and the stream pauses past the limit.
+    await allSent;
+    await new Promise((resolve) => setImmediate(resolve));
+
+    let text = '';
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      text += Buffer.from(read.value).toString('utf8');
+    }
+    expect(text).toBe(pieces.join(''));
+  });
+
   it('cancelling the reader closes the upstream connection', async () => {
     upstream = await Upstream.start((_request, response) => {
       response.writeHead(200, { 'content-type': 'text/event-stream' });
