@@ -12,7 +12,8 @@ export interface ProviderRequest {
 
 /**
  * What a provider yields, in order: reasoning deltas (when the model reasons), text deltas, then one finish, then
- * usage when the upstream sends it.
+ * usage when the upstream sends it. A provider may yield them one at a time or in batches (arrays), e.g. one
+ * batch per read of the upstream: that saves a promise and an iteration step per chunk.
  */
 export type ProviderChunk =
   | { kind: 'reasoning'; text: string }
@@ -27,7 +28,10 @@ export type ProviderChunk =
  */
 export interface CompletionProvider {
   readonly name: string;
-  stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk>;
+  stream(
+    request: ProviderRequest,
+    signal: AbortSignal,
+  ): AsyncIterable<ProviderChunk | readonly ProviderChunk[]>;
   /** Resolves when the upstream answers at all (readiness); rejects otherwise. */
   ping(signal: AbortSignal): Promise<void>;
 }

@@ -21,9 +21,14 @@ class ScriptedProvider implements CompletionProvider {
   requests: ProviderRequest[] = [];
   signal: AbortSignal | undefined;
 
-  constructor(private readonly script: (signal: AbortSignal) => AsyncIterable<ProviderChunk>) {}
+  constructor(
+    private readonly script: (signal: AbortSignal) => AsyncIterable<ProviderChunk | readonly ProviderChunk[]>,
+  ) {}
 
-  stream(providerRequest: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk> {
+  stream(
+    providerRequest: ProviderRequest,
+    signal: AbortSignal,
+  ): AsyncIterable<ProviderChunk | readonly ProviderChunk[]> {
     this.requests.push(providerRequest);
     this.signal = signal;
     return this.script(signal);
@@ -72,6 +77,34 @@ describe('CompletionService', () => {
       usage: { promptTokens: 3, completionTokens: 2, totalTokens: 5 },
     });
     expect(provider.requests[0]).toMatchObject({ model: 'default-model', messages: request.messages });
+  });
+
+  it('takes batches of chunks as well as single ones: one event per chunk, in order, the events of a batch sharing their ts', async () => {
+    const provider = new ScriptedProvider(async function* () {
+      yield [
+        { kind: 'reasoning', text: 'hm' },
+        { kind: 'text', text: 'a' },
+      ] as const;
+      yield { kind: 'text', text: 'b' } as const;
+      yield [] as const;
+      yield [
+        { kind: 'text', text: 'c' },
+        { kind: 'finish', reason: 'length' },
+        { kind: 'usage', usage: { promptTokens: 1, completionTokens: 3, totalTokens: 4 } },
+      ] as const;
+    });
+    const events = await collect(new CompletionService(provider, options));
+
+    expect(events.map((event) => [event.type, event.seq, 'text' in event ? event.text : undefined])).toEqual([
+      ['start', 0, undefined],
+      ['reasoning', 1, 'hm'],
+      ['token', 2, 'a'],
+      ['token', 3, 'b'],
+      ['token', 4, 'c'],
+      ['done', 5, undefined],
+    ]);
+    expect(events[1].ts).toBe(events[2].ts);
+    expect(events.at(-1)).toMatchObject({ finishReason: 'length', usage: { totalTokens: 4 } });
   });
 
   it('emits reasoning events before the tokens; ttftMs counts the first reasoning, reasoningMs runs to the first token', async () => {

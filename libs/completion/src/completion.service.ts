@@ -15,6 +15,7 @@ import {
   type CompletionProvider,
   isOpenAiPassthrough,
   type OpenAiPassthrough,
+  type ProviderChunk,
   type ProviderRequest,
 } from './completion-provider';
 import { UpstreamError } from './upstream.error';
@@ -23,6 +24,12 @@ export interface StreamOptions {
   streamId: string;
   /** Aborting it is an explicit cancel: the upstream request stops and the stream ends with `done`/`cancelled`. */
   cancel?: AbortSignal;
+  /**
+   * Instead of `cancel`, for a caller that owns the stream's controller: the stream uses it for its upstream request
+   * too, so the stream has one abort signal, not two. Aborting it is an explicit cancel, as with `cancel`; ending the
+   * subscription before the upstream's end aborts it (that is what stops the upstream request).
+   */
+  controller?: AbortController;
 }
 
 /** Epoch milliseconds with sub-millisecond precision, the `ts` of every event: the wall clock (`@app/clock`). */
@@ -66,9 +73,13 @@ export class CompletionService {
     return this.provider.ping(signal);
   }
 
-  stream(request: CompletionRequest, { streamId, cancel }: StreamOptions): Observable<CompletionEvent> {
+  stream(
+    request: CompletionRequest,
+    { streamId, cancel: signal, controller }: StreamOptions,
+  ): Observable<CompletionEvent> {
     return new Observable<CompletionEvent>((subscriber) => {
-      const run = new StreamRun(streamId, subscriber, this.options, this.logger);
+      const run = new StreamRun(streamId, subscriber, this.options, this.logger, controller);
+      const cancel = controller?.signal ?? signal;
       const model = request.model ?? this.options.defaultModel;
       run.begin(model);
       if (cancel?.aborted) {
@@ -95,7 +106,7 @@ export class CompletionService {
 
 /** One upstream request and the events it becomes; `ended` guards against anything after the terminal event. */
 class StreamRun {
-  private readonly upstream = new AbortController();
+  private readonly upstream: AbortController;
   private seq = 0;
   private startedAt = 0;
   /** The first reasoning or token event: what the user first sees, so what ttftMs and the first-token timeout count. */
@@ -119,7 +130,11 @@ class StreamRun {
     private readonly subscriber: Subscriber<CompletionEvent>,
     private readonly options: CompletionModuleOptions,
     private readonly logger: Logger,
-  ) {}
+    /** The caller's controller, when it shares it (`StreamOptions.controller`); else the run's own. */
+    upstream = new AbortController(),
+  ) {
+    this.upstream = upstream;
+  }
 
   begin(model: string): void {
     this.startedAt = epochNow();
@@ -129,37 +144,27 @@ class StreamRun {
     this.timer.unref();
   }
 
+  /**
+   * Hands the provider's chunks on as events, synchronously, batch by batch (one batch per upstream read for the
+   * default provider): one `epochNow()` and one iteration step per batch. The events of one batch share their `ts`:
+   * they arrived together.
+   */
   async pump(provider: CompletionProvider, request: ProviderRequest): Promise<void> {
     try {
-      for await (const chunk of provider.stream(request, this.upstream.signal)) {
+      for await (const chunks of provider.stream(request, this.upstream.signal)) {
         if (this.ended) {
           return;
         }
-        if (chunk.kind === 'text' || chunk.kind === 'reasoning') {
-          const ts = epochNow();
-          this.lastChunkAt = ts;
-          if (this.firstEventAt === undefined) {
-            this.firstEventAt = ts;
-            this.restartTimer(this.options.idleTimeoutMs);
+        const ts = epochNow();
+        if (isBatch(chunks)) {
+          for (const chunk of chunks) {
+            this.take(chunk, ts);
+            if (this.ended) {
+              return;
+            }
           }
-          if (chunk.kind === 'reasoning') {
-            this.firstReasoningAt ??= ts;
-          } else {
-            this.firstTokenAt ??= ts;
-          }
-          this.subscriber.next({
-            type: chunk.kind === 'text' ? 'token' : 'reasoning',
-            streamId: this.streamId,
-            seq: this.seq++,
-            text: chunk.text,
-            ts,
-          });
-        } else if (chunk.kind === 'finish') {
-          this.finishReason = chunk.reason;
-          this.lastChunkAt = epochNow();
-          this.timer?.refresh();
         } else {
-          this.usage = chunk.usage;
+          this.take(chunks, ts);
         }
       }
       this.upstreamDone = true;
@@ -178,6 +183,45 @@ class StreamRun {
         );
         this.fail({ code: 'internal', message: 'The gateway failed while streaming.', retryable: false });
       }
+    }
+  }
+
+  private take(chunk: ProviderChunk, ts: number): void {
+    switch (chunk.kind) {
+      case 'text':
+      case 'reasoning':
+        this.lastChunkAt = ts;
+        if (this.firstEventAt === undefined) {
+          this.firstEventAt = ts;
+          this.restartTimer(this.options.idleTimeoutMs);
+        }
+        if (chunk.kind === 'text') {
+          this.firstTokenAt ??= ts;
+          this.subscriber.next({
+            type: 'token',
+            streamId: this.streamId,
+            seq: this.seq++,
+            text: chunk.text,
+            ts,
+          });
+        } else {
+          this.firstReasoningAt ??= ts;
+          this.subscriber.next({
+            type: 'reasoning',
+            streamId: this.streamId,
+            seq: this.seq++,
+            text: chunk.text,
+            ts,
+          });
+        }
+        return;
+      case 'finish':
+        this.finishReason = chunk.reason;
+        this.lastChunkAt = ts;
+        this.timer?.refresh();
+        return;
+      default:
+        this.usage = chunk.usage;
     }
   }
 
@@ -258,4 +302,8 @@ class StreamRun {
       this.timeOut('idle');
     }
   }
+}
+
+function isBatch(chunks: ProviderChunk | readonly ProviderChunk[]): chunks is readonly ProviderChunk[] {
+  return Array.isArray(chunks);
 }

@@ -1,67 +1,10 @@
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import { join } from 'node:path';
+import type { IncomingMessage } from 'node:http';
 import { inspect } from 'node:util';
 import { bodyReader, createLeanFetch } from './lean-fetch';
 import { OpenAiCompatibleProvider } from './openai-compatible.provider';
+import { refusedUrl, tlsFile, Upstream } from './testing/upstream';
 import { UpstreamError } from './upstream.error';
-
-/**
- * Test-only certificates (100-year validity), made with openssl: `ca.pem` signs `localhost.pem` (DNS:localhost,
- * IP:127.0.0.1); `other-ca.pem` is an unrelated CA.
- */
-const TLS = join(__dirname, 'testing');
-const tlsFile = (name: string) => readFileSync(join(TLS, name));
-
-type Handler = (request: IncomingMessage, response: ServerResponse, body: string) => void;
-
-/** A real HTTP(S) server on port 0 that records each connection and when it closed. */
-class Upstream {
-  readonly sockets: Socket[] = [];
-  readonly closed: Socket[] = [];
-  private constructor(
-    readonly server: Server,
-    readonly url: string,
-  ) {}
-
-  static async start(handler: Handler, tls = false): Promise<Upstream> {
-    const listener = (request: IncomingMessage, response: ServerResponse) => {
-      let body = '';
-      request.setEncoding('utf8');
-      request.on('data', (piece: string) => (body += piece));
-      request.on('end', () => handler(request, response, body));
-    };
-    const server: Server = tls
-      ? createTlsServer({ key: tlsFile('localhost.key'), cert: tlsFile('localhost.pem') }, listener)
-      : createServer(listener);
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as AddressInfo;
-    const upstream = new Upstream(server, `${tls ? 'https' : 'http'}://localhost:${port}`);
-    server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-      upstream.sockets.push(socket);
-      socket.on('close', () => upstream.closed.push(socket));
-    });
-    return upstream;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    this.server.close();
-    await once(this.server, 'close');
-  }
-}
-
-/** A URL on which nothing listens: a port that was just free. */
-async function refusedUrl(): Promise<string> {
-  const upstream = await Upstream.start(() => undefined);
-  const { url } = upstream;
-  await upstream.stop();
-  return url;
-}
 
 async function readAll(response: Response): Promise<string> {
   const reader = bodyReader(response);
@@ -173,6 +116,59 @@ describe('createLeanFetch: the fetch the SDK sends with', () => {
     await expect(reader.read()).rejects.toMatchObject({ name: 'AbortError' });
     await closed;
     expect(upstream.closed).toHaveLength(1);
+  });
+
+  it('a connection the upstream cuts mid-body fails the waiting read, after the bytes that came before', async () => {
+    upstream = await Upstream.start((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write('data: one\n\n');
+    });
+    const response = await createLeanFetch()(upstream.url, {});
+    const reader = bodyReader(response)!;
+    expect(Buffer.from((await reader.read()).value!).toString()).toBe('data: one\n\n');
+
+    const waiting = reader.read();
+    upstream.sockets[0].destroy();
+
+    await expect(waiting).rejects.toBeInstanceOf(Error);
+    await expect(reader.read()).rejects.toBeInstanceOf(Error);
+  });
+
+  it('hands on bytes that came while no read waited, in order, past the pause limit too', async () => {
+    const pieces = ['a', 'b', 'c'].map((letter) => letter.repeat(100 * 1024));
+    let sent!: () => void;
+    const allSent = new Promise<void>((resolve) => (sent = resolve));
+    upstream = await Upstream.start((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      pieces.forEach((piece) => response.write(piece));
+      response.end(() => sent());
+    });
+    const response = await createLeanFetch()(upstream.url, {});
+    const reader = bodyReader(response)!;
+    // Nobody reads until the whole body is sent: it queues, and the stream pauses past the limit.
+    await allSent;
+    await new Promise((resolve) => setImmediate(resolve));
+
+    let text = '';
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      text += Buffer.from(read.value).toString('utf8');
+    }
+    expect(text).toBe(pieces.join(''));
+  });
+
+  it('cancelling the reader closes the upstream connection', async () => {
+    upstream = await Upstream.start((_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write('data: one\n\n');
+    });
+    const reader = bodyReader(await createLeanFetch()(upstream.url, {}))!;
+    await reader.read();
+    const closed = once(upstream.sockets[0], 'close');
+
+    reader.cancel();
+
+    await closed;
+    await expect(reader.read()).rejects.toBeInstanceOf(Error);
   });
 
   it('aborting before the answer rejects with the abort reason and closes the connection', async () => {
@@ -301,8 +297,8 @@ describe('OpenAiCompatibleProvider over the lean fetch', () => {
       const provider = new OpenAiCompatibleProvider({ baseURL: upstream.url, maxRetries: 1 });
 
       const chunks = [];
-      for await (const chunk of provider.stream(request, new AbortController().signal)) {
-        chunks.push(chunk);
+      for await (const batch of provider.stream(request, new AbortController().signal)) {
+        chunks.push(...batch);
       }
 
       expect(calls).toBe(2);
@@ -345,7 +341,7 @@ describe('OpenAiCompatibleProvider over the lean fetch', () => {
       const controller = new AbortController();
       const opened = upstream.sockets.length;
       const chunks = right.stream(request, controller.signal)[Symbol.asyncIterator]();
-      expect((await chunks.next()).value).toEqual({ kind: 'text', text: 'a' });
+      expect((await chunks.next()).value).toEqual([{ kind: 'text', text: 'a' }]);
       const socket = upstream.sockets[opened];
       const closed = once(socket, 'close');
 

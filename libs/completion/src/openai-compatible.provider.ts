@@ -66,12 +66,61 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
     });
   }
 
-  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderChunk> {
-    let response: Response;
+  /**
+   * One batch of chunks per read of the upstream body: every chunk that read completed, in order. A read usually
+   * carries one chunk, under load several; either way the consumer pays one promise and one generator step per
+   * read, not per chunk. This generator is the only one between the socket and the CompletionService: it reads
+   * the body itself (`bodyReader`), decodes synchronously (`ChunkDecoder`) and maps in place (`ChunkMapper`).
+   *
+   * After `[DONE]` the rest of the body is read out in the background, as the SDK's `Stream` reads it, rather than
+   * cancelled: cancelling a body whose end has not arrived yet aborts the fetch, which builds an AbortError and
+   * closes the upstream connection, so the next stream paid for a new one (both showed in the stream-start profile).
+   * A body left unread (the consumer stopped, or the upstream failed) is cancelled.
+   */
+  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderChunk[]> {
+    const response = await this.open(request, signal);
+    const reader = bodyReader(response);
+    const decoder = new ChunkDecoder(response.headers);
+    const mapper = new ChunkMapper(this.options.extractThinkTags ? new ThinkTagSplitter() : undefined);
+    let settled = reader === undefined;
     try {
-      // The SDK sends the request, retries it before the first byte and turns refusals into APIErrors;
-      // `asResponse` hands over the body unread (see `decode` for why it is read here).
-      response = await this.client.chat.completions
+      while (reader !== undefined) {
+        const read = await reader.read();
+        if (read.done) {
+          settled = true;
+          break;
+        }
+        const batch = mapper.map(decoder.feed(read.value));
+        if (batch.length > 0) {
+          yield batch;
+        }
+        const failure = mapper.failure ?? decoder.failure;
+        if (failure !== undefined) {
+          throw failure;
+        }
+        if (decoder.done) {
+          settled = true;
+          void readToEnd(reader);
+          break;
+        }
+      }
+    } catch (error) {
+      throw this.toUpstreamError(error, 'stream');
+    } finally {
+      if (!settled) {
+        reader?.cancel();
+      }
+    }
+    if (!mapper.finished && !signal.aborted) {
+      throw new UpstreamError('upstream_protocol', 'The model stream ended without a finish reason.');
+    }
+  }
+
+  /** The SDK sends the request, retries it before the first byte and turns refusals into APIErrors. */
+  private async open(request: ProviderRequest, signal: AbortSignal): Promise<Response> {
+    try {
+      // `asResponse` hands over the body unread: `stream` reads it (see there, and ChunkDecoder for why).
+      const response = await this.client.chat.completions
         .create(
           {
             model: request.model,
@@ -89,6 +138,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
         { streamId: request.streamId, upstreamRequestId: response.headers.get('x-request-id') },
         'upstream answered',
       );
+      return response;
     } catch (error) {
       if (error instanceof OpenAI.APIError && error.status !== undefined) {
         this.logger.warn(
@@ -97,47 +147,6 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
         );
       }
       throw this.toUpstreamError(error, 'request');
-    }
-    let finished = false;
-    const thinkTags = this.options.extractThinkTags ? new ThinkTagSplitter() : undefined;
-    try {
-      for await (const chunk of decode(response)) {
-        // Chunks with empty `choices` carry usage (include_usage) or nothing at all.
-        const choice = chunk.choices[0];
-        if (choice) {
-          const delta = choice.delta as ReasoningDelta | undefined;
-          const reasoning = reasoningOf(delta);
-          if (reasoning) {
-            yield { kind: 'reasoning', text: reasoning };
-          }
-          const text = delta?.content;
-          if (text) {
-            if (thinkTags) {
-              yield* thinkTags.push(text);
-            } else {
-              yield { kind: 'text', text };
-            }
-          }
-          if (choice.finish_reason) {
-            if (thinkTags) {
-              yield* thinkTags.end();
-            }
-            if (!FINISH_REASONS.has(choice.finish_reason)) {
-              throw new UpstreamError('upstream_protocol', 'The model sent an unknown finish reason.');
-            }
-            finished = true;
-            yield { kind: 'finish', reason: choice.finish_reason as 'stop' };
-          }
-        }
-        if (chunk.usage) {
-          yield { kind: 'usage', usage: toUsage(chunk.usage) };
-        }
-      }
-    } catch (error) {
-      throw this.toUpstreamError(error, 'stream');
-    }
-    if (!finished && !signal.aborted) {
-      throw new UpstreamError('upstream_protocol', 'The model stream ended without a finish reason.');
     }
   }
 
@@ -253,80 +262,111 @@ export function reasoningOf(
   return typeof delta?.reasoning === 'string' && delta.reasoning !== '' ? delta.reasoning : undefined;
 }
 
+/** `TextDecoder.decode`'s options for every read but the last: one object, not one per read. */
+const STREAMING: { stream: boolean } = { stream: true };
+
 /** What a chunk may carry instead: OpenAI's way of giving up mid-answer. */
 type UpstreamData = ChatCompletionChunk & { error?: unknown };
 
 /**
- * The body's chat-completion chunks, up to `data: [DONE]`. The SDK's own `Stream` does the same through four
- * nested async generators per chunk (bytes, lines, messages, chunks), which profiling showed to be a fifth of the
- * gateway's CPU under load; here each network read is parsed synchronously by eventsource-parser and its chunks
- * are handed on from one generator. An `error` event or an `error` object in the data is the upstream giving up
- * (`OpenAI.APIError`, as the SDK reports it); unparseable data is a `SyntaxError`.
+ * The body's chat-completion chunks, up to `data: [DONE]`, decoded synchronously as the bytes come: `feed` takes one
+ * read's bytes and answers the chunks they completed (an event split across reads comes out of the read that ends
+ * it). The SDK's own `Stream` does the same through four nested async generators per chunk (bytes, lines, messages,
+ * chunks), which profiling showed to be a fifth of the gateway's CPU under load; eventsource-parser does it here.
  *
- * After `[DONE]` the rest of the body is read out in the background, as the SDK's `Stream` reads it, rather than
- * cancelled: cancelling a body whose end has not arrived yet aborts the fetch, which builds an AbortError and
- * closes the upstream connection, so the next stream paid for a new one (both showed in the stream-start profile).
- * A body left unread (the consumer stopped, or the upstream failed) is cancelled as before.
- *
- * The bytes come through `bodyReader`: the Node stream itself when the lean fetch made the response (no web stream
- * in between), the standard `body` otherwise.
+ * Nothing after `[DONE]` counts (`done`). An `error` event or an `error` object in the data is the upstream giving up
+ * (`OpenAI.APIError`, as the SDK reports it); unparseable data is a `SyntaxError`. Either is kept in `failure`, and
+ * the chunks before it in the same read are still answered, for the caller to hand on before it throws.
  */
-export async function* decode(response: Response): AsyncGenerator<ChatCompletionChunk> {
-  const reader = bodyReader(response);
-  if (!reader) {
-    return;
-  }
-  const parsed: ChatCompletionChunk[] = [];
-  let done = false;
-  let failure: unknown;
-  const parser = createParser({
+export class ChunkDecoder {
+  done = false;
+  failure: unknown;
+  private parsed: ChatCompletionChunk[] = [];
+  private readonly text = new TextDecoder();
+  private readonly parser = createParser({
     onEvent: (message: EventSourceMessage) => {
-      if (done || failure !== undefined) {
+      if (this.done || this.failure !== undefined) {
         return;
       }
       if (message.data === '[DONE]') {
-        done = true;
+        this.done = true;
         return;
       }
       try {
         const data = JSON.parse(message.data) as UpstreamData;
         if (message.event === 'error' || data.error !== undefined) {
-          failure = new OpenAI.APIError(undefined, data.error ?? data, undefined, response.headers);
+          this.failure = new OpenAI.APIError(undefined, data.error ?? data, undefined, this.headers);
         } else {
-          parsed.push(data);
+          this.parsed.push(data);
         }
       } catch (error) {
-        failure = error;
+        this.failure = error;
       }
     },
   });
-  const decoder = new TextDecoder();
-  let settled = false;
-  try {
-    for (;;) {
-      const read = await reader.read();
-      if (read.done) {
-        settled = true;
-        return;
+
+  constructor(private readonly headers: Headers) {}
+
+  feed(bytes: Uint8Array): ChatCompletionChunk[] {
+    if (this.done || this.failure !== undefined) {
+      return [];
+    }
+    this.parser.feed(this.text.decode(bytes, STREAMING));
+    const parsed = this.parsed;
+    if (parsed.length > 0) {
+      this.parsed = [];
+    }
+    return parsed;
+  }
+}
+
+/**
+ * Chat-completion chunks to ProviderChunks: reasoning, text (through the think-tag splitter when it is on), the
+ * finish, usage. `finished` says whether a finish came; an unknown finish reason is a `failure`.
+ */
+class ChunkMapper {
+  finished = false;
+  /** Set when a chunk cannot be mapped; what came before it is still answered. */
+  failure: UpstreamError | undefined;
+
+  constructor(private readonly thinkTags: ThinkTagSplitter | undefined) {}
+
+  map(chunks: ChatCompletionChunk[]): ProviderChunk[] {
+    const out: ProviderChunk[] = [];
+    for (const chunk of chunks) {
+      // Chunks with empty `choices` carry usage (include_usage) or nothing at all.
+      const choice = chunk.choices[0];
+      if (choice) {
+        const delta = choice.delta as ReasoningDelta | undefined;
+        const reasoning = reasoningOf(delta);
+        if (reasoning) {
+          out.push({ kind: 'reasoning', text: reasoning });
+        }
+        const text = delta?.content;
+        if (text) {
+          if (this.thinkTags) {
+            out.push(...this.thinkTags.push(text));
+          } else {
+            out.push({ kind: 'text', text });
+          }
+        }
+        if (choice.finish_reason) {
+          if (this.thinkTags) {
+            out.push(...this.thinkTags.end());
+          }
+          if (!FINISH_REASONS.has(choice.finish_reason)) {
+            this.failure = new UpstreamError('upstream_protocol', 'The model sent an unknown finish reason.');
+            return out;
+          }
+          this.finished = true;
+          out.push({ kind: 'finish', reason: choice.finish_reason as 'stop' });
+        }
       }
-      parser.feed(decoder.decode(read.value, { stream: true }));
-      for (const chunk of parsed) {
-        yield chunk;
-      }
-      parsed.length = 0;
-      if (failure !== undefined) {
-        throw failure;
-      }
-      if (done) {
-        settled = true;
-        void readToEnd(reader);
-        return;
+      if (chunk.usage) {
+        out.push({ kind: 'usage', usage: toUsage(chunk.usage) });
       }
     }
-  } finally {
-    if (!settled) {
-      reader.cancel();
-    }
+    return out;
   }
 }
 

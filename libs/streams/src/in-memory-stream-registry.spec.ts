@@ -14,13 +14,13 @@ class HandDriven {
   streamId = '';
 
   readonly service = {
-    stream: (_request: CompletionRequest, options: { streamId: string; cancel?: AbortSignal }) =>
+    stream: (_request: CompletionRequest, options: { streamId: string; controller?: AbortController }) =>
       new Observable<CompletionEvent>((subscriber) => {
         this.subscriber = subscriber;
-        this.cancel = options.cancel;
+        this.cancel = options.controller?.signal;
         this.streamId = options.streamId;
         this.push({ type: 'start', model: 'm' });
-        options.cancel?.addEventListener('abort', () => this.finish('cancelled'));
+        this.cancel?.addEventListener('abort', () => this.finish('cancelled'));
         return () => {
           this.unsubscribed = true;
         };

@@ -108,7 +108,7 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
     this.activeTotal += 1;
     this.metrics?.streamStarted(transport);
     this.logger.log({ streamId: id, transport }, 'stream started');
-    stream.run(this.completion.stream(request, { streamId: id, cancel: stream.cancelSignal }));
+    stream.run(this.completion.stream(request, { streamId: id, controller: stream.controller }));
     return id;
   }
 

@@ -27,8 +27,12 @@ export class LiveStream {
     private readonly onPublished?: (stream: LiveStream, event: CompletionEvent) => void,
   ) {}
 
-  get cancelSignal(): AbortSignal {
-    return this.canceller.signal;
+  /**
+   * The stream's one abort controller, shared with its completion (`StreamOptions.controller`): aborting it is an
+   * explicit cancel, and the completion aborts it to stop its upstream request. One signal per stream, not two.
+   */
+  get controller(): AbortController {
+    return this.canceller;
   }
 
   get listenerCount(): number {
