@@ -312,7 +312,7 @@ class RelayRun {
     } finally {
       clearTimeout(this.timer);
       if (reading && finished && this.errorCode === undefined && !this.clientLeft) {
-        // [DONE] with bytes left: they are read out, as decode() does, so the upstream connection is kept for the
+        // [DONE] with bytes left: they are read out, as the provider does, so the upstream connection is kept for the
         // next request instead of closed.
         void readToEnd(body);
       } else {
