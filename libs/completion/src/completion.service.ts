@@ -197,23 +197,16 @@ class StreamRun {
         }
         if (chunk.kind === 'text') {
           this.firstTokenAt ??= ts;
-          this.subscriber.next({
-            type: 'token',
-            streamId: this.streamId,
-            seq: this.seq++,
-            text: chunk.text,
-            ts,
-          });
         } else {
           this.firstReasoningAt ??= ts;
-          this.subscriber.next({
-            type: 'reasoning',
-            streamId: this.streamId,
-            seq: this.seq++,
-            text: chunk.text,
-            ts,
-          });
         }
+        this.subscriber.next({
+          type: chunk.kind === 'text' ? 'token' : 'reasoning',
+          streamId: this.streamId,
+          seq: this.seq++,
+          text: chunk.text,
+          ts,
+        });
         return;
       case 'finish':
         this.finishReason = chunk.reason;
