@@ -9,6 +9,7 @@ const RETRYABLE: Record<StreamErrorCode, boolean> = {
   shutting_down: true,
   stream_lost: true,
   internal: false,
+  upstream_interrupted: true,
 };
 
 /**

@@ -38,6 +38,23 @@ export interface ReasoningEvent extends EventBase {
   text: string;
 }
 
+/** (v1.2) Why a stream moved to another deployment. */
+export const ROUTE_REASONS = ['fallback', 'hedge', 'continuation', 'handover'] as const;
+export type RouteReason = (typeof ROUTE_REASONS)[number];
+
+/**
+ * (v1.2) The stream moved to another deployment from this seq on: the tokens after it continue the same text, no
+ * repeat, no gap. `model` is the model now serving; `deployment` the deployment's name in the upstream table;
+ * `code` the contract code of the fault that caused it. A stream served by its first attempt has none.
+ */
+export interface RouteEvent extends EventBase {
+  type: 'route';
+  model: string;
+  deployment: string;
+  reason: RouteReason;
+  code?: StreamErrorCode;
+}
+
 export interface DoneEvent extends EventBase {
   type: 'done';
   finishReason: FinishReason;
@@ -53,11 +70,24 @@ export interface StreamTiming {
   reasoningMs?: number;
 }
 
+/**
+ * (v1.2) What the upstream itself said when it refused a request: its own `code`, `type` and `param` (e.g.
+ * `context_length_exceeded`, `content_filter`), so a client can tell them apart. Never its message: upstream texts
+ * can quote keys.
+ */
+export interface UpstreamRefusal {
+  code?: string;
+  type?: string;
+  param?: string;
+}
+
 export interface StreamError {
   code: StreamErrorCode;
   message: string;
   retryable: boolean;
   retryAfterMs?: number;
+  /** (v1.2) The upstream's own code, type and param when it refused the request. */
+  upstream?: UpstreamRefusal;
 }
 
 export interface ErrorEvent extends EventBase {
@@ -65,7 +95,13 @@ export interface ErrorEvent extends EventBase {
   error: StreamError;
 }
 
-export type CompletionEvent = StartEvent | ReasoningEvent | TokenEvent | DoneEvent | ErrorEvent;
+export type CompletionEvent =
+  | StartEvent
+  | ReasoningEvent
+  | TokenEvent
+  | RouteEvent
+  | DoneEvent
+  | ErrorEvent;
 export type CompletionEventType = CompletionEvent['type'];
 export type TerminalEvent = DoneEvent | ErrorEvent;
 

@@ -9,6 +9,11 @@ export const STREAM_ERROR_CODES = [
   /** (v1.1) The instance running the stream stopped before finishing it; retryable. */
   'stream_lost',
   'internal',
+  /**
+   * (v1.2) The upstream broke after content was delivered and no deployment could continue the answer; retryable.
+   * The message names the original fault.
+   */
+  'upstream_interrupted',
 ] as const;
 export type StreamErrorCode = (typeof STREAM_ERROR_CODES)[number];
 
