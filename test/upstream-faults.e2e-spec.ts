@@ -26,10 +26,12 @@ const FAULTS: [string, number, Ending][] = [
   ['[sim fault=malformed after=0]', 0, { error: { code: 'upstream_protocol', retryable: false } }],
   ['[sim fault=stall after=0]', 0, { error: { code: 'upstream_timeout', retryable: true } }],
   ['[sim fault=content_filter after=0]', 0, { done: { finishReason: 'content_filter' } }],
-  // After the first token: what was sent stays sent, no retry, and the stream ends with the fault's code.
-  ['[sim fault=drop after=3]', 3, { error: { code: 'upstream_unavailable', retryable: true } }],
-  ['[sim fault=malformed after=3]', 3, { error: { code: 'upstream_protocol', retryable: false } }],
-  ['[sim fault=stall after=2]', 2, { error: { code: 'upstream_timeout', retryable: true } }],
+  // After the first token: what was sent stays sent; with no attempt left to continue the answer (this app allows
+  // one attempt), the stream ends with upstream_interrupted (v1.2), never as a whole answer. upstream-routing
+  // covers the continuation itself.
+  ['[sim fault=drop after=3]', 3, { error: { code: 'upstream_interrupted', retryable: true } }],
+  ['[sim fault=malformed after=3]', 3, { error: { code: 'upstream_interrupted', retryable: true } }],
+  ['[sim fault=stall after=2]', 2, { error: { code: 'upstream_interrupted', retryable: true } }],
   ['[sim fault=content_filter after=2]', 2, { done: { finishReason: 'content_filter' } }],
 ];
 

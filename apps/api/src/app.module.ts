@@ -10,6 +10,7 @@ import { SimulatorModule, SimulatorService } from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
 import { StreamsModule } from '@app/streams';
+import { RoutingProvider, UPSTREAM_SIMULATOR, UpstreamRouter, UpstreamsModule } from '@app/upstreams';
 import { type DynamicModule, Logger, Module, type OnModuleInit, type Type } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import { LoggerModule } from 'nestjs-pino';
@@ -36,6 +37,10 @@ export class AppModule {
     logDestination?: DestinationStream,
   ): DynamicModule {
     const simulator = config.provider === 'simulator';
+    const needsSimulator =
+      config.upstreams === undefined
+        ? simulator
+        : Object.values(config.upstreams.table.deployments).some((deployment) => deployment.simulator);
     const completionOptions = {
       defaultModel: config.openai.model,
       firstTokenTimeoutMs: config.upstream.firstTokenTimeoutMs,
@@ -68,34 +73,27 @@ export class AppModule {
           ],
         }),
         MetricsModule,
-        ...(simulator
-          ? [
-              SimulatorModule.forRoot({ profile: config.simulator.profile }),
-              CompletionModule.forRootAsync({
-                imports: [SimulatorModule],
-                inject: [SimulatorService],
-                useFactory: (simulatorService: SimulatorService) => ({
-                  ...completionOptions,
-                  openai: {
-                    baseURL: simulatorService.baseUrl,
-                    maxRetries: config.openai.maxRetries,
-                    extractThinkTags: config.upstream.extractThinkTags,
-                    name: 'simulator',
-                  },
-                }),
-              }),
-            ]
-          : [
-              CompletionModule.forRoot({
-                ...completionOptions,
-                openai: {
-                  baseURL: config.openai.baseURL,
-                  apiKey: config.openai.apiKey,
-                  maxRetries: config.openai.maxRetries,
-                  extractThinkTags: config.upstream.extractThinkTags,
-                },
-              }),
-            ]),
+        ...(needsSimulator ? [SimulatorModule.forRoot({ profile: config.simulator.profile })] : []),
+        // One router for every surface: the completion provider (SSE, Socket.IO) and the /v1 relay.
+        UpstreamsModule.forRoot({ config, imports: needsSimulator ? [SimulatorEndpointsModule] : [] }),
+        CompletionModule.forRootAsync({
+          inject: [UpstreamRouter],
+          useFactory: (router: UpstreamRouter) => ({
+            ...completionOptions,
+            // The router keeps each attempt's deadlines; these are the /v1 relay's backstops, past every fallback
+            // (the stream's deadline) and every continuation (an idle deadline, then a first token).
+            firstTokenTimeoutMs: Math.max(
+              completionOptions.firstTokenTimeoutMs,
+              router.table.longestDeadlineMs + 5000,
+            ),
+            idleTimeoutMs: completionOptions.idleTimeoutMs + completionOptions.firstTokenTimeoutMs + 5000,
+            defaultModel: router.table.defaultModel,
+            provider: new RoutingProvider(router, {
+              name: simulator && !config.upstreams ? 'simulator' : config.upstreams ? 'router' : 'openai',
+              extractThinkTags: config.upstream.extractThinkTags,
+            }),
+          }),
+        }),
         AuthModule.forRoot({
           mode: config.auth.mode,
           apiKeys: config.auth.apiKeys,
@@ -118,7 +116,7 @@ export class AppModule {
         OpenAiCompatModule,
         HealthModule,
         InfoModule.forRoot(
-          simulator
+          simulator && config.upstreams === undefined
             ? {
                 provide: SERVER_INFO_SOURCE,
                 inject: [SimulatorService],
@@ -141,6 +139,29 @@ export class AppModule {
     };
   }
 }
+
+/**
+ * The built-in simulator's endpoints for the upstream table: where it listens, the secret it requires, and the URL
+ * of each deployment it plays.
+ */
+@Module({
+  imports: [SimulatorModule],
+  providers: [
+    {
+      provide: UPSTREAM_SIMULATOR,
+      inject: [SimulatorService],
+      useFactory: (simulator: SimulatorService) => ({
+        baseUrl: simulator.baseUrl,
+        headers: {},
+        urlFor: () => {
+          throw new Error('the simulator plays no deployments yet');
+        },
+      }),
+    },
+  ],
+  exports: [UPSTREAM_SIMULATOR],
+})
+class SimulatorEndpointsModule {}
 
 /** The levels at which pino-http's "request completed" lines (at info) are written at all. */
 const REQUEST_LINE_LEVELS: ReadonlySet<AppConfig['logLevel']> = new Set(['info', 'debug', 'trace']);

@@ -1,4 +1,4 @@
-import type { ChatMessage, FinishReason, TokenUsage } from '@app/contracts';
+import type { ChatMessage, FinishReason, RouteReason, StreamErrorCode, TokenUsage } from '@app/contracts';
 
 export interface ProviderRequest {
   /** For log lines only: which stream this upstream request serves. */
@@ -8,6 +8,11 @@ export interface ProviderRequest {
   temperature?: number;
   maxTokens?: number;
   topP?: number;
+  /**
+   * (v1.2) Continue an answer another process started (a handover): `text` is the answer delivered so far. A provider
+   * that can continue answers only the rest, after a `route` chunk; one that cannot throws.
+   */
+  continueFrom?: { text: string; reasoningShown?: boolean; reason: 'handover' };
 }
 
 /**
@@ -19,7 +24,9 @@ export type ProviderChunk =
   | { kind: 'reasoning'; text: string }
   | { kind: 'text'; text: string }
   | { kind: 'finish'; reason: Exclude<FinishReason, 'cancelled'> }
-  | { kind: 'usage'; usage: TokenUsage };
+  | { kind: 'usage'; usage: TokenUsage }
+  /** (v1.2) The answer moved to another deployment from here on; what follows continues the same text. */
+  | { kind: 'route'; model: string; deployment: string; reason: RouteReason; code?: StreamErrorCode };
 
 /**
  * The seam between the completion service and an upstream. A provider knows nothing of transports;
@@ -34,6 +41,15 @@ export interface CompletionProvider {
   ): AsyncIterable<ProviderChunk | readonly ProviderChunk[]>;
   /** Resolves when the upstream answers at all (readiness); rejects otherwise. */
   ping(signal: AbortSignal): Promise<void>;
+  /**
+   * (v1.2) True when the provider enforces the first-token and idle deadlines itself, per upstream attempt (the
+   * router does, so that a silent deployment moves on rather than ends the stream): the service then sets none.
+   */
+  readonly ownsTimeouts?: boolean;
+  /** (v1.2) Whether the model names a model this provider serves; absent: every name is tried upstream. */
+  knowsModel?(model: string): boolean;
+  /** (v1.2) Whether some deployment of the model can continue a partial answer (`continueFrom`). */
+  canContinue?(model: string): boolean;
 }
 
 /**

@@ -10,8 +10,10 @@ export interface CompletionModuleOptions {
   firstTokenTimeoutMs: number;
   /** Longest silence allowed between two chunks once tokens flow. */
   idleTimeoutMs: number;
-  /** Settings of the default provider, any OpenAI-compatible server. */
-  openai: OpenAiCompatibleOptions;
+  /** Settings of the default provider, any OpenAI-compatible server (unless `provider` is given). */
+  openai?: OpenAiCompatibleOptions;
+  /** The provider itself, made by the composition (the upstream router's); instead of `openai`. */
+  provider?: CompletionProvider;
 }
 
 export interface CompletionModuleExtras {
@@ -39,6 +41,14 @@ function upstreamProvider(custom: Type<CompletionProvider> | undefined): Provide
     : {
         provide: COMPLETION_PROVIDER,
         inject: [COMPLETION_MODULE_OPTIONS],
-        useFactory: (options: CompletionModuleOptions) => new OpenAiCompatibleProvider(options.openai),
+        useFactory: (options: CompletionModuleOptions) => {
+          if (options.provider) {
+            return options.provider;
+          }
+          if (!options.openai) {
+            throw new Error('CompletionModule: give either openai settings or a provider');
+          }
+          return new OpenAiCompatibleProvider(options.openai);
+        },
       };
 }

@@ -30,6 +30,23 @@ export interface StreamOptions {
    * subscription before the upstream's end aborts it (that is what stops the upstream request).
    */
   controller?: AbortController;
+  /**
+   * (v1.2) Continue a stream another instance started and can no longer finish (a handover): no `start`; the first
+   * event, at `seq`, is the provider's `route` event, then the rest of the answer. `text` is the answer delivered so
+   * far; `startedAt` and `firstEventAt` are the original stream's, so `timing` covers the whole answer.
+   */
+  continueFrom?: ContinueFrom;
+}
+
+export interface ContinueFrom {
+  /** The seq the next event takes. */
+  seq: number;
+  text: string;
+  /** The reasoning delivered so far, if any: a continuation's own reasoning is then not shown again. */
+  reasoning?: string;
+  reason: 'handover';
+  startedAt: number;
+  firstEventAt?: number;
 }
 
 /** Epoch milliseconds with sub-millisecond precision, the `ts` of every event: the wall clock (`@app/clock`). */
@@ -68,6 +85,16 @@ export class CompletionService {
     return isOpenAiPassthrough(this.provider) ? this.provider : undefined;
   }
 
+  /** (v1.2) Whether the model is one this gateway serves (with an upstream table, one it names). */
+  knowsModel(model: string): boolean {
+    return this.provider.knowsModel?.(model) ?? true;
+  }
+
+  /** (v1.2) Whether an answer of this model (the default when absent) can be continued by another attempt. */
+  canContinue(model?: string): boolean {
+    return this.provider.canContinue?.(model ?? this.options.defaultModel) ?? false;
+  }
+
   /** Whether the upstream answers; for readiness. */
   ping(signal: AbortSignal): Promise<void> {
     return this.provider.ping(signal);
@@ -75,13 +102,18 @@ export class CompletionService {
 
   stream(
     request: CompletionRequest,
-    { streamId, cancel: signal, controller }: StreamOptions,
+    { streamId, cancel: signal, controller, continueFrom }: StreamOptions,
   ): Observable<CompletionEvent> {
     return new Observable<CompletionEvent>((subscriber) => {
-      const run = new StreamRun(streamId, subscriber, this.options, this.logger, controller);
+      const timeouts = this.provider.ownsTimeouts ? undefined : this.options;
+      const run = new StreamRun(streamId, subscriber, timeouts, this.logger, controller);
       const cancel = controller?.signal ?? signal;
       const model = request.model ?? this.options.defaultModel;
-      run.begin(model);
+      if (continueFrom) {
+        run.resumeAt(continueFrom);
+      } else {
+        run.begin(model);
+      }
       if (cancel?.aborted) {
         run.finish('cancelled');
         return undefined;
@@ -95,6 +127,15 @@ export class CompletionService {
         temperature: request.temperature,
         maxTokens: request.maxTokens,
         topP: request.topP,
+        ...(continueFrom
+          ? {
+              continueFrom: {
+                text: continueFrom.text,
+                reasoningShown: Boolean(continueFrom.reasoning),
+                reason: continueFrom.reason,
+              },
+            }
+          : {}),
       });
       return () => {
         cancel?.removeEventListener('abort', onCancel);
@@ -128,7 +169,9 @@ class StreamRun {
   constructor(
     private readonly streamId: string,
     private readonly subscriber: Subscriber<CompletionEvent>,
-    private readonly options: CompletionModuleOptions,
+    /** The first-token and idle deadlines; none when the provider keeps its own (`ownsTimeouts`). */
+    private readonly options:
+      Pick<CompletionModuleOptions, 'firstTokenTimeoutMs' | 'idleTimeoutMs'> | undefined,
     private readonly logger: Logger,
     /** The caller's controller, when it shares it (`StreamOptions.controller`); else the run's own. */
     upstream = new AbortController(),
@@ -140,8 +183,17 @@ class StreamRun {
     this.startedAt = epochNow();
     this.subscriber.next({ type: 'start', streamId: this.streamId, seq: 0, model, ts: this.startedAt });
     this.seq = 1;
-    this.timer = setTimeout(() => this.timeOut('first'), this.options.firstTokenTimeoutMs);
-    this.timer.unref();
+    if (this.options) {
+      this.timer = setTimeout(() => this.timeOut('first'), this.options.firstTokenTimeoutMs);
+      this.timer.unref();
+    }
+  }
+
+  /** A handover: the stream goes on from `from.seq`, its timing counted from the original start. */
+  resumeAt(from: ContinueFrom): void {
+    this.startedAt = from.startedAt;
+    this.firstEventAt = from.firstEventAt;
+    this.seq = from.seq;
   }
 
   /**
@@ -193,7 +245,9 @@ class StreamRun {
         this.lastChunkAt = ts;
         if (this.firstEventAt === undefined) {
           this.firstEventAt = ts;
-          this.restartTimer(this.options.idleTimeoutMs);
+          if (this.options) {
+            this.restartTimer(this.options.idleTimeoutMs);
+          }
         }
         if (chunk.kind === 'text') {
           this.firstTokenAt ??= ts;
@@ -212,6 +266,18 @@ class StreamRun {
         this.finishReason = chunk.reason;
         this.lastChunkAt = ts;
         this.timer?.refresh();
+        return;
+      case 'route':
+        this.subscriber.next({
+          type: 'route',
+          streamId: this.streamId,
+          seq: this.seq++,
+          ts,
+          model: chunk.model,
+          deployment: chunk.deployment,
+          reason: chunk.reason,
+          ...(chunk.code === undefined ? {} : { code: chunk.code }),
+        });
         return;
       default:
         this.usage = chunk.usage;
@@ -284,7 +350,7 @@ class StreamRun {
 
   /** The idle timer fired: time out if nothing came for the idle timeout, else wait for the rest of it. */
   private idleCheck(): void {
-    if (this.ended) {
+    if (this.ended || !this.options) {
       return;
     }
     // Node's timers count whole milliseconds: under one left is due.

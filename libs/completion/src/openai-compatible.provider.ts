@@ -11,7 +11,7 @@ import type {
 } from './completion-provider';
 import { bodyReader, createLeanFetch, readToEnd } from './lean-fetch';
 import { ThinkTagSplitter } from './think-tag-splitter';
-import { UpstreamError } from './upstream.error';
+import { UpstreamError, upstreamRefusal } from './upstream.error';
 
 export interface OpenAiCompatibleOptions {
   /** Any OpenAI-compatible chat-completions base URL (OpenAI, Azure OpenAI, vLLM, Ollama, LM Studio, the simulator). */
@@ -28,6 +28,13 @@ export interface OpenAiCompatibleOptions {
    * the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`), which only the global fetch honours.
    */
   fetch?: typeof fetch;
+  /** Sent with every request (the SDK's `defaultHeaders`). */
+  headers?: Record<string, string>;
+  /**
+   * How long a request may wait for the upstream's response headers before it fails as a timeout (the SDK's
+   * `timeout`, which ends when the headers come; the body's deadlines are the caller's). Default: the SDK's 10 min.
+   */
+  headersTimeoutMs?: number;
 }
 
 /** Proxy settings are honoured by Node's global fetch (with NODE_USE_ENV_PROXY), not by the lean fetch. */
@@ -54,6 +61,8 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
       // The SDK insists on a key; local servers (vLLM, Ollama) ignore it.
       apiKey: options.apiKey ?? 'unused',
       maxRetries: options.maxRetries,
+      defaultHeaders: options.headers,
+      ...(options.headersTimeoutMs === undefined ? {} : { timeout: options.headersTimeoutMs }),
       fetch: options.fetch ?? (proxyConfigured() ? undefined : createLeanFetch()),
       // Our own first-token and idle timeouts apply; the SDK's 10-minute request timeout stays as a backstop.
       logger: {
@@ -105,7 +114,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
         }
       }
     } catch (error) {
-      throw this.toUpstreamError(error, 'stream');
+      throw this.upstreamError(error, 'stream');
     } finally {
       if (!settled) {
         reader?.cancel();
@@ -146,7 +155,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
           'upstream refused the request',
         );
       }
-      throw this.toUpstreamError(error, 'request');
+      throw this.upstreamError(error, 'request');
     }
   }
 
@@ -166,7 +175,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
           'upstream refused a relayed request',
         );
       }
-      throw this.toUpstreamError(error, 'request');
+      throw this.upstreamError(error, 'request');
     }
   }
 
@@ -174,7 +183,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
     try {
       return await this.client.models.list({ signal }).asResponse();
     } catch (error) {
-      throw this.toUpstreamError(error, 'request');
+      throw this.upstreamError(error, 'request');
     }
   }
 
@@ -182,7 +191,8 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
     await this.client.models.list({ signal, maxRetries: 0 });
   }
 
-  private toUpstreamError(error: unknown, phase: 'request' | 'stream'): UpstreamError {
+  /** Any failure of a request (`request`) or of reading its body (`stream`), in the contract's codes. */
+  upstreamError(error: unknown, phase: 'request' | 'stream'): UpstreamError {
     if (error instanceof UpstreamError) {
       return error;
     }
@@ -223,8 +233,9 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
 
   /** Upstream 4xx texts can quote the API key (OpenAI masks only part of it): say what happened in our own words. */
   private fromStatus(status: number, error: InstanceType<typeof OpenAI.APIError>): UpstreamError {
+    const upstream = upstreamRefusal(error);
     const refused = (code: UpstreamError['code'], message: string, retryAfter?: number) =>
-      new UpstreamError(code, message, retryAfter, status);
+      new UpstreamError(code, message, retryAfter, status, upstream);
     switch (status) {
       case 400:
       case 422:
@@ -282,6 +293,8 @@ export class ChunkDecoder {
   done = false;
   failure: unknown;
   private parsed: ChatCompletionChunk[] = [];
+  /** With `keepRaw`: each parsed chunk's `data` text, in step with `parsed`. */
+  private raw: string[] = [];
   private readonly text = new TextDecoder();
   private readonly parser = createParser({
     onEvent: (message: EventSourceMessage) => {
@@ -298,6 +311,9 @@ export class ChunkDecoder {
           this.failure = new OpenAI.APIError(undefined, data.error ?? data, undefined, this.headers);
         } else {
           this.parsed.push(data);
+          if (this.keepRaw) {
+            this.raw.push(message.data);
+          }
         }
       } catch (error) {
         this.failure = error;
@@ -305,7 +321,18 @@ export class ChunkDecoder {
     },
   });
 
-  constructor(private readonly headers: Headers) {}
+  constructor(
+    private readonly headers: Headers,
+    /** Keep each chunk's `data` text (`takeRaw`), for a surface that relays chunks unchanged. */
+    private readonly keepRaw = false,
+  ) {}
+
+  /** The `data` texts of the chunks the last `feed` answered (with `keepRaw`). */
+  takeRaw(): string[] {
+    const raw = this.raw;
+    this.raw = [];
+    return raw;
+  }
 
   feed(bytes: Uint8Array): ChatCompletionChunk[] {
     if (this.done || this.failure !== undefined) {
@@ -324,7 +351,7 @@ export class ChunkDecoder {
  * Chat-completion chunks to ProviderChunks: reasoning, text (through the think-tag splitter when it is on), the
  * finish, usage. `finished` says whether a finish came; an unknown finish reason is a `failure`.
  */
-class ChunkMapper {
+export class ChunkMapper {
   finished = false;
   /** Set when a chunk cannot be mapped; what came before it is still answered. */
   failure: UpstreamError | undefined;

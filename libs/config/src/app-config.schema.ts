@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { UpstreamTableFile } from './upstream-table';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const milliseconds = z.coerce
@@ -28,8 +29,9 @@ export const envSchema = z.object({
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   OPENAI_MODEL: optionalText,
-  OPENAI_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(2),
-  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: milliseconds.min(1).default(60_000),
+  OPENAI_MAX_RETRIES: z.coerce.number().int().min(0).max(10).default(1),
+  UPSTREAMS_FILE: optionalText,
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: milliseconds.min(1).default(15_000),
   UPSTREAM_IDLE_TIMEOUT_MS: milliseconds.min(1).default(30_000),
   UPSTREAM_EXTRACT_THINK_TAGS: z.stringbool().default(false),
   SIMULATOR_PROFILE: z.enum(SIMULATOR_PROFILES).default('realistic'),
@@ -82,7 +84,13 @@ export interface AppConfig {
     model: string;
     maxRetries: number;
   };
+  /**
+   * (v1.2) The upstream table of UPSTREAMS_FILE, validated, with each deployment's key read from the variable its
+   * `apiKeyEnv` names (keys never stay in the table); absent: the OPENAI_* settings are a table of one deployment.
+   */
+  upstreams?: { table: UpstreamTableFile; apiKeys: Record<string, string> };
   upstream: {
+    /** Per attempt, when the table (or the single deployment) sets none. */
     firstTokenTimeoutMs: number;
     idleTimeoutMs: number;
     /** A `<think>…</think>` block opening the content becomes reasoning events. */

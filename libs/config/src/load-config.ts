@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import proxyAddr from 'proxy-addr';
 import { z } from 'zod';
 import { type AppConfig, envSchema } from './app-config.schema';
+import { loadUpstreamTable, UpstreamTableError } from './upstream-table';
 
 export const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';
 /** The simulator's own default model name (it uses the configured latency profile). */
@@ -63,6 +64,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     );
   }
   return {
+    ...(values.UPSTREAMS_FILE === undefined ? {} : { upstreams: upstreamsOf(values.UPSTREAMS_FILE, env) }),
     nodeEnv: values.NODE_ENV,
     port: values.PORT,
     host: values.HOST,
@@ -117,6 +119,28 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     },
     redisUrl: values.REDIS_URL,
   };
+}
+
+/** The table, or one line naming the file's bad field (`UPSTREAMS_FILE: models.chat.targets.0.deployment: …`). */
+function upstreamsOf(
+  path: string,
+  env: Record<string, string | undefined>,
+): NonNullable<AppConfig['upstreams']> {
+  try {
+    const table = loadUpstreamTable(resolve(path), env);
+    const apiKeys: Record<string, string> = {};
+    for (const [name, deployment] of Object.entries(table.deployments)) {
+      if (deployment.apiKeyEnv !== undefined) {
+        apiKeys[name] = env[deployment.apiKeyEnv] as string;
+      }
+    }
+    return { table, apiKeys };
+  } catch (error) {
+    if (error instanceof UpstreamTableError) {
+      throw new ConfigError('UPSTREAMS_FILE', error.message);
+    }
+    throw error;
+  }
 }
 
 /** What a browser on this machine calls a server listening on loopback. */

@@ -125,6 +125,38 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  private readonly upstreamAttempts = new Counter({
+    name: 'llm_gateway_upstream_attempts_total',
+    help: 'Upstream attempts (v1.2), by deployment and outcome: ok, lost (a hedge that lost), or the contract error code.',
+    labelNames: ['deployment', 'outcome'],
+    registers: [this.registry],
+  });
+  private readonly upstreamRoutes = new Counter({
+    name: 'llm_gateway_upstream_routes_total',
+    help: 'Streams that moved to another deployment (v1.2), by reason (fallback, hedge, continuation, handover) and the deployment they moved to.',
+    labelNames: ['reason', 'deployment'],
+    registers: [this.registry],
+  });
+  private readonly upstreamHedges = new Counter({
+    name: 'llm_gateway_upstream_hedges_total',
+    help: 'Hedged attempts (v1.2): started, won (gave the first token first), lost (aborted when another won).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  private readonly upstreamCooldowns = new Counter({
+    name: 'llm_gateway_upstream_cooldowns_total',
+    help: 'Times a deployment was put aside after failures (v1.2).',
+    labelNames: ['deployment'],
+    registers: [this.registry],
+  });
+  private readonly wastedTokens = new Counter({
+    name: 'llm_gateway_upstream_wasted_tokens_total',
+    help: 'Content deltas that attempts which did not serve the answer consumed (hedge losers), by deployment (v1.2).',
+    labelNames: ['deployment'],
+    registers: [this.registry],
+  });
+  private readonly attemptChildren = new Map<string, Counter.Internal>();
+
   private readonly transportChildren = new Map<TransportName, TransportChildren>();
   private readonly providerChildren = new Map<string, ProviderChildren>();
   private readonly pendingSources = new Map<TransportName, () => number>();
@@ -193,6 +225,33 @@ export class MetricsService {
 
   slowClientDropped(transport: TransportName): void {
     this.byTransport(transport).droppedSlowClients.inc();
+  }
+
+  /** (v1.2) One upstream attempt ended; called once per attempt, so its children are kept like the others. */
+  upstreamAttempt(deployment: string, outcome: string): void {
+    const key = `${deployment} ${outcome}`;
+    let child = this.attemptChildren.get(key);
+    if (!child) {
+      child = this.upstreamAttempts.labels(deployment, outcome);
+      this.attemptChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  upstreamRouted(reason: string, deployment: string): void {
+    this.upstreamRoutes.inc({ reason, deployment });
+  }
+
+  upstreamHedge(outcome: 'started' | 'won' | 'lost'): void {
+    this.upstreamHedges.inc({ outcome });
+  }
+
+  upstreamCooldown(deployment: string): void {
+    this.upstreamCooldowns.inc({ deployment });
+  }
+
+  upstreamWastedTokens(deployment: string, tokens: number): void {
+    this.wastedTokens.inc({ deployment }, tokens);
   }
 
   /**

@@ -1,8 +1,8 @@
 import { epochNow, reasoningOf } from '@app/completion';
-import type { StreamErrorCode } from '@app/contracts';
+import { STREAM_ERROR_CODES, type StreamErrorCode } from '@app/contracts';
 
 /** What one chunk of a relayed stream says, for the relay to act on. */
-export type Observed = 'chunk' | 'done' | { failure: StreamErrorCode };
+export type Observed = 'chunk' | 'done' | { failure: StreamErrorCode; message?: string };
 
 /**
  * Reads the relayed chunks for metrics and logs, without changing them: how many answer and reasoning deltas,
@@ -28,7 +28,15 @@ export class ChunkObserver {
       return { failure: 'upstream_protocol' };
     }
     if (event === 'error' || chunk?.error !== undefined) {
-      return { failure: 'upstream_unavailable' };
+      // The router ends an answer nothing could rescue with its contract code (v1.2: upstream_interrupted).
+      const { code, message } = (chunk?.error ?? {}) as { code?: unknown; message?: unknown };
+      return code === 'upstream_interrupted' && typeof message === 'string'
+        ? { failure: code, message }
+        : {
+            failure: STREAM_ERROR_CODES.includes(code as StreamErrorCode)
+              ? (code as StreamErrorCode)
+              : 'upstream_unavailable',
+          };
     }
     const choice = chunk?.choices?.[0];
     if (choice) {

@@ -53,14 +53,20 @@ export class OpenAiError extends Error {
       case 'upstream_rejected': {
         const status = error.status === 404 || error.status === 422 ? error.status : 400;
         const clientsFault = error.status !== 401 && error.status !== 403;
-        return clientsFault
-          ? new OpenAiError(
-              status,
-              status === 404 ? 'not_found_error' : 'invalid_request_error',
-              error.code,
-              error.message,
-            )
-          : new OpenAiError(502, 'upstream_error', error.code, error.message);
+        if (!clientsFault) {
+          return new OpenAiError(502, 'upstream_error', error.code, error.message);
+        }
+        // (v1.2) The upstream's own code, type and param, as OpenAI clients expect them (`context_length_exceeded`,
+        // `content_filter`); the message stays the gateway's.
+        const { upstream } = error;
+        return new OpenAiError(
+          status,
+          upstream?.type ?? (status === 404 ? 'not_found_error' : 'invalid_request_error'),
+          (upstream?.code as StreamErrorCode | undefined) ?? error.code,
+          error.message,
+          undefined,
+          upstream?.param ?? null,
+        );
       }
       case 'upstream_timeout':
         return new OpenAiError(504, 'upstream_error', error.code, error.message);

@@ -272,7 +272,7 @@ class RelayRun {
         } else {
           finished = true;
           this.errorCode = seen.failure;
-          out += streamedError(this.streamError(seen.failure));
+          out += streamedError(this.streamError(seen.failure, seen.message));
         }
       },
     });
@@ -326,15 +326,18 @@ class RelayRun {
     }
   }
 
-  private streamError(code: StreamErrorCode): OpenAiError {
+  /** `message`: the router's own words for an answer it could not rescue (they name the original fault). */
+  private streamError(code: StreamErrorCode, message?: string): OpenAiError {
     const messages: Partial<Record<StreamErrorCode, string>> = {
       upstream_protocol: 'The model sent a malformed stream.',
       upstream_timeout: 'The model stopped sending tokens in time.',
       upstream_unavailable: 'The connection to the model was lost.',
       shutting_down: 'The server is restarting; retry the request.',
+      upstream_interrupted:
+        'The answer was cut short and no deployment could continue it; retry the request.',
     };
     return OpenAiError.fromUpstream(
-      new UpstreamError(code, messages[code] ?? 'The model failed mid-answer.'),
+      new UpstreamError(code, message ?? messages[code] ?? 'The model failed mid-answer.'),
     );
   }
 
