@@ -78,6 +78,7 @@ export class AppModule {
                   ...completionOptions,
                   openai: {
                     baseURL: simulatorService.baseUrl,
+                    headers: { ...simulatorService.headers },
                     maxRetries: config.openai.maxRetries,
                     extractThinkTags: config.upstream.extractThinkTags,
                     name: 'simulator',

@@ -28,6 +28,8 @@ export interface OpenAiCompatibleOptions {
    * the environment names a proxy (`HTTPS_PROXY`, `HTTP_PROXY`), which only the global fetch honours.
    */
   fetch?: typeof fetch;
+  /** Sent with every request (the SDK's `defaultHeaders`): the built-in simulator's per-process key. */
+  headers?: Record<string, string>;
 }
 
 /** Proxy settings are honoured by Node's global fetch (with NODE_USE_ENV_PROXY), not by the lean fetch. */
@@ -54,6 +56,7 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
       // The SDK insists on a key; local servers (vLLM, Ollama) ignore it.
       apiKey: options.apiKey ?? 'unused',
       maxRetries: options.maxRetries,
+      defaultHeaders: options.headers,
       fetch: options.fetch ?? (proxyConfigured() ? undefined : createLeanFetch()),
       // Our own first-token and idle timeouts apply; the SDK's 10-minute request timeout stays as a backstop.
       logger: {
