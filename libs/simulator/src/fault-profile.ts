@@ -18,7 +18,9 @@ const faultWindowShape = {
 const refuseSchema = z
   .strictObject({
     /** 400 needs a `code`; 429, 500 and 503 are the transient refusals a router retries elsewhere. */
-    status: z.union([z.literal(400), z.literal(429), z.literal(500), z.literal(503)]),
+    status: z.union([z.literal(400), z.literal(429), z.literal(500), z.literal(503)], {
+      error: 'must be 400, 429, 500 or 503',
+    }),
     /** For 400: `context_length_exceeded` (OpenAI's, param `messages`) or `content_filter` (Azure's). */
     code: z.enum(['context_length_exceeded', 'content_filter']).optional(),
     /** For 429: the wait the server suggests. Without it, a 429 carries no Retry-After at all. */
@@ -68,14 +70,17 @@ const midStreamSchema = z
     path: ['afterTokens'],
   });
 
-const latencySchema = z.union([
-  z.enum(PROFILE_NAMES as [ProfileName, ...ProfileName[]]),
-  z.strictObject({
-    ttftMs: z.number().min(0).max(600_000),
-    tokensPerSecond: z.number().min(0),
-    jitter: z.number().min(0).max(1),
-  }),
-]);
+const latencySchema = z.union(
+  [
+    z.enum(PROFILE_NAMES as [ProfileName, ...ProfileName[]]),
+    z.strictObject({
+      ttftMs: z.number().min(0).max(600_000),
+      tokensPerSecond: z.number().min(0),
+      jitter: z.number().min(0).max(1),
+    }),
+  ],
+  { error: `must be one of ${PROFILE_NAMES.join(', ')}, or { ttftMs, tokensPerSecond, jitter }` },
+);
 
 export const faultProfileSchema = z.strictObject({
   /** The model the deployment names in its chunks and answers; default: the model the request asked for. */
