@@ -205,11 +205,9 @@ describe('SimulatorServer continuation', () => {
     /** Answers to two kinds of prompt: generated prose (seeded), and an echo full of multi-byte characters. */
     const prompts = fc.oneof(
       fc.integer({ min: 0, max: 2 ** 31 }).map((seed) => ({ content: `Tell me [sim tokens=60] #${seed}` })),
-      fc
-        .string({ unit: 'grapheme', minLength: 1, maxLength: 30 })
-        .map((noise) => ({
-          content: `[sim echo] ${MULTI_BYTE} ${noise.replaceAll('[', '(')} ${MULTI_BYTE}`,
-        })),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 30 }).map((noise) => ({
+        content: `[sim echo] ${MULTI_BYTE} ${noise.replaceAll('[', '(')} ${MULTI_BYTE}`,
+      })),
     );
     const whole = new Map<string, string>();
     async function answerTo(content: string): Promise<string> {
