@@ -82,7 +82,12 @@ describe('/v1 with the simulator, the official openai SDK as the client', () => 
       { logger },
     );
     openai = clientOf(testApp);
-    direct = new OpenAI({ baseURL: testApp.simulator.baseUrl, apiKey: 'x', maxRetries: 0 });
+    direct = new OpenAI({
+      baseURL: testApp.simulator.baseUrl,
+      apiKey: 'x',
+      maxRetries: 0,
+      defaultHeaders: { ...testApp.simulator.headers },
+    });
   });
   afterAll(() => testApp.close());
 

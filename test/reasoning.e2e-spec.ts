@@ -30,7 +30,12 @@ function expectWellFormed(events: CompletionEvent[]): void {
 
 /** What the simulator itself streams for these messages, read with the SDK: the reference for exactness. */
 async function direct(testApp: TestApp, model: string, content: string) {
-  const openai = new OpenAI({ baseURL: testApp.simulator.baseUrl, apiKey: 'x', maxRetries: 0 });
+  const openai = new OpenAI({
+    baseURL: testApp.simulator.baseUrl,
+    apiKey: 'x',
+    maxRetries: 0,
+    defaultHeaders: { ...testApp.simulator.headers },
+  });
   const stream = await openai.chat.completions.create({
     model,
     messages: [{ role: 'user', content }],

@@ -53,7 +53,7 @@ describe('SSE transport (POST /api/completions/stream)', () => {
     const request = user('Explain backpressure in two paragraphs.');
     const upstream = await fetch(`${testApp.simulator.baseUrl}/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...testApp.simulator.headers },
       body: JSON.stringify({ model: 'simulator', messages: request.messages }),
     });
     const expected = ((await upstream.json()) as { choices: { message: { content: string } }[] }).choices[0]

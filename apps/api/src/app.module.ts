@@ -1,12 +1,19 @@
 import { AuthModule, type AuthStrategy, compileTrustProxy } from '@app/auth';
 import { CompletionModule } from '@app/completion';
-import { type AppConfig, AppConfigModule } from '@app/config';
+import { type AppConfig, AppConfigModule, ConfigError } from '@app/config';
 import { HealthModule } from '@app/health';
 import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
 import { MetricsModule } from '@app/metrics';
 import { OpenAiCompatModule } from '@app/openai-compat';
 import { RedisModule } from '@app/redis';
-import { SimulatorModule, SimulatorService } from '@app/simulator';
+import {
+  DEPLOYMENT_NAME_PATTERN,
+  type FaultProfile,
+  SimulatorModule,
+  SimulatorService,
+  describeProfileIssue,
+  faultProfileSchema,
+} from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
 import { StreamsModule } from '@app/streams';
@@ -73,7 +80,14 @@ export class AppModule {
           ],
         }),
         MetricsModule,
-        ...(needsSimulator ? [SimulatorModule.forRoot({ profile: config.simulator.profile })] : []),
+        ...(needsSimulator
+          ? [
+              SimulatorModule.forRoot({
+                profile: config.simulator.profile,
+                deployments: simulatedDeployments(config),
+              }),
+            ]
+          : []),
         // One router for every surface: the completion provider (SSE, Socket.IO) and the /v1 relay.
         UpstreamsModule.forRoot({ config, imports: needsSimulator ? [SimulatorEndpointsModule] : [] }),
         CompletionModule.forRootAsync({
@@ -152,16 +166,42 @@ export class AppModule {
       inject: [SimulatorService],
       useFactory: (simulator: SimulatorService) => ({
         baseUrl: simulator.baseUrl,
-        headers: {},
-        urlFor: () => {
-          throw new Error('the simulator plays no deployments yet');
-        },
+        headers: simulator.headers,
+        urlFor: (name: string) => simulator.urlFor(name),
       }),
     },
   ],
   exports: [UPSTREAM_SIMULATOR],
 })
 class SimulatorEndpointsModule {}
+
+/**
+ * The table's deployments played by the built-in simulator, each with its fault profile, checked here so that a bad
+ * profile stops the start with one line naming its field, as every other setting does.
+ */
+function simulatedDeployments(config: AppConfig): Record<string, FaultProfile> {
+  const deployments: Record<string, FaultProfile> = {};
+  for (const [name, deployment] of Object.entries(config.upstreams?.table.deployments ?? {})) {
+    if (deployment.simulator === undefined) {
+      continue;
+    }
+    const parsed = faultProfileSchema.safeParse(deployment.simulator);
+    if (!parsed.success) {
+      throw new ConfigError(
+        'UPSTREAMS_FILE',
+        describeProfileIssue(parsed.error, ['deployments', name, 'simulator']),
+      );
+    }
+    if (!DEPLOYMENT_NAME_PATTERN.test(name)) {
+      throw new ConfigError(
+        'UPSTREAMS_FILE',
+        `deployments.${name}: a simulated deployment's name uses letters, digits, ., _ or -`,
+      );
+    }
+    deployments[name] = deployment.simulator as FaultProfile;
+  }
+  return deployments;
+}
 
 /** The levels at which pino-http's "request completed" lines (at info) are written at all. */
 const REQUEST_LINE_LEVELS: ReadonlySet<AppConfig['logLevel']> = new Set(['info', 'debug', 'trace']);

@@ -19,6 +19,10 @@ async function bootstrap(): Promise<void> {
   process.stdout.write(
     `simulator listening on ${baseUrl} (profile: ${env.options.profile ?? 'realistic'})\n`,
   );
+  // One more line per deployment, for a test that starts faulty deployments as processes to read.
+  for (const name of server.deploymentNames) {
+    process.stdout.write(`simulator deployment ${name} on ${server.urlFor(name)}\n`);
+  }
 
   const shutdown = (): void => {
     void server.close().then(() => process.exit(0));

@@ -4,10 +4,22 @@ import type { LatencyProfile } from './latency.profiles';
 import { ChunkFormat, chatCompletion, type FinishReason, type Usage } from './openai.wire';
 import type { Random } from './seeded.random';
 import type { MidStreamFault, ReasoningStyle } from './sim-directive.parser';
+import type { DeploymentRequestRecord } from './simulator.deployment';
 import type { TokenPiece } from './token.splitter';
 
 /** How a run ended: `faulted` is a drop or malformed stream the simulator caused on purpose. */
 export type RunOutcome = 'completed' | 'aborted' | 'faulted';
+
+/**
+ * A fault after some content: after `after` content deltas, or, with `afterBytes`, once that many UTF-8 bytes of
+ * content are out (the last delta cut inside its token, at a character boundary). `end_without_done` ends the
+ * response without a finish reason and without `[DONE]`.
+ */
+export interface RunFault {
+  kind: MidStreamFault | 'end_without_done';
+  after: number;
+  afterBytes?: number;
+}
 
 export interface RunPlan {
   id: string;
@@ -15,6 +27,8 @@ export interface RunPlan {
   model: string;
   stream: boolean;
   includeUsage: boolean;
+  /** False for a deployment that never reports usage, not even in a non-streamed body. */
+  reportUsage: boolean;
   emitTimestamps: boolean;
   pieces: readonly TokenPiece[];
   /** Why the stream ends once every piece is sent: `length` when max_tokens cut the text. */
@@ -23,9 +37,11 @@ export interface RunPlan {
   profile: LatencyProfile;
   /** Draws the inter-token jitter; seeded, so a seed replays the same schedule. */
   random: Random;
-  fault?: { kind: MidStreamFault; after: number };
+  fault?: RunFault;
   /** A reasoning model's thinking, streamed before the answer in the given style. */
   reasoning?: { style: Exclude<ReasoningStyle, 'none'>; pieces: readonly TokenPiece[] };
+  /** A named deployment's record of this request, kept up to date as it goes. */
+  record?: DeploymentRequestRecord;
 }
 
 /** What a `think`-style model writes around its reasoning, in the content itself. */
@@ -46,6 +62,8 @@ export class CompletionRun implements ScheduledTask {
   private completionTokens = 0;
   private reasoningTokens = 0;
   private roleSent = false;
+  /** UTF-8 bytes of content sent; counted only for an `afterBytes` fault. */
+  private contentBytes = 0;
   private outcome: RunOutcome | undefined;
   private readonly format: ChunkFormat;
 
@@ -62,6 +80,7 @@ export class CompletionRun implements ScheduledTask {
     this.response.on('close', this.onClose);
     const firstTokenAt = performance.now() + this.plan.profile.ttftMs;
     if (this.plan.stream) {
+      if (this.plan.record) this.plan.record.status = 200;
       this.response.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
@@ -114,6 +133,21 @@ export class CompletionRun implements ScheduledTask {
       this.streamFault(fault.kind, frames);
       return;
     }
+    if (fault?.afterBytes !== undefined) {
+      const piece = pieces[this.emitted];
+      const room = fault.afterBytes - this.contentBytes;
+      const bytes = Buffer.byteLength(piece.text);
+      if (bytes > room) {
+        const head = utf8Head(piece.text, room);
+        if (head !== '')
+          frames += this.format.content(
+            this.contentJson({ text: head, json: JSON.stringify(head), tokens: 1 }),
+          );
+        this.streamFault(fault.kind, frames);
+        return;
+      }
+      this.contentBytes += bytes;
+    }
     if (this.emitted < pieces.length) frames += this.format.content(this.contentJson(pieces[this.emitted++]));
     if (this.emitted >= pieces.length && !fault) {
       this.finish(frames + this.format.end(this.plan.finishReason, this.usage()), 'completed');
@@ -123,8 +157,11 @@ export class CompletionRun implements ScheduledTask {
     this.scheduler.schedule(this, this.due + this.nextGap());
   }
 
-  private streamFault(kind: MidStreamFault, frames: string): void {
+  private streamFault(kind: RunFault['kind'], frames: string): void {
     switch (kind) {
+      case 'end_without_done':
+        this.finish(frames, 'faulted');
+        return;
       case 'content_filter':
         this.finish(frames + this.format.end('content_filter', this.usage()), 'completed');
         return;
@@ -164,7 +201,7 @@ export class CompletionRun implements ScheduledTask {
       return;
     }
     if (kind === 'malformed') {
-      this.response.writeHead(200, { 'content-type': 'application/json' });
+      this.writeHead('application/json');
       this.finish('{not json', 'faulted');
       return;
     }
@@ -172,10 +209,20 @@ export class CompletionRun implements ScheduledTask {
     let content = '';
     for (; this.emitted < count; this.emitted++) {
       const piece = pieces[this.emitted];
+      if (fault?.afterBytes !== undefined && Buffer.byteLength(content + piece.text) > fault.afterBytes) {
+        content += utf8Head(piece.text, fault.afterBytes - Buffer.byteLength(content));
+        break;
+      }
       this.completionTokens += piece.tokens;
       content += this.plan.emitTimestamps ? timestamped(piece.text) : piece.text;
     }
-    const finishReason: FinishReason = kind === 'content_filter' ? 'content_filter' : this.plan.finishReason;
+    if (this.plan.record) this.plan.record.contentTokens = this.emitted;
+    const finishReason: FinishReason | null =
+      kind === 'content_filter'
+        ? 'content_filter'
+        : kind === 'end_without_done'
+          ? null
+          : this.plan.finishReason;
     let reasoningFields: Record<string, string> = {};
     const reasoning = this.plan.reasoning;
     if (reasoning) {
@@ -194,15 +241,21 @@ export class CompletionRun implements ScheduledTask {
       this.plan.model,
       content,
       finishReason,
-      this.usage(),
+      this.plan.reportUsage ? this.usage() : undefined,
       reasoningFields,
     );
-    this.response.writeHead(200, { 'content-type': 'application/json' });
-    this.finish(JSON.stringify(body), 'completed');
+    this.writeHead('application/json');
+    this.finish(JSON.stringify(body), kind === 'end_without_done' ? 'faulted' : 'completed');
+  }
+
+  private writeHead(contentType: string): void {
+    if (this.plan.record) this.plan.record.status = 200;
+    this.response.writeHead(200, { 'content-type': contentType });
   }
 
   private contentJson(piece: TokenPiece): string {
     this.completionTokens += piece.tokens;
+    if (this.plan.record) this.plan.record.contentTokens++;
     return this.plan.emitTimestamps ? JSON.stringify(timestamped(piece.text)) : piece.json;
   }
 
@@ -249,8 +302,23 @@ export class CompletionRun implements ScheduledTask {
   }
 
   private readonly onClose = (): void => {
-    if (this.outcome === undefined) this.settle('aborted');
+    if (this.outcome !== undefined) return;
+    if (this.plan.record) this.plan.record.aborted = true;
+    this.settle('aborted');
   };
+}
+
+/** The longest beginning of `text` within `maxBytes` of UTF-8 that ends on a character boundary. */
+export function utf8Head(text: string, maxBytes: number): string {
+  let bytes = 0;
+  let end = 0;
+  for (const character of text) {
+    const size = Buffer.byteLength(character);
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end += character.length;
+  }
+  return text.slice(0, end);
 }
 
 /**

@@ -1,4 +1,4 @@
-export { SimulatorServer } from './simulator.server';
+export { SimulatorServer, SIMULATOR_KEY_HEADER } from './simulator.server';
 export { SimulatorModule } from './simulator.module';
 export { SimulatorService } from './simulator.service';
 export { SIMULATOR_OPTIONS } from './simulator.constants';
@@ -16,3 +16,12 @@ export {
 export { FAULT_KINDS, REASONING_STYLES, type FaultKind, type ReasoningStyle } from './sim-directive.parser';
 export { EMIT_TS_PATTERN, THINK_CLOSE, THINK_OPEN } from './completion.run';
 export { REASONING_MODEL_NAME } from './simulator.server';
+export {
+  faultProfileSchema,
+  describeProfileIssue,
+  DEPLOYMENT_NAME_PATTERN,
+  type FaultProfile,
+  type ParsedFaultProfile,
+} from './fault-profile';
+export type { ContinuationForm } from './continuation';
+export type { DeploymentRequestRecord, DeploymentStats } from './simulator.deployment';

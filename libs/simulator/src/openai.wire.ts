@@ -19,7 +19,14 @@ export interface Usage {
 }
 
 export interface OpenAiError {
-  error: { message: string; type: string; param: string | null; code: string | null };
+  /** Azure's refusals add fields (`status`, `innererror`) and may have a null `type`. */
+  error: {
+    message: string;
+    type: string | null;
+    param: string | null;
+    code: string | null;
+    [more: string]: unknown;
+  };
 }
 
 export const SYSTEM_FINGERPRINT = 'fp_simulator';
@@ -94,8 +101,8 @@ export function chatCompletion(
   created: number,
   model: string,
   content: string,
-  finishReason: FinishReason,
-  usage: Usage,
+  finishReason: FinishReason | null,
+  usage: Usage | undefined,
   /** Fields beside `content` in the message: the reasoning of a reasoning model. */
   reasoning: Record<string, string> = {},
 ): object {
@@ -112,7 +119,7 @@ export function chatCompletion(
         finish_reason: finishReason,
       },
     ],
-    usage,
+    ...(usage === undefined ? {} : { usage }),
     system_fingerprint: SYSTEM_FINGERPRINT,
   };
 }

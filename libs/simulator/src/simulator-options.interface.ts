@@ -1,3 +1,4 @@
+import type { FaultProfile } from './fault-profile';
 import type { ProfileName } from './latency.profiles';
 
 export interface SimulatorOptions {
@@ -7,6 +8,18 @@ export interface SimulatorOptions {
   apiKey?: string;
   /** The name of the default model (the one that follows `profile`). Default `simulator`. */
   modelName?: string;
+  /**
+   * Named deployments, each at `/d/<name>/v1` with its own fault profile (`faultProfileSchema`); the plain `/v1`
+   * stays healthy. Names: letters, digits, `.`, `_`, `-`.
+   */
+  deployments?: Record<string, FaultProfile>;
+  /**
+   * When set, every request must carry it in `x-simulator-key` (else 401): the in-process simulator's per-process
+   * secret, so that nothing but the gateway reaches it. The standalone simulator takes it from `SIMULATOR_KEY`.
+   */
+  key?: string;
+  /** Every request's `Host` must be the address the server listens on (else 421): no DNS rebinding. */
+  checkHost?: boolean;
 }
 
 export interface SimulatorStats {

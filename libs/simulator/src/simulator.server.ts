@@ -1,9 +1,11 @@
 import type { SimulatorProfileInfo } from '@app/contracts';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { echoPieces, generatedPieces } from './completion.text';
-import { CompletionRun, type RunOutcome, type RunPlan } from './completion.run';
+import { CompletionRun, type RunFault, type RunOutcome, type RunPlan } from './completion.run';
+import { piecesText, remainingPieces, type ContinuationForm } from './continuation';
+import { DEPLOYMENT_NAME_PATTERN, type ParsedFaultProfile } from './fault-profile';
 import { EmissionScheduler } from './emission.scheduler';
 import {
   DEFAULT_MODEL_NAME,
@@ -24,6 +26,7 @@ import {
   type SimDirectives,
 } from './sim-directive.parser';
 import type { SimulatorOptions, SimulatorStats } from './simulator-options.interface';
+import { SimulatorDeployment, type Arrival, type DeploymentStats } from './simulator.deployment';
 import { countTextTokens, loadTokenizer, type TokenPiece } from './token.splitter';
 
 /** Far above any real prompt, low enough that a runaway client cannot make the simulator buffer gigabytes. */
@@ -37,10 +40,15 @@ const SCHEDULE_SALT = 0x9e3779b9;
 const REASONING_SALT = 0x5bd1e995;
 /** The reasoning model: the default profile, thinking in `reasoning_content` before every answer. */
 export const REASONING_MODEL_NAME = 'simulator-reasoning';
+/** The header that carries the in-process simulator's per-process secret. */
+export const SIMULATOR_KEY_HEADER = 'x-simulator-key';
+/** `/d/<name>/<rest>`: a named deployment's routes. */
+const DEPLOYMENT_PATH = /^\/d\/([^/]+)(\/.*)$/;
 
 interface ChatMessageBody {
   role: string;
   content: unknown;
+  prefix?: unknown;
 }
 
 class RequestError extends Error {
@@ -66,6 +74,12 @@ export class SimulatorServer {
   private readonly server: Server;
   private readonly counters: SimulatorStats = { requests: 0, active: 0, completed: 0, aborted: 0, faults: 0 };
   private readonly modelList: string;
+  private readonly deployments: ReadonlyMap<string, SimulatorDeployment>;
+  private readonly key: Buffer | undefined;
+  private readonly checkHost: boolean;
+  /** `host:port` as a client addressing the listening socket sends it in `Host`; set by `listen`. */
+  private expectedHost: string | undefined;
+  private origin: string | undefined;
 
   constructor(options: SimulatorOptions) {
     this.defaultModel = options.modelName ?? DEFAULT_MODEL_NAME;
@@ -81,6 +95,18 @@ export class SimulatorServer {
       object: 'list',
       data: [...this.models.keys()].map((id) => ({ id, object: 'model', created, owned_by: 'simulator' })),
     });
+    this.deployments = new Map(
+      Object.entries(options.deployments ?? {}).map(([name, profile]) => {
+        if (!DEPLOYMENT_NAME_PATTERN.test(name)) {
+          throw new Error(
+            `simulator deployment name ${JSON.stringify(name)}: use letters, digits, ., _ or -`,
+          );
+        }
+        return [name, new SimulatorDeployment(name, profile)];
+      }),
+    );
+    this.key = options.key === undefined ? undefined : Buffer.from(options.key);
+    this.checkHost = options.checkHost ?? false;
     this.server = createServer((request, response) => this.handle(request, response));
   }
 
@@ -94,7 +120,9 @@ export class SimulatorServer {
         this.server.off('error', reject);
         const address = this.server.address() as AddressInfo;
         const hostname = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-        resolve(`http://${hostname}:${address.port}/v1`);
+        this.expectedHost = `${hostname}:${address.port}`;
+        this.origin = `http://${this.expectedHost}`;
+        resolve(`${this.origin}/v1`);
       });
     });
   }
@@ -116,8 +144,58 @@ export class SimulatorServer {
     return { ...this.counters };
   }
 
+  /** The base URL of a named deployment, ending in `/v1`; the server must be listening. */
+  urlFor(name: string): string {
+    this.deployment(name);
+    if (this.origin === undefined) throw new Error('the simulator is not listening yet');
+    return `${this.origin}/d/${name}/v1`;
+  }
+
+  /** What a named deployment has seen so far (a copy). */
+  deploymentStats(name: string): DeploymentStats {
+    return this.deployment(name).stats();
+  }
+
+  get deploymentNames(): string[] {
+    return [...this.deployments.keys()];
+  }
+
+  private deployment(name: string): SimulatorDeployment {
+    const deployment = this.deployments.get(name);
+    if (deployment === undefined)
+      throw new Error(`the simulator has no deployment named ${JSON.stringify(name)}`);
+    return deployment;
+  }
+
   private handle(request: IncomingMessage, response: ServerResponse): void {
     response.setHeader('x-request-id', `req_${randomUUID().replaceAll('-', '')}`);
+    if (this.checkHost && request.headers.host !== this.expectedHost) {
+      // Another name for this address is what a DNS-rebinding page sends: refuse before anything is read.
+      sendJson(
+        response,
+        421,
+        openAiError(
+          'This server answers only requests addressed to it.',
+          'invalid_request_error',
+          null,
+          'misdirected_request',
+        ),
+      );
+      return;
+    }
+    if (this.key !== undefined && !sameSecret(request.headers[SIMULATOR_KEY_HEADER], this.key)) {
+      sendJson(
+        response,
+        401,
+        openAiError(
+          `Missing or wrong ${SIMULATOR_KEY_HEADER} header.`,
+          'invalid_request_error',
+          null,
+          'invalid_api_key',
+        ),
+      );
+      return;
+    }
     if (this.authorization !== undefined && request.headers.authorization !== this.authorization) {
       const message = request.headers.authorization
         ? 'Incorrect API key provided.'
@@ -126,34 +204,79 @@ export class SimulatorServer {
       return;
     }
     const path = (request.url ?? '/').split('?', 1)[0];
-    const route = `${request.method ?? 'GET'} ${path}`;
+    const method = request.method ?? 'GET';
+    const inDeployment = DEPLOYMENT_PATH.exec(path);
+    if (inDeployment !== null) {
+      const deployment = this.deployments.get(inDeployment[1]);
+      if (deployment !== undefined) {
+        this.route(`${method} ${inDeployment[2]}`, request, response, deployment);
+        return;
+      }
+    }
+    this.route(`${method} ${path}`, request, response, undefined);
+  }
+
+  private route(
+    route: string,
+    request: IncomingMessage,
+    response: ServerResponse,
+    deployment: SimulatorDeployment | undefined,
+  ): void {
     switch (route) {
       case 'GET /v1/models':
-        sendJson(response, 200, this.modelList);
+        sendJson(
+          response,
+          200,
+          deployment?.profile.model === undefined ? this.modelList : modelListOf(deployment.profile.model),
+        );
         return;
       case 'GET /v1/simulator/stats':
         sendJson(response, 200, this.counters);
         return;
-      case 'POST /v1/chat/completions':
-        this.counters.requests++;
-        readJson(request)
-          .then((body) => this.complete(body, response))
-          .catch((error: unknown) => sendError(response, error));
+      case 'GET /stats':
+        if (deployment === undefined) break;
+        sendJson(response, 200, deployment.stats());
         return;
-      default:
-        sendJson(
-          response,
-          404,
-          openAiError(`Unknown request URL: ${route}.`, 'invalid_request_error', null, 'unknown_url'),
-        );
+      case 'POST /v1/chat/completions': {
+        this.counters.requests++;
+        const arrival = deployment?.arrive();
+        readJson(request)
+          .then((body) => this.complete(body, response, deployment, arrival))
+          .catch((error: unknown) => sendError(response, error, arrival));
+        return;
+      }
     }
+    sendJson(
+      response,
+      404,
+      openAiError(`Unknown request URL: ${route}.`, 'invalid_request_error', null, 'unknown_url'),
+    );
   }
 
-  private complete(body: unknown, response: ServerResponse): void {
+  private complete(
+    body: unknown,
+    response: ServerResponse,
+    deployment?: SimulatorDeployment,
+    arrival?: Arrival,
+  ): void {
     if (response.destroyed) return;
     const request = validateChatRequest(body);
-    const model = request.model ?? this.defaultModel;
-    const modelProfile = this.models.get(model);
+    if (arrival !== undefined) {
+      arrival.record.requestedModel = request.model ?? null;
+      arrival.record.continuation = request.continuation?.form ?? null;
+    }
+    if (deployment !== undefined && arrival !== undefined) {
+      if (this.misbehaveBeforeHeaders(deployment, arrival, response)) return;
+      this.refuseForProfile(deployment, arrival, request);
+    }
+    const model = deployment?.profile.model ?? request.model ?? this.defaultModel;
+    const modelProfile =
+      deployment === undefined
+        ? this.models.get(model)
+        : latencyOf(
+            deployment.profile,
+            this.models.get(request.model ?? this.defaultModel) ?? this.models.get(this.defaultModel),
+          );
     if (modelProfile === undefined) {
       throw new RequestError(
         404,
@@ -173,15 +296,26 @@ export class SimulatorServer {
       if (isRefusal(fault)) throw refusal(fault);
     }
 
-    const seed =
-      request.seed ??
-      stableHash(JSON.stringify(request.messages.map((message) => [message.role, message.content])));
-    const allPieces = directives.echo ? echoPieces(prompt.text) : generatedPieces(seed, directives.tokens);
+    // The prompt alone seeds the answer (never the model, profile or deployment): two deployments give the same
+    // answer, and a continuation, seeded by the messages before the text so far, is exactly the rest of it.
+    const { continuation } = request;
+    const prompted = continuation === undefined ? request.messages : request.messages.slice(0, -1);
+    const seed = request.seed ?? messagesSeed(prompted);
+    const answer = directives.echo ? echoPieces(prompt.text) : generatedPieces(seed, directives.tokens);
+    const continued =
+      continuation === undefined
+        ? answer
+        : continuationPieces(answer, continuation.prefix, request.messages, directives.tokens);
+    // Mid-answer, the model has done its thinking: only a continuation from nothing thinks again.
+    const midAnswer = continuation !== undefined && continuation.prefix !== '';
     const { reasoning, pieces, truncated } = withinMaxTokens(
-      reasoningPlan(model === REASONING_MODEL_NAME, directives, seed),
-      allPieces,
+      midAnswer ? undefined : reasoningPlan(request.model === REASONING_MODEL_NAME, directives, seed),
+      continued,
       request.maxTokens,
     );
+    const profileFault =
+      deployment !== undefined && arrival !== undefined ? midStreamFault(deployment, arrival) : undefined;
+    if (profileFault !== undefined && fault === undefined) this.counters.faults++;
 
     const run = new CompletionRun(
       {
@@ -189,19 +323,21 @@ export class SimulatorServer {
         created: Math.floor(Date.now() / 1000),
         model,
         stream: request.stream,
-        includeUsage: request.includeUsage,
+        includeUsage: request.includeUsage && (deployment?.profile.usage ?? true),
+        reportUsage: deployment?.profile.usage ?? true,
         emitTimestamps: directives.emitTimestamps,
         pieces,
         finishReason: truncated ? 'length' : 'stop',
         promptTokens: promptTokens(request.messages),
         profile: {
-          ttftMs: directives.ttftMs ?? modelProfile.ttftMs,
+          ttftMs: (directives.ttftMs ?? modelProfile.ttftMs) + (deployment?.firstTokenDelayMs() ?? 0),
           tokensPerSecond: directives.tokensPerSecond ?? modelProfile.tokensPerSecond,
           jitter: directives.jitter ?? modelProfile.jitter,
         },
         random: seededRandom(seed ^ SCHEDULE_SALT),
-        fault: fault !== undefined && 'after' in fault ? fault : undefined,
+        fault: fault !== undefined && 'after' in fault ? fault : profileFault,
         reasoning,
+        record: arrival?.record,
       },
       response,
       this.scheduler,
@@ -209,6 +345,38 @@ export class SimulatorServer {
     );
     this.counters.active++;
     run.start();
+  }
+
+  /** A reset or a silence before any header, when the profile says so; true when it took the request. */
+  private misbehaveBeforeHeaders(
+    deployment: SimulatorDeployment,
+    arrival: Arrival,
+    response: ServerResponse,
+  ): boolean {
+    const beforeHeaders = deployment.profile.beforeHeaders;
+    if (beforeHeaders === undefined || !deployment.applies(beforeHeaders, arrival)) return false;
+    this.counters.faults++;
+    if (beforeHeaders.action === 'reset') {
+      response.socket?.destroy();
+      return true;
+    }
+    // Silence: nothing is written and nothing scheduled; the client's giving up is what ends it.
+    response.once('close', () => {
+      arrival.record.aborted = true;
+    });
+    return true;
+  }
+
+  private refuseForProfile(deployment: SimulatorDeployment, arrival: Arrival, request: ChatRequest): void {
+    const { refuse, rejectPrefill } = deployment.profile;
+    if (refuse !== undefined && deployment.applies(refuse, arrival)) {
+      this.counters.faults++;
+      throw profileRefusal(refuse);
+    }
+    if (rejectPrefill && request.continuation !== undefined) {
+      this.counters.faults++;
+      throw prefillRefusal(request.continuation.form, request.messages.length - 1);
+    }
   }
 
   private ended(outcome: RunOutcome): void {
@@ -225,6 +393,8 @@ interface ChatRequest {
   includeUsage: boolean;
   maxTokens?: number;
   seed?: number;
+  /** Set when the request asks to continue its final assistant message. */
+  continuation?: { form: ContinuationForm; prefix: string };
 }
 
 function invalid(message: string, param: string | null, code: string | null = null): RequestError {
@@ -270,12 +440,124 @@ function validateChatRequest(body: unknown): ChatRequest {
   return {
     model,
     messages: messages as ChatMessageBody[],
+    continuation: continuationOf(body, messages as ChatMessageBody[]),
     stream: stream === true,
     includeUsage: stream === true && includeUsage,
     maxTokens: maxTokens(body, 'max_completion_tokens') ?? maxTokens(body, 'max_tokens'),
     // Hashing keeps every integer (negative, or beyond 32 bits) a valid, well-spread PRNG seed.
     seed: typeof seed === 'number' ? stableHash(String(seed)) : undefined,
   };
+}
+
+/**
+ * The two continuation forms: vLLM's `continue_final_message: true` (with `add_generation_prompt` not true, which
+ * vLLM refuses alongside it), and DeepSeek's and Mistral's `prefix: true` on the final assistant message. A final
+ * assistant message without either is an ordinary request, as it is to those servers.
+ */
+function continuationOf(
+  body: Record<string, unknown>,
+  messages: readonly ChatMessageBody[],
+): ChatRequest['continuation'] {
+  const { continue_final_message: continueFinal, add_generation_prompt: addGenerationPrompt } = body;
+  if (continueFinal !== undefined && continueFinal !== null && typeof continueFinal !== 'boolean') {
+    throw invalid(
+      `Invalid type for 'continue_final_message': expected a boolean.`,
+      'continue_final_message',
+      'invalid_type',
+    );
+  }
+  const lastIndex = messages.length - 1;
+  messages.forEach((message, index) => {
+    if (message.prefix === undefined || message.prefix === null || message.prefix === false) return;
+    const param = `messages.[${index}].prefix`;
+    if (message.prefix !== true)
+      throw invalid(`Invalid type for '${param}': expected a boolean.`, param, 'invalid_type');
+    if (index !== lastIndex || message.role !== 'assistant') {
+      throw invalid(
+        `'prefix' is allowed only on the final message, and only on an assistant's.`,
+        param,
+        'invalid_value',
+      );
+    }
+  });
+  const last = messages[lastIndex];
+  if (continueFinal === true) {
+    if (addGenerationPrompt === true) {
+      throw invalid(
+        'Cannot set both `continue_final_message` and `add_generation_prompt` to True.',
+        'continue_final_message',
+      );
+    }
+    if (last.role !== 'assistant') {
+      throw invalid(
+        'continue_final_message is set but the final message is not an assistant message: there is nothing to continue.',
+        'continue_final_message',
+      );
+    }
+    return { form: 'continue_final_message', prefix: contentText(last.content) };
+  }
+  return last.prefix === true ? { form: 'prefix', prefix: contentText(last.content) } : undefined;
+}
+
+/** The answer's seed: the messages' roles and text, and nothing else (not the model, nor the deployment). */
+function messagesSeed(messages: readonly ChatMessageBody[]): number {
+  return stableHash(JSON.stringify(messages.map((message) => [message.role, contentText(message.content)])));
+}
+
+/**
+ * What a continuation streams: the rest of the answer the prompt seeds, when the text so far is its beginning.
+ * Text the simulator did not write (edited, or from another seed) is continued as a model continues any text:
+ * with a fresh answer, seeded by the whole conversation, text so far included, so it is deterministic too.
+ */
+function continuationPieces(
+  answer: readonly TokenPiece[],
+  prefix: string,
+  messages: readonly ChatMessageBody[],
+  tokens: number | undefined,
+): readonly TokenPiece[] {
+  if (piecesText(answer).startsWith(prefix)) return remainingPieces(answer, prefix.length, countTextTokens);
+  return generatedPieces(messagesSeed(messages), tokens);
+}
+
+const MID_STREAM_KINDS = {
+  cut: 'drop',
+  stall: 'stall',
+  malformed: 'malformed',
+  end_without_done: 'end_without_done',
+} as const satisfies Record<NonNullable<ParsedFaultProfile['midStream']>['action'], RunFault['kind']>;
+
+function midStreamFault(deployment: SimulatorDeployment, arrival: Arrival): RunFault | undefined {
+  const midStream = deployment.profile.midStream;
+  if (midStream === undefined || !deployment.applies(midStream, arrival)) return undefined;
+  return {
+    kind: MID_STREAM_KINDS[midStream.action],
+    after: midStream.afterTokens ?? Number.POSITIVE_INFINITY,
+    afterBytes: midStream.afterBytes,
+  };
+}
+
+function latencyOf(
+  profile: ParsedFaultProfile,
+  requested: LatencyProfile | undefined,
+): LatencyProfile | undefined {
+  const { latency } = profile;
+  if (latency === undefined) return requested;
+  return typeof latency === 'string' ? LATENCY_PROFILES[latency] : latency;
+}
+
+function modelListOf(model: string): string {
+  const created = Math.floor(Date.now() / 1000);
+  return JSON.stringify({
+    object: 'list',
+    data: [{ id: model, object: 'model', created, owned_by: 'simulator' }],
+  });
+}
+
+/** Compared in constant time: the key is the one thing between a local process and the simulator. */
+function sameSecret(given: string | string[] | undefined, key: Buffer): boolean {
+  if (typeof given !== 'string') return false;
+  const buffer = Buffer.from(given);
+  return buffer.length === key.length && timingSafeEqual(buffer, key);
 }
 
 function maxTokens(body: Record<string, unknown>, key: string): number | undefined {
@@ -403,6 +685,90 @@ function refusal(fault: Extract<FaultDirective, { kind: RefusalFault }>): Reques
   }
 }
 
+/** A deployment's `refuse`, in the shape each upstream sends it. */
+function profileRefusal(refuse: NonNullable<ParsedFaultProfile['refuse']>): RequestError {
+  switch (refuse.status) {
+    case 429: {
+      const { retryAfterMs, retryAfterHeaders } = refuse;
+      if (retryAfterMs === undefined) {
+        return new RequestError(
+          429,
+          openAiError('Rate limit reached for requests.', 'requests', null, 'rate_limit_exceeded'),
+        );
+      }
+      const headers: Record<string, string> = {};
+      if (retryAfterHeaders !== 'retry-after-ms')
+        headers['retry-after'] = String(Math.ceil(retryAfterMs / 1000));
+      if (retryAfterHeaders !== 'retry-after') headers['retry-after-ms'] = String(retryAfterMs);
+      return new RequestError(
+        429,
+        openAiError(
+          `Rate limit reached for requests. Please try again in ${retryAfterMs}ms.`,
+          'requests',
+          null,
+          'rate_limit_exceeded',
+        ),
+        headers,
+      );
+    }
+    case 500:
+      return refusal({ kind: 'server_error' });
+    case 503:
+      return refusal({ kind: 'unavailable' });
+    case 400:
+      return refuse.code === 'content_filter' ? contentFilterRefusal() : contextLengthRefusal();
+  }
+}
+
+function contextLengthRefusal(): RequestError {
+  return invalid(
+    "This model's maximum context length is 128000 tokens. However, your messages resulted in 131072 tokens. " +
+      'Please reduce the length of the messages.',
+    'messages',
+    'context_length_exceeded',
+  );
+}
+
+/** Azure OpenAI's: `type` null, `param` `prompt`, and the filter's verdict in `innererror`. */
+function contentFilterRefusal(): RequestError {
+  const safe = { filtered: false, severity: 'safe' };
+  return new RequestError(400, {
+    error: {
+      message:
+        "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. " +
+        'Please modify your prompt and retry.',
+      type: null,
+      param: 'prompt',
+      code: 'content_filter',
+      status: 400,
+      innererror: {
+        code: 'ResponsibleAIPolicyViolation',
+        content_filter_result: {
+          hate: safe,
+          self_harm: safe,
+          sexual: safe,
+          violence: { filtered: true, severity: 'medium' },
+        },
+      },
+    },
+  });
+}
+
+/** What a server that cannot continue a message answers: OpenAI's refusal of a field it does not know. */
+function prefillRefusal(form: ContinuationForm, lastIndex: number): RequestError {
+  return form === 'continue_final_message'
+    ? invalid(
+        'Unrecognized request argument supplied: continue_final_message',
+        'continue_final_message',
+        'unsupported_parameter',
+      )
+    : invalid(
+        `Additional properties are not allowed ('prefix' was unexpected) - 'messages.${lastIndex}'`,
+        `messages.[${lastIndex}].prefix`,
+        'unsupported_parameter',
+      );
+}
+
 function readJson(request: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -441,14 +807,15 @@ function readJson(request: IncomingMessage): Promise<unknown> {
   });
 }
 
-function sendError(response: ServerResponse, error: unknown): void {
+function sendError(response: ServerResponse, error: unknown, arrival?: Arrival): void {
   if (error instanceof RequestError) {
     for (const [name, value] of Object.entries(error.headers)) response.setHeader(name, value);
     sendJson(response, error.status, error.body);
-    return;
+  } else {
+    console.error('simulator: unexpected error', error);
+    sendJson(response, 500, openAiError('The simulator failed unexpectedly.', 'server_error'));
   }
-  console.error('simulator: unexpected error', error);
-  sendJson(response, 500, openAiError('The simulator failed unexpectedly.', 'server_error'));
+  if (arrival !== undefined && response.headersSent) arrival.record.status = response.statusCode;
 }
 
 function sendJson(response: ServerResponse, status: number, body: object | string): void {
