@@ -414,7 +414,8 @@ describe('/v1 against a scripted upstream: tools, streamed tool calls, vendor fi
     expect(dataOf(text)).toEqual([...toolChunks.map((chunk) => JSON.stringify(chunk)), '[DONE]']);
 
     const received = upstream.received.at(-1);
-    expect(received?.body).toEqual({ ...body, model: 'scripted-model' });
+    // `user` is the gateway's pseudonym of the principal, never the client's (docs/auth.md, "/v1 request policy").
+    expect(received?.body).toEqual({ ...body, model: 'scripted-model', user: expect.stringMatching(/^gw-/) });
     expect(received?.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
     expect(text).not.toContain(UPSTREAM_KEY);
     expect(JSON.stringify([...response.headers])).not.toContain(UPSTREAM_KEY);

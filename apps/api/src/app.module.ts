@@ -1,5 +1,5 @@
 import { AuthModule, type AuthStrategy, compileTrustProxy } from '@app/auth';
-import { CompletionModule } from '@app/completion';
+import { CompletionModule, safeUpstreamRequestId } from '@app/completion';
 import { type AppConfig, AppConfigModule } from '@app/config';
 import { HealthModule } from '@app/health';
 import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
@@ -59,6 +59,8 @@ export class AppModule {
               // The serializers are given the request and response themselves (see requestLogFields).
               wrapSerializers: false,
               customAttributeKeys: { responseTime: 'durationMs' },
+              // An upstream's request id is the upstream's text: logged only when it looks like an id (issue 23).
+              formatters: { log: upstreamRequestIdChecked },
               // Request lines are written at info: below that level, no listeners and no line built per request.
               autoLogging: REQUEST_LINE_LEVELS.has(config.logLevel) && {
                 ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
@@ -101,6 +103,8 @@ export class AppModule {
           apiKeys: config.auth.apiKeys,
           jwt: config.auth.jwt,
           resumeTokenSecret: config.auth.resumeTokenSecret,
+          allowedModels: config.auth.allowedModels,
+          anonymousIpv6PrefixLength: config.auth.anonymousIpv6PrefixLength,
           trustProxy: compileTrustProxy(config.trustProxy),
           // A resume token lives as long as the stream can be resumed at all.
           resumeTokenTtlMs:
@@ -140,6 +144,13 @@ export class AppModule {
       ],
     };
   }
+}
+
+/** Every log line's `upstreamRequestId` (the provider's, the relay's) as `safeUpstreamRequestId` allows it. */
+function upstreamRequestIdChecked(fields: Record<string, unknown>): Record<string, unknown> {
+  return 'upstreamRequestId' in fields
+    ? { ...fields, upstreamRequestId: safeUpstreamRequestId(fields.upstreamRequestId) }
+    : fields;
 }
 
 /** The levels at which pino-http's "request completed" lines (at info) are written at all. */

@@ -7,3 +7,4 @@ export * from './completion.service';
 export * from './lean-fetch';
 export * from './openai-compatible.provider';
 export * from './upstream.error';
+export * from './upstream-request-id';
