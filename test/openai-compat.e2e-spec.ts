@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { rejection } from './support/openai-errors';
 import { ChunkUpstream, chunkOf, usageChunk } from './support/chunk-upstream';
 import { postStream } from './support/sse-client';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
@@ -55,18 +56,6 @@ async function rawPost(
     headers: { authorization: `Bearer ${GATEWAY_KEY}`, 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-}
-
-/** The error an SDK call rejected with; fails with what it resolved to otherwise. */
-async function rejection(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  const outcome = await call.then(
-    (value) => ({ resolved: value }),
-    (error: unknown) => ({ error }),
-  );
-  if (!('error' in outcome) || !(outcome.error instanceof OpenAI.APIError)) {
-    throw new Error(`expected an APIError, got ${JSON.stringify(outcome).slice(0, 500)}`);
-  }
-  return outcome.error;
 }
 
 describe('/v1 with the simulator, the official openai SDK as the client', () => {

@@ -1,10 +1,11 @@
 import { AuthError, type AuthStrategy, AuthStrategyName, type Credentials, type Principal } from '@app/auth';
-import { type StartAck } from '@app/contracts';
+import { type CompletionRequest, type StartAck } from '@app/contracts';
 import { REASONING_MODEL_NAME } from '@app/simulator';
 import { Injectable, type LoggerService } from '@nestjs/common';
 import OpenAI from 'openai';
-import { io, type Socket } from 'socket.io-client';
-import { ChunkUpstream } from './support/chunk-upstream';
+import { rejection } from './support/openai-errors';
+import { ChunkUpstream, COMPLETION_WITH_USAGE } from './support/chunk-upstream';
+import { type CompletionClient, connect } from './support/socket-client';
 import { postStream } from './support/sse-client';
 import { startTestApp, type TestApp } from './support/test-app';
 
@@ -42,30 +43,6 @@ class CapturingLogger implements LoggerService {
 const openaiFor = (testApp: TestApp, apiKey: string) =>
   new OpenAI({ baseURL: `${testApp.url}/v1`, apiKey, maxRetries: 0 });
 
-async function rejection(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  const outcome = await call.then(
-    (value) => ({ resolved: value }),
-    (error: unknown) => ({ error }),
-  );
-  if (!('error' in outcome) || !(outcome.error instanceof OpenAI.APIError)) {
-    throw new Error(`expected an APIError, got ${JSON.stringify(outcome).slice(0, 500)}`);
-  }
-  return outcome.error;
-}
-
-function connect(testApp: TestApp, token: string): Promise<Socket> {
-  const socket = io(`${testApp.url}/completions`, {
-    transports: ['websocket'],
-    forceNew: true,
-    reconnection: false,
-    auth: { token },
-  });
-  return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', reject);
-  });
-}
-
 /**
  * `completion:start` with `payload` (JSON text) over a bare WebSocket speaking Engine.IO 4 / Socket.IO 5 frames:
  * resolves with the ack's arguments (JSON text).
@@ -93,7 +70,7 @@ function rawSocketIoStart(testApp: TestApp, token: string, payload: string): Pro
   });
 }
 
-const startOn = (socket: Socket, payload: unknown) =>
+const startOn = (socket: CompletionClient, payload: CompletionRequest) =>
   new Promise<StartAck>((resolve) => socket.emit('completion:start', payload, resolve));
 
 const user = (content: string) => [{ role: 'user' as const, content }];
@@ -101,7 +78,7 @@ const user = (content: string) => [{ role: 'user' as const, content }];
 describe('one request policy on SSE, Socket.IO and /v1 (simulator, ALLOWED_MODELS, per-principal lists)', () => {
   let testApp: TestApp;
   const logger = new CapturingLogger();
-  const sockets: Socket[] = [];
+  const sockets: CompletionClient[] = [];
 
   beforeAll(async () => {
     testApp = await startTestApp(
@@ -163,7 +140,7 @@ describe('one request policy on SSE, Socket.IO and /v1 (simulator, ALLOWED_MODEL
     expect({ status: viaSse.status, body: viaSse.raw }).toMatchObject({ status: 403 });
     expect(JSON.parse(viaSse.raw)).toMatchObject({ code: 'forbidden' });
 
-    const socket = await connect(testApp, 'wide');
+    const socket = await connect(testApp.url, 'wide');
     sockets.push(socket);
     expect(await startOn(socket, { messages: user('hi'), model: 'gpt-4o' })).toMatchObject({
       ok: false,
@@ -181,7 +158,7 @@ describe('one request policy on SSE, Socket.IO and /v1 (simulator, ALLOWED_MODEL
     const viaSse = await sse('narrow', { messages: user('hi'), model: REASONING_MODEL_NAME });
     expect({ status: viaSse.status, body: viaSse.raw }).toMatchObject({ status: 403 });
 
-    const socket = await connect(testApp, 'narrow');
+    const socket = await connect(testApp.url, 'narrow');
     sockets.push(socket);
     expect(await startOn(socket, { messages: user('hi'), model: REASONING_MODEL_NAME })).toMatchObject({
       ok: false,
@@ -267,17 +244,7 @@ describe('/v1 identity and cost fields, and the upstream’s request id (scripte
   const upstream = new ChunkUpstream();
   let testApp: TestApp;
   const logger = new CapturingLogger();
-  const answer = {
-    id: 'chatcmpl-y',
-    object: 'chat.completion',
-    choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'ok' } }],
-    usage: {
-      prompt_tokens: 40,
-      completion_tokens: 12,
-      total_tokens: 52,
-      completion_tokens_details: { reasoning_tokens: 5 },
-    },
-  };
+  const answer = COMPLETION_WITH_USAGE;
 
   beforeAll(async () => {
     upstream.reply('fields', { kind: 'json', status: 200, body: answer });
@@ -352,7 +319,7 @@ describe('/v1 identity and cost fields, and the upstream’s request id (scripte
       store: false,
       service_tier: 'auto',
     });
-    expect(completion.id).toBe('chatcmpl-y');
+    expect(completion.id).toBe('chatcmpl-usage');
   });
 
   it('a plausible upstream request id reaches the client and the log; a hostile one neither', async () => {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import OpenAI from 'openai';
 import { createApp } from '../apps/api/src/create-app';
+import { COMPLETION_WITH_USAGE } from './support/chunk-upstream';
 import { startServerProcess } from './support/server-process';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
 
@@ -165,19 +166,7 @@ describe('items 1, 3, 5: clients that do not read, and what a non-streamed answe
       if (content === 'endless') return sendEndlessStream(response);
       if (content === 'large') return sendJsonOf(response, 24);
       response.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_usage' });
-      response.end(
-        JSON.stringify({
-          id: 'chatcmpl-u',
-          object: 'chat.completion',
-          choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'ok' } }],
-          usage: {
-            prompt_tokens: 40,
-            completion_tokens: 12,
-            total_tokens: 52,
-            completion_tokens_details: { reasoning_tokens: 5 },
-          },
-        }),
-      );
+      response.end(JSON.stringify(COMPLETION_WITH_USAGE));
     });
     testApp = await startTestApp(
       {
@@ -233,7 +222,7 @@ describe('items 1, 3, 5: clients that do not read, and what a non-streamed answe
     // The one concurrency slot is free again.
     const openai = new OpenAI({ baseURL: `${testApp.url}/v1`, apiKey: 'x', maxRetries: 0 });
     await expect(openai.chat.completions.create(nonStreamed('after') as never)).resolves.toMatchObject({
-      id: 'chatcmpl-u',
+      id: 'chatcmpl-usage',
     });
   });
 
@@ -250,7 +239,7 @@ describe('items 1, 3, 5: clients that do not read, and what a non-streamed answe
     });
     const openai = new OpenAI({ baseURL: `${testApp.url}/v1`, apiKey: 'x', maxRetries: 0 });
     await expect(openai.chat.completions.create(nonStreamed('after') as never)).resolves.toMatchObject({
-      id: 'chatcmpl-u',
+      id: 'chatcmpl-usage',
     });
   });
 });

@@ -122,3 +122,16 @@ export function usageChunk(usage: object): object {
     usage,
   };
 }
+
+/** A non-streamed completion with a reasoning model's usage: 12 completion tokens, 5 of them reasoning. */
+export const COMPLETION_WITH_USAGE = {
+  id: 'chatcmpl-usage',
+  object: 'chat.completion',
+  choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'ok' } }],
+  usage: {
+    prompt_tokens: 40,
+    completion_tokens: 12,
+    total_tokens: 52,
+    completion_tokens_details: { reasoning_tokens: 5 },
+  },
+};
