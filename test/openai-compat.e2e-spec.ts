@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { rejection } from './support/openai-errors';
 import { ChunkUpstream, chunkOf, usageChunk } from './support/chunk-upstream';
 import { postStream } from './support/sse-client';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
@@ -55,18 +56,6 @@ async function rawPost(
     headers: { authorization: `Bearer ${GATEWAY_KEY}`, 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-}
-
-/** The error an SDK call rejected with; fails with what it resolved to otherwise. */
-async function rejection(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  const outcome = await call.then(
-    (value) => ({ resolved: value }),
-    (error: unknown) => ({ error }),
-  );
-  if (!('error' in outcome) || !(outcome.error instanceof OpenAI.APIError)) {
-    throw new Error(`expected an APIError, got ${JSON.stringify(outcome).slice(0, 500)}`);
-  }
-  return outcome.error;
 }
 
 describe('/v1 with the simulator, the official openai SDK as the client', () => {
@@ -421,7 +410,8 @@ describe('/v1 against a scripted upstream: tools, streamed tool calls, vendor fi
     expect(dataOf(text)).toEqual([...toolChunks.map((chunk) => JSON.stringify(chunk)), '[DONE]']);
 
     const received = upstream.received.at(-1);
-    expect(received?.body).toEqual({ ...body, model: 'scripted-model' });
+    // `user` is the gateway's pseudonym of the principal, never the client's (docs/auth.md, "/v1 request policy").
+    expect(received?.body).toEqual({ ...body, model: 'scripted-model', user: expect.stringMatching(/^gw-/) });
     expect(received?.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
     expect(text).not.toContain(UPSTREAM_KEY);
     expect(JSON.stringify([...response.headers])).not.toContain(UPSTREAM_KEY);

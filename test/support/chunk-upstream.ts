@@ -27,6 +27,8 @@ export class ChunkUpstream {
   readonly received: ReceivedRequest[] = [];
   /** Streamed answers whose connection was closed by the gateway before the answer's end was sent. */
   cutAnswers = 0;
+  /** `GET /models` requests answered. */
+  modelListings = 0;
   private openAnswers = 0;
   private idle: (() => void)[] = [];
   private readonly replies = new Map<string, UpstreamReply>();
@@ -59,6 +61,7 @@ export class ChunkUpstream {
     }
     response.setHeader('x-request-id', `req_chunk_upstream_${this.received.length + 1}`);
     if (request.url?.endsWith('/models')) {
+      this.modelListings += 1;
       response.setHeader('content-type', 'application/json');
       response.end(JSON.stringify({ object: 'list', data: [{ id: 'scripted-model', object: 'model' }] }));
       return;
@@ -119,3 +122,16 @@ export function usageChunk(usage: object): object {
     usage,
   };
 }
+
+/** A non-streamed completion with a reasoning model's usage: 12 completion tokens, 5 of them reasoning. */
+export const COMPLETION_WITH_USAGE = {
+  id: 'chatcmpl-usage',
+  object: 'chat.completion',
+  choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'ok' } }],
+  usage: {
+    prompt_tokens: 40,
+    completion_tokens: 12,
+    total_tokens: 52,
+    completion_tokens_details: { reasoning_tokens: 5 },
+  },
+};

@@ -9,11 +9,13 @@ import { io, type Socket } from 'socket.io-client';
 
 export type CompletionClient = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-export async function connect(baseUrl: string): Promise<CompletionClient> {
+/** A socket on `/completions`, connected (with `token` in the handshake's `auth` when given). */
+export async function connect(baseUrl: string, token?: string): Promise<CompletionClient> {
   const socket: CompletionClient = io(`${baseUrl}/completions`, {
     transports: ['websocket'],
     forceNew: true,
     reconnection: false,
+    ...(token === undefined ? {} : { auth: { token } }),
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);

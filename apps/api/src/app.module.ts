@@ -1,5 +1,5 @@
 import { AuthModule, type AuthStrategy, compileTrustProxy } from '@app/auth';
-import { CompletionModule } from '@app/completion';
+import { CompletionModule, safeUpstreamRequestId } from '@app/completion';
 import { type AppConfig, AppConfigModule, ConfigError } from '@app/config';
 import { HealthModule } from '@app/health';
 import { InfoModule, SERVER_INFO_SOURCE, type ServerInfoSource } from '@app/info';
@@ -71,6 +71,8 @@ export class AppModule {
               // The serializers are given the request and response themselves (see requestLogFields).
               wrapSerializers: false,
               customAttributeKeys: { responseTime: 'durationMs' },
+              // An upstream's request id is the upstream's text: logged only when it looks like an id (issue 23).
+              formatters: { log: upstreamRequestIdChecked },
               // Request lines are written at info: below that level, no listeners and no line built per request.
               autoLogging: REQUEST_LINE_LEVELS.has(config.logLevel) && {
                 ignore: (request: IncomingMessage) => /^\/(health|metrics)/.test(request.url ?? ''),
@@ -113,6 +115,8 @@ export class AppModule {
           apiKeys: config.auth.apiKeys,
           jwt: config.auth.jwt,
           resumeTokenSecret: config.auth.resumeTokenSecret,
+          allowedModels: config.auth.allowedModels,
+          anonymousIpv6PrefixLength: config.auth.anonymousIpv6PrefixLength,
           trustProxy: compileTrustProxy(config.trustProxy),
           // A resume token lives as long as the stream can be resumed at all.
           resumeTokenTtlMs:
@@ -140,13 +144,23 @@ export class AppModule {
                   simulatorProfiles: simulatorService.profiles,
                 }),
               }
-            : {
-                provide: SERVER_INFO_SOURCE,
-                useValue: {
-                  provider: 'openai',
-                  defaultModel: config.openai.model,
-                } satisfies ServerInfoSource,
-              },
+            : config.upstreams !== undefined
+              ? {
+                  provide: SERVER_INFO_SOURCE,
+                  inject: [UpstreamRouter],
+                  useFactory: (router: UpstreamRouter): ServerInfoSource => ({
+                    provider: 'upstreams',
+                    defaultModel: router.table.defaultModel,
+                    models: router.table.publicModels,
+                  }),
+                }
+              : {
+                  provide: SERVER_INFO_SOURCE,
+                  useValue: {
+                    provider: 'openai',
+                    defaultModel: config.openai.model,
+                  } satisfies ServerInfoSource,
+                },
         ),
         ...webClient(config.webRoot),
       ],
@@ -201,6 +215,13 @@ function simulatedDeployments(config: AppConfig): Record<string, FaultProfile> {
     deployments[name] = deployment.simulator as FaultProfile;
   }
   return deployments;
+}
+
+/** Every log line's `upstreamRequestId` (the provider's, the relay's) as `safeUpstreamRequestId` allows it. */
+function upstreamRequestIdChecked(fields: Record<string, unknown>): Record<string, unknown> {
+  return 'upstreamRequestId' in fields
+    ? { ...fields, upstreamRequestId: safeUpstreamRequestId(fields.upstreamRequestId) }
+    : fields;
 }
 
 /** The levels at which pino-http's "request completed" lines (at info) are written at all. */

@@ -39,7 +39,11 @@ export class AuthGuard implements CanActivate {
       // A token of the anonymous owner counts against the limits of the address using it, as its start did.
       request.principal =
         principal.id === ANONYMOUS.id
-          ? { ...principal, limitKey: anonymousFrom(this.auth.clientAddress(request)).limitKey }
+          ? {
+              ...principal,
+              limitKey: anonymousFrom(this.auth.clientAddress(request), this.auth.anonymousIpv6PrefixLength)
+                .limitKey,
+            }
           : principal;
       return true;
     }

@@ -4,6 +4,7 @@ import { AUTH_STRATEGY_NAME, AUTH_STRATEGY_TYPE } from './auth.constants';
 import { AuthGuard } from './auth.guard';
 import { AUTH_MODULE_OPTIONS, AuthModuleBase, type AUTH_OPTIONS_TYPE } from './auth.module-definition';
 import { AuthService } from './auth.service';
+import { ModelPolicy } from './model-policy';
 import type { AuthStrategy } from './auth.types';
 import { ResumeTokenService } from './resume-token.service';
 import { ServerKeys } from './server-keys.service';
@@ -15,8 +16,8 @@ export const BUILT_IN_STRATEGIES = [NoneStrategy, ApiKeyStrategy, JwtStrategy];
 
 /** Global: every transport module uses the same AuthService, guard and resume tokens. */
 @Module({
-  providers: [AuthService, AuthGuard, ResumeTokenService, ServerKeys],
-  exports: [AuthService, AuthGuard, ResumeTokenService, ServerKeys, AUTH_MODULE_OPTIONS],
+  providers: [AuthService, AuthGuard, ResumeTokenService, ServerKeys, ModelPolicy],
+  exports: [AuthService, AuthGuard, ResumeTokenService, ServerKeys, ModelPolicy, AUTH_MODULE_OPTIONS],
 })
 export class AuthModule extends AuthModuleBase {
   static override forRoot(options: typeof AUTH_OPTIONS_TYPE) {

@@ -47,6 +47,11 @@ export class AuthService implements OnModuleInit {
     return clientAddressOf(request, this.options.trustProxy);
   }
 
+  /** How many leading bits of an anonymous IPv6 client's address its limits are counted by. */
+  get anonymousIpv6PrefixLength(): number {
+    return this.options.anonymousIpv6PrefixLength;
+  }
+
   /** Resolves to a principal or rejects with `AuthError`, whatever the strategy threw. */
   async authenticate(credentials: Credentials): Promise<Principal> {
     if (!this.strategy) {

@@ -13,6 +13,11 @@ export interface Principal {
    * owned by whoever holds its id) and are told apart here, by client address.
    */
   limitKey?: string;
+  /**
+   * The only models this principal may ask for, on every surface (within `ALLOWED_MODELS`, which binds everyone);
+   * absent: any. The `jwt` strategy takes it from a `models` claim; a custom strategy sets it as it likes.
+   */
+  models?: readonly string[];
 }
 
 /** What a client presented, the same shape whatever the transport. */

@@ -8,6 +8,7 @@ export * from './client-address';
 export * from './credentials';
 export * from './host-check';
 export * from './json-body';
+export * from './model-policy';
 export * from './current-principal.decorator';
 export * from './resume-token.service';
 export * from './server-keys.service';

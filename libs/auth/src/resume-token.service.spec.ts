@@ -7,6 +7,7 @@ const options = {
   jwt: { clockToleranceSec: 30, jwksCooldownMs: 30_000, requireExp: true },
   resumeTokenTtlMs: 60_000,
   trustProxy: () => false,
+  anonymousIpv6PrefixLength: 64,
 };
 const alice = { id: 'alice', strategy: 'api-key' };
 

@@ -18,7 +18,7 @@ export class ServerKeys {
   }
 
   /** The key for `purpose`; imported once, since some are used on every stream start. */
-  keyFor(purpose: 'resume-token' | 'principal-name'): KeyObject {
+  keyFor(purpose: 'resume-token' | 'principal-name' | 'upstream-user'): KeyObject {
     let key = this.derived.get(purpose);
     if (!key) {
       key = createSecretKey(createHmac('sha256', this.root).update(`llm-stream-gateway:${purpose}`).digest());

@@ -8,3 +8,4 @@ export * from './lean-fetch';
 export * from './openai-compatible.provider';
 export * from './upstream.error';
 export * from './think-tag-splitter';
+export * from './upstream-request-id';

@@ -69,6 +69,16 @@ export const envSchema = z.object({
   RATE_LIMIT_LISTENERS_PER_STREAM: z.coerce.number().int().min(1).max(1_000_000).default(4),
   RATE_LIMIT_LISTENERS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(40),
   SOCKET_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  ANONYMOUS_IPV6_PREFIX_LENGTH: z.coerce.number().int().min(1).max(128).default(64),
+  ALLOWED_MODELS: optionalText,
+  V1_MAX_RESPONSE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(1024 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
+  V1_WRITE_STALL_TIMEOUT_MS: milliseconds.min(100).default(30_000),
+  V1_MODELS_CACHE_MS: milliseconds.default(60_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -124,6 +134,10 @@ export interface AppConfig {
     };
     /** Signs resume tokens; random per process when unset (set it when several instances serve one stream). */
     resumeTokenSecret?: string;
+    /** `ALLOWED_MODELS`: the only models any principal may ask for, on every surface; undefined: any. */
+    allowedModels?: string[];
+    /** Anonymous clients on IPv6 share limits per network of this prefix length (a /64 is one subscriber's). */
+    anonymousIpv6PrefixLength: number;
   };
   /** Origins allowed cross-origin, for HTTP and Socket.IO alike; empty means same origin only. */
   corsOrigins: string[];
@@ -144,6 +158,15 @@ export interface AppConfig {
     maxListenersPerPrincipal: number;
     /** Socket.IO (Engine.IO) connections one client address may hold open. */
     maxSocketConnectionsPerAddress: number;
+  };
+  /** The `/v1` relay's own bounds (docs/configuration.md). */
+  openaiCompat: {
+    /** Largest non-streamed answer relayed; a larger one is a 502. */
+    maxResponseBytes: number;
+    /** How long a client may leave written data unread before it is dropped and its upstream request aborted. */
+    writeStallTimeoutMs: number;
+    /** How long the upstream's model list is served from memory; 0 asks the upstream every time. */
+    modelsCacheMs: number;
   };
   /** Shared by every instance of one deployment: streams, ownership, grace and limits; unset, all in memory. */
   redisUrl?: string;

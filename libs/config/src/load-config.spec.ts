@@ -31,6 +31,13 @@ describe('loadConfig', () => {
     [{ OPENAI_BASE_URL: 'not a url' }, 'OPENAI_BASE_URL'],
     [{ STREAM_RESUME_GRACE_MS: '-1' }, 'STREAM_RESUME_GRACE_MS'],
     [{ LLM_PROVIDER: 'openai' }, 'OPENAI_API_KEY'],
+    [{ REDIS_URL: 'redis://:pw@127.0.0.1:6379/zero' }, 'REDIS_URL'],
+    [{ REDIS_URL: 'redis://:pw@127.0.0.1:6379/0/1' }, 'REDIS_URL'],
+    [{ REDIS_URL: 'redis://:pw@127.0.0.1:70000' }, 'REDIS_URL'],
+    [{ REDIS_URL: 'http://127.0.0.1:6379' }, 'REDIS_URL'],
+    [{ ANONYMOUS_IPV6_PREFIX_LENGTH: '129' }, 'ANONYMOUS_IPV6_PREFIX_LENGTH'],
+    [{ ALLOWED_MODELS: 'gpt-4o' }, 'ALLOWED_MODELS'],
+    [{ V1_MAX_RESPONSE_BYTES: '1000' }, 'V1_MAX_RESPONSE_BYTES'],
   ])('refuses %j with one line naming %s', (env, variable) => {
     let error: unknown;
     try {
@@ -49,6 +56,20 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ OPENAI_BASE_URL: 'sk-secret-looking-value' })).toThrow(
       expect.objectContaining({ message: expect.not.stringContaining('sk-secret') }),
     );
+    expect(() => loadConfig({ REDIS_URL: 'redis://:sk-secret@host/db' })).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('sk-secret') }),
+    );
+  });
+
+  it('takes a REDIS_URL node-redis can use, and ALLOWED_MODELS with the default model in it', () => {
+    for (const url of ['redis://:pw@127.0.0.1:6379', 'redis://127.0.0.1:6379/', 'rediss://u:p@cache/15']) {
+      expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url);
+    }
+    expect(loadConfig({ ALLOWED_MODELS: 'simulator, simulator-fast' }).auth.allowedModels).toEqual([
+      'simulator',
+      'simulator-fast',
+    ]);
+    expect(loadConfig({}).auth).toMatchObject({ allowedModels: undefined, anonymousIpv6PrefixLength: 64 });
   });
 });
 

@@ -63,8 +63,23 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       `must be at least ${MIN_HS256_SECRET_BYTES} bytes with NODE_ENV=production`,
     );
   }
+  const upstreams = values.UPSTREAMS_FILE === undefined ? undefined : upstreamsOf(values.UPSTREAMS_FILE, env);
+  const defaultModel =
+    upstreams === undefined
+      ? (values.OPENAI_MODEL ?? (provider === 'simulator' ? SIMULATOR_DEFAULT_MODEL : DEFAULT_OPENAI_MODEL))
+      : (upstreams.table.defaultModel ?? Object.keys(upstreams.table.models)[0]);
+  const allowedModels = values.ALLOWED_MODELS === undefined ? undefined : list(values.ALLOWED_MODELS);
+  if (allowedModels !== undefined && !allowedModels.includes(defaultModel)) {
+    throw new ConfigError(
+      'ALLOWED_MODELS',
+      "must include the default model (OPENAI_MODEL, or the upstream table's defaultModel), which requests naming no model get",
+    );
+  }
+  if (values.REDIS_URL !== undefined) {
+    checkRedisUrl(values.REDIS_URL);
+  }
   return {
-    ...(values.UPSTREAMS_FILE === undefined ? {} : { upstreams: upstreamsOf(values.UPSTREAMS_FILE, env) }),
+    ...(upstreams === undefined ? {} : { upstreams }),
     nodeEnv: values.NODE_ENV,
     port: values.PORT,
     host: values.HOST,
@@ -72,8 +87,7 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
     openai: {
       apiKey: values.OPENAI_API_KEY,
       baseURL: values.OPENAI_BASE_URL,
-      model:
-        values.OPENAI_MODEL ?? (provider === 'simulator' ? SIMULATOR_DEFAULT_MODEL : DEFAULT_OPENAI_MODEL),
+      model: defaultModel,
       maxRetries: values.OPENAI_MAX_RETRIES,
     },
     upstream: {
@@ -106,6 +120,8 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
         jwksCooldownMs: values.AUTH_JWKS_COOLDOWN_MS,
       },
       resumeTokenSecret: values.AUTH_RESUME_SECRET,
+      allowedModels,
+      anonymousIpv6PrefixLength: values.ANONYMOUS_IPV6_PREFIX_LENGTH,
     },
     corsOrigins: list(values.CORS_ORIGINS),
     trustProxy: trustProxyOf(values.TRUST_PROXY),
@@ -116,6 +132,11 @@ export function loadConfig(env: Record<string, string | undefined>): AppConfig {
       maxListenersPerStream: values.RATE_LIMIT_LISTENERS_PER_STREAM,
       maxListenersPerPrincipal: values.RATE_LIMIT_LISTENERS_PER_PRINCIPAL,
       maxSocketConnectionsPerAddress: values.SOCKET_MAX_CONNECTIONS_PER_ADDRESS,
+    },
+    openaiCompat: {
+      maxResponseBytes: values.V1_MAX_RESPONSE_BYTES,
+      writeStallTimeoutMs: values.V1_WRITE_STALL_TIMEOUT_MS,
+      modelsCacheMs: values.V1_MODELS_CACHE_MS,
     },
     redisUrl: values.REDIS_URL,
   };
@@ -140,6 +161,28 @@ function upstreamsOf(
       throw new ConfigError('UPSTREAMS_FILE', error.message);
     }
     throw error;
+  }
+}
+
+/**
+ * What node-redis would otherwise refuse only once the server is half started, with a stack trace: a database
+ * path that is not a number, a port that is not one. The URL itself is never quoted: it may hold a password.
+ */
+function checkRedisUrl(value: string): void {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError('REDIS_URL', 'must be a valid redis:// or rediss:// URL');
+  }
+  if (url.hostname === '') {
+    throw new ConfigError('REDIS_URL', 'must name a host');
+  }
+  if (!/^(\/(\d{1,9})?)?$/.test(url.pathname)) {
+    throw new ConfigError(
+      'REDIS_URL',
+      'the path must be empty or a database number, as in redis://host:6379/0',
+    );
   }
 }
 

@@ -34,4 +34,10 @@ export const REQUEST_LIMITS = {
   streamIdPattern: '^[A-Za-z0-9_-]{8,64}$',
   temperature: { min: 0, max: 2 },
   topP: { min: 0, max: 1 },
+  /** `/v1`: `n`, the answers asked for in one request (each costs its own tokens under one concurrency slot). */
+  maxChoices: 8,
+  /** `/v1`: `top_logprobs`, as OpenAI's own API caps it. */
+  maxTopLogprobs: 20,
+  /** Arrays and objects nested in a JSON body (HTTP `400`; Socket.IO refuses the payload). */
+  maxJsonDepth: 64,
 } as const;

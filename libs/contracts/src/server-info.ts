@@ -2,6 +2,8 @@
 export interface ServerInfo {
   provider: string;
   defaultModel: string;
+  /** (v1.2) With an upstream table: the public model names clients may ask for (the table's `models`). */
+  models?: string[];
   /** Present when the built-in simulator is the model: its latency profiles, selectable per request as models. */
   simulator?: { profiles: SimulatorProfileInfo[] };
   limits: {

@@ -6,5 +6,6 @@ export const SERVER_INFO_SOURCE = Symbol('SERVER_INFO_SOURCE');
 export interface ServerInfoSource {
   provider: string;
   defaultModel: string;
+  models?: string[];
   simulatorProfiles?: SimulatorProfileInfo[];
 }

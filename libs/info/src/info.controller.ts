@@ -23,6 +23,7 @@ export class InfoController {
     return {
       provider: this.source.provider,
       defaultModel: this.source.defaultModel,
+      ...(this.source.models ? { models: this.source.models } : {}),
       ...(this.source.simulatorProfiles ? { simulator: { profiles: this.source.simulatorProfiles } } : {}),
       limits: {
         maxBodyBytes: REQUEST_LIMITS.maxBodyBytes,

@@ -16,6 +16,8 @@ export class ChunkObserver {
   firstReasoningAt: number | undefined;
   firstTokenAt: number | undefined;
   finishReason: string | undefined;
+  /** The upstream's own count, when it sent one (a streamed usage chunk, a non-streamed answer's `usage`). */
+  usage: UpstreamUsage | undefined;
 
   observe(data: string, event: string | undefined): Observed {
     if (data === '[DONE]') {
@@ -38,6 +40,7 @@ export class ChunkObserver {
               : 'upstream_unavailable',
           };
     }
+    this.usage = usageOf(chunk?.usage) ?? this.usage;
     const choice = chunk?.choices?.[0];
     if (choice) {
       const ts = epochNow();
@@ -58,9 +61,39 @@ export class ChunkObserver {
   }
 }
 
+export interface UpstreamUsage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Of the completion tokens, those the model reasoned with (`completion_tokens_details.reasoning_tokens`). */
+  reasoningTokens: number;
+}
+
+/** An OpenAI `usage` object's counts, when it is one. */
+export function usageOf(usage: unknown): UpstreamUsage | undefined {
+  const counts = usage as
+    | {
+        prompt_tokens?: unknown;
+        completion_tokens?: unknown;
+        completion_tokens_details?: { reasoning_tokens?: unknown };
+      }
+    | null
+    | undefined;
+  const count = (value: unknown) =>
+    typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0;
+  if (typeof counts !== 'object' || counts === null || typeof counts.completion_tokens !== 'number') {
+    return undefined;
+  }
+  return {
+    promptTokens: count(counts.prompt_tokens),
+    completionTokens: count(counts.completion_tokens),
+    reasoningTokens: count(counts.completion_tokens_details?.reasoning_tokens),
+  };
+}
+
 /** The little of a chunk the observer reads; the rest is relayed without being looked at. */
 interface RelayedChunk {
   error?: unknown;
+  usage?: unknown;
   choices?: {
     delta?: { content?: unknown; tool_calls?: unknown[]; reasoning?: unknown; reasoning_content?: unknown };
     finish_reason?: string | null;

@@ -29,10 +29,7 @@ export class OpenAiCompatController {
   }
 
   @Get('models')
-  models(@Res() response: Response): Promise<void> {
-    // The response closes when it is sent or when the client leaves; either way the upstream call is over.
-    const client = new AbortController();
-    response.once('close', () => client.abort());
-    return this.relay.models(response, client.signal);
+  models(@Res() response: Response, @CurrentPrincipal() principal: Principal): Promise<void> {
+    return this.relay.models(response, principal);
   }
 }

@@ -4,18 +4,29 @@ import {
   epochNow,
   type OpenAiPassthrough,
   readToEnd,
+  safeUpstreamRequestId,
   UpstreamError,
 } from '@app/completion';
-import type { Principal } from '@app/auth';
+import { ModelPolicy, type Principal, ServerKeys } from '@app/auth';
+import { APP_CONFIG, type AppConfig } from '@app/config';
 import type { StreamErrorCode } from '@app/contracts';
 import { MetricsService, type StreamOutcome } from '@app/metrics';
-import { StreamStarter } from '@app/streams';
-import { Injectable, Logger } from '@nestjs/common';
+import {
+  AdmissionUnavailableError,
+  STREAM_LIMITS,
+  StreamAdmission,
+  type StreamLimits,
+  StreamStarter,
+} from '@app/streams';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { createHmac } from 'node:crypto';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Request, Response } from 'express';
 import { once } from 'node:events';
 import { parseChatRequest, type RelayedRequest } from './chat-request';
-import { ChunkObserver } from './chunk-observer';
+import { readCapped } from './capped-body';
+import { ChunkObserver, usageOf } from './chunk-observer';
+import { ModelList } from './model-list';
 import { OpenAiError, streamedError } from './openai-error';
 
 const STREAM_HEADERS: Readonly<Record<string, string>> = {
@@ -28,21 +39,50 @@ const STREAM_HEADERS: Readonly<Record<string, string>> = {
 const UPSTREAM_REQUEST_ID_HEADER = 'x-upstream-request-id';
 
 /**
+ * Bytes written to a client and not yet taken by its kernel past which it is dropped, as Socket.IO's cap (the
+ * relay waits for `drain` after each write, so only one oversized write can take it there).
+ */
+export const MAX_RELAY_PENDING_BYTES = 4 * 1024 * 1024;
+/** A non-streamed answer is written in slices of this size, each after the client has taken the previous. */
+const JSON_SLICE_BYTES = 64 * 1024;
+
+/** The relay's bounds (AppConfig['openaiCompat']) and what it calls when it drops a stalled reader. */
+interface RelayLimits {
+  firstTokenMs: number;
+  idleMs: number;
+  maxResponseBytes: number;
+  writeStallTimeoutMs: number;
+  onDropped: () => void;
+}
+
+/**
  * The `/v1/chat/completions` relay: validated lightly, admitted under the same limits as every other stream,
  * sent to the upstream through the provider's SDK as it is, and answered with the upstream's own JSON or chunks.
  * Each chunk's `data` is written unchanged, so every field the upstream sent reaches the client; only an
  * upstream `error` object mid-stream is replaced by the gateway's own words. A client that leaves aborts the
- * upstream request at once: there is no resume on this surface.
+ * upstream request at once: there is no resume on this surface. A client that stops reading is dropped, as on
+ * the other transports (see `RelayRun.write`); a non-streamed answer over `V1_MAX_RESPONSE_BYTES` is a 502.
  */
 @Injectable()
 export class OpenAiRelay {
   private readonly logger = new Logger(OpenAiRelay.name);
+  private readonly modelList: ModelList;
+  private readonly dropped = () => this.metrics.slowClientDropped('openai');
 
   constructor(
     private readonly completion: CompletionService,
     private readonly starter: StreamStarter,
     private readonly metrics: MetricsService,
-  ) {}
+    private readonly modelPolicy: ModelPolicy,
+    private readonly keys: ServerKeys,
+    private readonly admission: StreamAdmission,
+    @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {
+    this.modelList = new ModelList(config.openaiCompat.modelsCacheMs, (signal) =>
+      this.call(() => this.upstream().models(signal)),
+    );
+  }
 
   async chatCompletions(
     request: Request,
@@ -54,8 +94,16 @@ export class OpenAiRelay {
       throw OpenAiError.refusal('unsupported_media_type', 'Send the request body as application/json.');
     }
     const upstream = this.upstream();
-    const chat = parseChatRequest(payload, this.completion.defaultModel);
-    const run = new RelayRun(chat, request, response, this.completion.timeouts);
+    const chat = parseChatRequest(payload, this.completion.defaultModel, this.pseudonym(principal));
+    if (!this.modelPolicy.allows(principal, chat.model)) {
+      throw OpenAiError.refusal('forbidden', ModelPolicy.REFUSAL, undefined, 'model');
+    }
+    const run = new RelayRun(chat, request, response, {
+      ...this.completion.timeouts,
+      maxResponseBytes: this.config.openaiCompat.maxResponseBytes,
+      writeStallTimeoutMs: this.config.openaiCompat.writeStallTimeoutMs,
+      onDropped: this.dropped,
+    });
     // The one coupling to the limits: admitted like any stream, released when the relay ends, however it ends.
     const admission = await this.starter.admit(principal.id, () => run.stopForShutdown(), principal.limitKey);
     if (!admission.ok) {
@@ -72,10 +120,55 @@ export class OpenAiRelay {
     }
   }
 
-  async models(response: Response, signal: AbortSignal): Promise<void> {
-    const upstreamResponse = await this.call(() => this.upstream().models(signal));
-    const text = await upstreamResponse.text();
-    response.status(200).type('application/json').send(text);
+  /**
+   * The upstream's model list, filtered by the principal's allow-lists. Each call counts toward the principal's
+   * per-minute limit, as a stream start does, and the list itself is cached (`V1_MODELS_CACHE_MS`) and fetched
+   * once for callers that come together: a principal cannot spend upstream calls on it.
+   */
+  async models(response: Response, principal: Principal): Promise<void> {
+    this.upstream();
+    await this.meter(principal);
+    const list = await this.modelList.get(this.completion.timeouts.firstTokenMs);
+    const data = list.data.filter((model) => this.modelPolicy.allows(principal, model.id));
+    response
+      .status(200)
+      .type('application/json')
+      .send(JSON.stringify({ ...list, data }));
+  }
+
+  /** One place in the principal's per-minute window (the one stream starts and resumes count in), or a 429. */
+  private async meter(principal: Principal): Promise<void> {
+    let admitted: Awaited<ReturnType<StreamAdmission['admitResume']>>;
+    try {
+      admitted = await this.admission.admitResume(principal.limitKey ?? principal.id);
+    } catch (error) {
+      if (error instanceof AdmissionUnavailableError) {
+        throw OpenAiError.refusal(
+          'unavailable',
+          'The service cannot take requests right now; retry shortly.',
+          1000,
+        );
+      }
+      throw error;
+    }
+    if (!admitted.ok) {
+      throw OpenAiError.refusal(
+        'rate_limited',
+        `At most ${this.limits.requestsPerMinute} requests may be made per minute.`,
+        admitted.retryAfterMs,
+      );
+    }
+  }
+
+  /**
+   * What the upstream is told as `user`: a keyed hash of the principal (of its network for anonymous clients), the
+   * same on every instance sharing `AUTH_RESUME_SECRET`, that the upstream cannot turn back into a principal.
+   */
+  private pseudonym(principal: Principal): string {
+    const digest = createHmac('sha256', this.keys.keyFor('upstream-user'))
+      .update(principal.limitKey ?? principal.id)
+      .digest('base64url');
+    return `gw-${digest.slice(0, 32)}`;
   }
 
   private upstream(): OpenAiPassthrough {
@@ -101,6 +194,7 @@ export class OpenAiRelay {
     const outcome = run.outcome(this.completion.providerName);
     this.metrics.streamEnded(outcome);
     // Ids and counts only: prompts and answers never reach a log line.
+    const usage = run.usage;
     this.logger.log(
       {
         requestId: run.requestId,
@@ -111,6 +205,9 @@ export class OpenAiRelay {
         outcome: outcome.errorCode ?? (outcome.cancelled ? 'cancelled' : 'done'),
         tokens: outcome.tokens,
         reasoningTokens: outcome.reasoningTokens,
+        promptTokens: usage?.promptTokens,
+        completionTokens: usage?.completionTokens,
+        droppedSlowClient: run.droppedSlowClient || undefined,
         ttftMs: outcome.ttftMs === undefined ? undefined : Math.round(outcome.ttftMs),
         durationMs: Math.round(outcome.durationMs),
       },
@@ -118,6 +215,9 @@ export class OpenAiRelay {
     );
   }
 }
+
+/** An upstream SSE event past `maxResponseBytes` before its end: the stream is cut as malformed. */
+class OversizedEvent extends Error {}
 
 /** One relayed request: its upstream call, its timeouts, and what it observed, for metrics and logs. */
 class RelayRun {
@@ -132,12 +232,16 @@ class RelayRun {
   private shuttingDown = false;
   private clientLeft = false;
   private errorCode: StreamErrorCode | undefined;
+  /** Dropped for not reading (pending bytes or the write-stall deadline), as opposed to leaving. */
+  droppedSlowClient = false;
+  /** A non-streamed answer's token counts, which its `usage` gives (streamed ones are counted by the observer). */
+  private answerUsage: { tokens: number; reasoningTokens: number } | undefined;
 
   constructor(
     private readonly chat: RelayedRequest,
     request: Request,
     private readonly response: Response,
-    private readonly timeouts: { firstTokenMs: number; idleMs: number },
+    private readonly limits: RelayLimits,
   ) {
     // pino-http's id (the client's X-Request-Id when it sent a sane one).
     const id = (request as Request & { id?: unknown }).id;
@@ -158,6 +262,10 @@ class RelayRun {
     return this.chat.stream;
   }
 
+  get usage() {
+    return this.observer.usage;
+  }
+
   async execute(passthrough: OpenAiPassthrough): Promise<void> {
     const onClose = () => {
       if (!this.response.writableFinished) {
@@ -166,13 +274,13 @@ class RelayRun {
       }
     };
     this.response.on('close', onClose);
-    this.arm(this.timeouts.firstTokenMs);
+    this.arm(this.limits.firstTokenMs);
     try {
       const upstreamResponse = await this.send(passthrough);
       if (upstreamResponse === undefined) {
         return;
       }
-      this.upstreamRequestId = upstreamResponse.headers.get('x-request-id') ?? undefined;
+      this.upstreamRequestId = safeUpstreamRequestId(upstreamResponse.headers.get('x-request-id'));
       if (this.upstreamRequestId) {
         this.response.setHeader(UPSTREAM_REQUEST_ID_HEADER, this.upstreamRequestId);
       }
@@ -194,8 +302,8 @@ class RelayRun {
     return {
       transport: 'openai',
       provider,
-      tokens: observer.tokens,
-      reasoningTokens: observer.reasoningTokens,
+      tokens: this.answerUsage?.tokens ?? observer.tokens,
+      reasoningTokens: this.answerUsage?.reasoningTokens ?? observer.reasoningTokens,
       ttftMs: observer.firstEventAt === undefined ? undefined : observer.firstEventAt - this.startedAt,
       reasoningMs:
         observer.firstReasoningAt === undefined
@@ -227,19 +335,46 @@ class RelayRun {
     }
   }
 
+  /**
+   * A non-streamed answer: read up to `maxResponseBytes` (a larger one is a 502, never buffered whole), checked to
+   * be JSON, its `usage` counted, then written in slices as the client takes them (see `write`).
+   */
   private async relayJson(upstreamResponse: globalThis.Response): Promise<void> {
-    let text: string;
+    let bytes: Buffer | undefined;
+    let answer: { usage?: unknown };
     try {
-      text = await upstreamResponse.text();
+      bytes = await readCapped(upstreamResponse, this.limits.maxResponseBytes);
       clearTimeout(this.timer);
-      JSON.parse(text);
+      if (bytes === undefined) {
+        this.upstream.abort();
+        throw this.fail('upstream_protocol', 'The model’s answer is larger than the gateway relays.');
+      }
+      answer = JSON.parse(bytes.toString('utf8')) as { usage?: unknown };
     } catch (error) {
       if (this.clientLeft) {
         return;
       }
+      if (error instanceof OpenAiError) {
+        throw error;
+      }
       throw this.fail(error instanceof SyntaxError ? 'upstream_protocol' : this.lostOrTimedOut());
     }
-    this.response.status(200).type('application/json').send(text);
+    const usage = usageOf(answer?.usage);
+    if (usage !== undefined) {
+      this.observer.usage = usage;
+      this.answerUsage = {
+        tokens: Math.max(0, usage.completionTokens - usage.reasoningTokens),
+        reasoningTokens: usage.reasoningTokens,
+      };
+    }
+    const { response } = this;
+    response.status(200).type('application/json').setHeader('Content-Length', bytes.byteLength);
+    for (let offset = 0; offset < bytes.byteLength; offset += JSON_SLICE_BYTES) {
+      if (!(await this.write(bytes.subarray(offset, offset + JSON_SLICE_BYTES), false))) {
+        return;
+      }
+    }
+    response.end();
   }
 
   private async relayStream(upstreamResponse: globalThis.Response): Promise<void> {
@@ -258,8 +393,10 @@ class RelayRun {
 
     let finished = false;
     let out = '';
+    let unparsedBytes = 0;
     const parser = createParser({
       onEvent: (message: EventSourceMessage) => {
+        unparsedBytes = 0;
         if (finished) {
           return;
         }
@@ -285,9 +422,14 @@ class RelayRun {
           reading = false;
           break;
         }
+        unparsedBytes += read.value.byteLength;
+        if (unparsedBytes > this.limits.maxResponseBytes) {
+          // One event this large is no chat chunk; the parser would hold all of it until its end came.
+          throw new OversizedEvent();
+        }
         parser.feed(decoder.decode(read.value, { stream: true }));
         if (this.observer.firstEventAt !== undefined) {
-          this.arm(this.timeouts.idleMs);
+          this.arm(this.limits.idleMs);
         }
         if (out !== '') {
           const chunk = out;
@@ -303,9 +445,9 @@ class RelayRun {
         this.errorCode = 'upstream_unavailable';
         await this.write(streamedError(this.streamError('upstream_unavailable')));
       }
-    } catch {
+    } catch (error) {
       if (!this.clientLeft) {
-        const code = this.lostOrTimedOut();
+        const code = error instanceof OversizedEvent ? 'upstream_protocol' : this.lostOrTimedOut();
         this.errorCode = code;
         await this.write(streamedError(this.streamError(code)));
       }
@@ -341,9 +483,11 @@ class RelayRun {
     );
   }
 
-  private fail(code: StreamErrorCode): OpenAiError {
+  private fail(code: StreamErrorCode, message?: string): OpenAiError {
     this.errorCode = code;
-    return this.streamError(code);
+    return message === undefined
+      ? this.streamError(code)
+      : OpenAiError.fromUpstream(new UpstreamError(code, message));
   }
 
   private lostOrTimedOut(): StreamErrorCode {
@@ -353,18 +497,64 @@ class RelayRun {
     return this.timedOut ? 'upstream_timeout' : 'upstream_unavailable';
   }
 
-  /** Writes, then waits while the client is slower than the upstream: backpressure reaches the upstream's socket. */
-  private async write(chunk: string): Promise<void> {
+  /**
+   * Writes, then waits while the client is slower than the upstream: backpressure reaches the upstream's socket.
+   * A client that takes nothing for `writeStallTimeoutMs`, or has more than MAX_RELAY_PENDING_BYTES unread, is
+   * dropped, as SSE and Socket.IO drop theirs: its slot is released and its upstream request aborted, where
+   * waiting on it would hold both for as long as it liked. False when the response is gone (left or dropped).
+   */
+  private async write(chunk: string | Uint8Array, rearmIdle = true): Promise<boolean> {
     const { response } = this;
     if (response.destroyed || response.writableEnded) {
-      return;
+      return false;
     }
-    if (!response.write(chunk)) {
-      // A slow reader is not a silent model: the idle deadline waits until the client has caught up.
-      clearTimeout(this.timer);
-      await Promise.race([once(response, 'drain'), once(response, 'close')]);
-      this.arm(this.timeouts.idleMs);
+    const flushed = response.write(chunk);
+    if (response.writableLength > MAX_RELAY_PENDING_BYTES) {
+      this.dropSlowClient();
+      return false;
     }
+    if (flushed) {
+      return true;
+    }
+    // A slow reader is not a silent model: the idle deadline waits until the client has caught up.
+    clearTimeout(this.timer);
+    if (!(await this.drained())) {
+      if (!response.destroyed) {
+        this.dropSlowClient();
+      }
+      return false;
+    }
+    if (rearmIdle) {
+      this.arm(this.limits.idleMs);
+    }
+    return true;
+  }
+
+  /** Whether the client took what was written within the write-stall deadline (false too when it left). */
+  private async drained(): Promise<boolean> {
+    const { response } = this;
+    const settled = new AbortController();
+    const deadline = setTimeout(() => settled.abort(), this.limits.writeStallTimeoutMs);
+    try {
+      await Promise.race([
+        once(response, 'drain', { signal: settled.signal }),
+        once(response, 'close', { signal: settled.signal }),
+      ]);
+      return !response.destroyed;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(deadline);
+      settled.abort();
+    }
+  }
+
+  private dropSlowClient(): void {
+    this.droppedSlowClient = true;
+    this.clientLeft = true;
+    this.upstream.abort();
+    this.response.destroy();
+    this.limits.onDropped();
   }
 
   /** The first-token or idle deadline: when it passes, the upstream request is aborted and reported as a timeout. */

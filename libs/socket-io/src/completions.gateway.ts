@@ -1,9 +1,18 @@
-import { AuthService, authenticateHandshake, type Principal, principalStillValid } from '@app/auth';
+import {
+  AuthService,
+  authenticateHandshake,
+  ModelPolicy,
+  type Principal,
+  principalStillValid,
+} from '@app/auth';
+import { CompletionService } from '@app/completion';
 import { epochNow } from '@app/clock';
 import {
   type AckError,
   type CancelPayload,
   type ClientToServerEvents,
+  nestedDeeperThan,
+  REQUEST_LIMITS,
   type ResumePayload,
   type ServerTime,
   type ServerToClientEvents,
@@ -55,6 +64,8 @@ const resumeSchema = z.strictObject({
   lastSeq: z.number().int().min(-1),
 }) satisfies z.ZodType<ResumePayload>;
 
+const TOO_DEEP = `The payload nests arrays and objects deeper than ${REQUEST_LIMITS.maxJsonDepth} levels.`;
+
 const EXPIRED: { ok: false; error: AckError } = {
   ok: false,
   error: { code: 'unauthorized', message: 'The credentials have expired; reconnect with new ones.' },
@@ -76,6 +87,8 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     private readonly registry: StreamRegistry,
     private readonly metrics: MetricsService,
     private readonly shutdown: ShutdownCoordinator,
+    private readonly models: ModelPolicy,
+    private readonly completion: CompletionService,
   ) {}
 
   afterInit(namespace: Namespace): void {
@@ -100,13 +113,22 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       ack?.(EXPIRED);
       return;
     }
-    const { id: owner, limitKey } = socket.data.principal as Principal;
+    const principal = socket.data.principal as Principal;
+    const { id: owner, limitKey } = principal;
     let result: StartAck;
     try {
-      const outcome = await this.starter.start(payload, owner, 'socket.io', limitKey);
-      result = outcome.ok
-        ? { ok: true, streamId: outcome.streamId }
-        : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
+      if (nestedDeeperThan(payload)) {
+        result = refusal('invalid_request', TOO_DEEP);
+      } else if (
+        !this.models.allows(principal, ModelPolicy.requestedModel(payload, this.completion.defaultModel))
+      ) {
+        result = refusal('forbidden', ModelPolicy.REFUSAL);
+      } else {
+        const outcome = await this.starter.start(payload, owner, 'socket.io', limitKey);
+        result = outcome.ok
+          ? { ok: true, streamId: outcome.streamId }
+          : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
+      }
     } catch (error) {
       this.logger.error(`completion:start failed: ${error instanceof Error ? error.stack : String(error)}`);
       result = refusal('internal', 'The server failed to start the stream.');
@@ -213,8 +235,8 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       ack?.(EXPIRED);
       return undefined;
     }
-    const parsed = schema.safeParse(payload);
-    if (!parsed.success) {
+    const parsed = nestedDeeperThan(payload) ? undefined : schema.safeParse(payload);
+    if (!parsed?.success) {
       ack?.(refusal('invalid_request', usage));
       return undefined;
     }

@@ -1,9 +1,10 @@
-import { completionRequestSchema } from '@app/completion';
+import { CompletionService, completionRequestSchema } from '@app/completion';
 import {
   AllowResumeToken,
   AuthGuard,
   CurrentPrincipal,
   JsonBody,
+  ModelPolicy,
   type Principal,
   ResumeTokenService,
 } from '@app/auth';
@@ -87,6 +88,8 @@ export class SseController implements OnModuleDestroy {
     private readonly registry: StreamRegistry,
     private readonly resumeTokens: ResumeTokenService,
     private readonly metrics: MetricsService,
+    private readonly models: ModelPolicy,
+    private readonly completion: CompletionService,
   ) {
     metrics.measurePendingBytes('sse', () => this.writers.pendingBytes);
   }
@@ -109,6 +112,9 @@ export class SseController implements OnModuleDestroy {
   ): Promise<void> {
     if (!request.is('application/json')) {
       throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
+    }
+    if (!this.models.allows(principal, ModelPolicy.requestedModel(body, this.completion.defaultModel))) {
+      throw new ProblemException('forbidden', ModelPolicy.REFUSAL);
     }
     const outcome = await this.starter.start(body, principal.id, 'sse', principal.limitKey);
     if (!outcome.ok) {

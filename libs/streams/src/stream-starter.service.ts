@@ -1,4 +1,9 @@
-import { describeViolations, parseCompletionRequest, type RequestViolation } from '@app/completion';
+import {
+  CompletionService,
+  describeViolations,
+  parseCompletionRequest,
+  type RequestViolation,
+} from '@app/completion';
 import type { RefusalCode } from '@app/contracts';
 import type { TransportName } from '@app/metrics';
 import { Inject, Injectable } from '@nestjs/common';
@@ -60,6 +65,7 @@ export class StreamStarter {
     private readonly admission: StreamAdmission,
     @Inject(STREAM_LIMITS) private readonly limits: StreamLimits,
     private readonly shutdown: ShutdownCoordinator,
+    private readonly completion: CompletionService,
   ) {}
 
   /**
@@ -83,6 +89,12 @@ export class StreamStarter {
         message: describeViolations(parsed.violations),
         violations: parsed.violations,
       };
+    }
+    const model = parsed.request.model;
+    if (model !== undefined && !this.completion.knowsModel(model)) {
+      // (v1.2) With an upstream table, a model it does not name is the client's mistake, told before any stream.
+      const violations = [{ path: 'model', message: 'is not a model this gateway serves (see GET /api/info)' }];
+      return { ok: false, code: 'invalid_request', message: describeViolations(violations), violations };
     }
     const admitted = await this.admitSlot(limitKey);
     if (!admitted.ok) {

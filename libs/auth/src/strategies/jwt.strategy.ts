@@ -63,6 +63,13 @@ export class JwtStrategy implements AuthStrategy {
     if (!payload.sub) {
       throw new AuthError('unauthorized', 'The token names no subject.');
     }
+    const models = payload.models;
+    if (
+      models !== undefined &&
+      !(Array.isArray(models) && models.every((model) => typeof model === 'string' && model !== ''))
+    ) {
+      throw new AuthError('unauthorized', 'The token’s models claim must be a list of model names.');
+    }
     return {
       // Each part encoded (a ':' becomes %3A), so that no (iss, sub) pair can spell another's id.
       id: `jwt:${encodeURIComponent(payload.iss ?? '')}:${encodeURIComponent(payload.sub)}`,
@@ -71,6 +78,7 @@ export class JwtStrategy implements AuthStrategy {
       expiresAt:
         payload.exp === undefined ? undefined : (payload.exp + this.options.jwt.clockToleranceSec) * 1000,
       claims: payload,
+      ...(models === undefined ? {} : { models: models as string[] }),
     };
   }
 }
