@@ -93,7 +93,9 @@ export class StreamStarter {
     const model = parsed.request.model;
     if (model !== undefined && !this.completion.knowsModel(model)) {
       // (v1.2) With an upstream table, a model it does not name is the client's mistake, told before any stream.
-      const violations = [{ path: 'model', message: 'is not a model this gateway serves (see GET /api/info)' }];
+      const violations = [
+        { path: 'model', message: 'is not a model this gateway serves (see GET /api/info)' },
+      ];
       return { ok: false, code: 'invalid_request', message: describeViolations(violations), violations };
     }
     const admitted = await this.admitSlot(limitKey);

@@ -55,15 +55,17 @@ export class ScriptedDeployment {
   static async start(
     script: (index: number, body: Record<string, unknown>) => Behaviour,
   ): Promise<ScriptedDeployment> {
-    let deployment: ScriptedDeployment | undefined;
-    const server = createServer((request, response) => void deployment?.handle(request, response));
+    const server = createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as AddressInfo;
-    deployment = new ScriptedDeployment(server, `http://127.0.0.1:${port}/v1`, script);
+    const deployment = new ScriptedDeployment(server, `http://127.0.0.1:${port}/v1`, script);
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      void deployment.handle(request, response);
+    });
     server.on('connection', (socket: Socket) => {
-      deployment?.sockets.add(socket);
-      socket.on('close', () => deployment?.sockets.delete(socket));
+      deployment.sockets.add(socket);
+      socket.on('close', () => deployment.sockets.delete(socket));
     });
     return deployment;
   }
