@@ -1,5 +1,5 @@
 import { epochNow } from '@app/clock';
-import { reasoningOf, UpstreamError } from '@app/completion';
+import { reasoningOf, safeUpstreamRequestId, UpstreamError } from '@app/completion';
 import type { RouteReason, StreamErrorCode } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import type { DeploymentHealth } from './deployment-health';
@@ -135,7 +135,7 @@ export class UpstreamRouter {
           controller.signal,
         );
         this.health.succeeded(deployment.name, probe);
-        const upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
+        const upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
         this.attempted(
           request,
           deployment,
