@@ -10,6 +10,7 @@ import { SimulatorModule, SimulatorService } from '@app/simulator';
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
 import { StreamsModule } from '@app/streams';
+import { TelemetryModule } from '@app/telemetry';
 import { type DynamicModule, Logger, Module, type OnModuleInit, type Type } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
 import { LoggerModule } from 'nestjs-pino';
@@ -68,6 +69,7 @@ export class AppModule {
           ],
         }),
         MetricsModule,
+        TelemetryModule,
         ...(simulator
           ? [
               SimulatorModule.forRoot({ profile: config.simulator.profile }),
