@@ -29,7 +29,7 @@ describe('recordStreamOperation', () => {
     let reader: CollectingReader;
     beforeEach(() => {
       reader = new CollectingReader();
-      telemetry.start(
+      return telemetry.start(
         { OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_EXPORTER: 'none' },
         { metricReaders: [reader] },
       );

@@ -6,8 +6,8 @@ import { Telemetry } from './telemetry';
 export class TelemetryLifecycle implements OnModuleInit, OnApplicationShutdown {
   constructor(private readonly telemetry: Telemetry) {}
 
-  onModuleInit(): void {
-    this.telemetry.start(process.env);
+  onModuleInit(): Promise<void> {
+    return this.telemetry.start(process.env);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,5 +1,5 @@
 import { context, type Histogram, metrics, propagation, trace, type Tracer } from '@opentelemetry/api';
-import { NodeSDK, type NodeSDKConfiguration } from '@opentelemetry/sdk-node';
+import type { NodeSDKConfiguration } from '@opentelemetry/sdk-node';
 import { GATEWAY, GEN_AI_METRICS } from './gen-ai.constants';
 import { telemetrySettings } from './telemetry-settings';
 
@@ -23,35 +23,28 @@ interface Instruments {
 export class Telemetry {
   enabled = false;
   captureContent = false;
-  private sdk: NodeSDK | undefined;
+  private sdk: { shutdown(): Promise<void> } | undefined;
   private holders = 0;
+  private starting: Promise<void> | undefined;
   private currentTracer: Tracer | undefined;
   private currentInstruments: Instruments | undefined;
 
-  start(env: NodeJS.ProcessEnv = process.env, overrides: TelemetryOverrides = {}): void {
+  /**
+   * Starts the SDK if the variables ask for it; resolves once spans and metrics are recorded. The SDK (and the
+   * exporters it brings: gRPC, protobuf) is only loaded then: an instance with telemetry off never loads it.
+   */
+  async start(env: NodeJS.ProcessEnv = process.env, overrides: TelemetryOverrides = {}): Promise<void> {
     this.holders += 1;
-    if (this.holders > 1) {
-      return;
+    if (this.holders === 1) {
+      this.starting = this.startSdk(env, overrides);
     }
-    const settings = telemetrySettings(env);
-    if (!settings.enabled) {
-      return;
-    }
-    this.sdk = new NodeSDK({
-      // OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) wins; this is only the default.
-      ...(namesService(env) ? {} : { serviceName: GATEWAY.scope }),
-      // No auto-instrumentation: the gateway makes its own server and client spans, in the GenAI conventions.
-      instrumentations: [],
-      ...overrides,
-    });
-    this.sdk.start();
-    this.enabled = true;
-    this.captureContent = settings.captureContent;
+    await this.starting;
   }
 
   /** Flushes what is pending to the exporters and stops, once the last holder has stopped. */
   async stop(): Promise<void> {
     this.holders = Math.max(0, this.holders - 1);
+    await this.starting;
     if (this.holders > 0 || !this.sdk) {
       return;
     }
@@ -69,6 +62,25 @@ export class Telemetry {
       propagation.disable();
       context.disable();
     }
+  }
+
+  private async startSdk(env: NodeJS.ProcessEnv, overrides: TelemetryOverrides): Promise<void> {
+    const settings = telemetrySettings(env);
+    if (!settings.enabled) {
+      return;
+    }
+    const { NodeSDK } = await import('@opentelemetry/sdk-node');
+    const sdk = new NodeSDK({
+      // OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) wins; this is only the default.
+      ...(namesService(env) ? {} : { serviceName: GATEWAY.scope }),
+      // No auto-instrumentation: the gateway makes its own server and client spans, in the GenAI conventions.
+      instrumentations: [],
+      ...overrides,
+    });
+    sdk.start();
+    this.sdk = sdk;
+    this.enabled = true;
+    this.captureContent = settings.captureContent;
   }
 
   /** The gateway's tracer; only asked for when `enabled`. */

@@ -32,16 +32,16 @@ describe('startAttempt', () => {
       return exporter.getFinishedSpans();
     }
 
-    function startTelemetry(env: Record<string, string> = ON): void {
+    function startTelemetry(env: Record<string, string> = ON): Promise<void> {
       exporter = new InMemorySpanExporter();
       processor = new SimpleSpanProcessor({ exporter });
-      telemetry.start(env, { spanProcessors: [processor], metricReaders: [] });
+      return telemetry.start(env, { spanProcessors: [processor], metricReaders: [] });
     }
 
     afterEach(() => telemetry.stop());
 
     it('makes a CLIENT span `chat {model}` with the GenAI attributes, under the active server span', async () => {
-      startTelemetry();
+      await startTelemetry();
       const server = startServerSpan({ name: 'completion:start', surface: 'socket.io' });
       // The attempt starts later, in a continuation of the server span's context, as the router's would.
       const upstream = await server.run(async () => {
@@ -80,7 +80,7 @@ describe('startAttempt', () => {
     });
 
     it('records route events and a failure as error.type with an error status', async () => {
-      startTelemetry();
+      await startTelemetry();
       const upstream = startAttempt(attempt);
       upstream.routed({
         reason: 'fallback',
@@ -116,7 +116,7 @@ describe('startAttempt', () => {
     });
 
     it('gives the upstream a traceparent naming the attempt, and the active one outside it', async () => {
-      startTelemetry();
+      await startTelemetry();
       const server = startServerSpan({
         name: 'POST /api/completions/stream',
         surface: 'sse',
@@ -142,7 +142,7 @@ describe('startAttempt', () => {
     });
 
     it('starts a new trace when the incoming traceparent is not one', async () => {
-      startTelemetry();
+      await startTelemetry();
       startServerSpan({
         name: 'completion:start',
         surface: 'socket.io',
@@ -155,14 +155,14 @@ describe('startAttempt', () => {
 
     it('never records messages or the answer unless content capture is on, then in the conventions shape', async () => {
       const messages = [{ role: 'user', content: 'a secret prompt' }];
-      startTelemetry();
+      await startTelemetry();
       startAttempt({ ...attempt, messages }).end({ outputText: 'a secret answer', finishReasons: ['stop'] });
       expect(JSON.stringify((await spans())[0].attributes)).not.toMatch(/secret/);
       expect(capturingContent()).toBe(false);
     });
 
     it('records messages and the answer when the operator opts in', async () => {
-      startTelemetry({ ...ON, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' });
+      await startTelemetry({ ...ON, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' });
       expect(capturingContent()).toBe(true);
       startAttempt({ ...attempt, messages: [{ role: 'user', content: 'hi' }] }).end({
         outputText: 'hello',
