@@ -153,3 +153,16 @@ class RecordedStreamTrace implements StreamTrace {
     }
   }
 }
+
+/**
+ * Runs `work` with the trace context in `headers` (the `traceHeaders()` kept with the stream when it started) as the
+ * active one: for work that carries on a stream away from its transport's span, such as a handover to another
+ * instance, so that the attempt spans it starts join the stream's trace. With telemetry off, or no headers, it
+ * only runs `work`.
+ */
+export function runInTrace<T>(headers: Readonly<Record<string, string>> | undefined, work: () => T): T {
+  if (!telemetry.enabled || !headers) {
+    return work();
+  }
+  return context.with(propagation.extract(ROOT_CONTEXT, headers), work);
+}

@@ -1,6 +1,6 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace';
-import { startServerSpan } from './stream-trace';
+import { runInTrace, startServerSpan } from './stream-trace';
 import { telemetry } from './telemetry';
 import { capturingContent, startAttempt, traceHeaders } from './upstream-attempt';
 
@@ -139,6 +139,27 @@ describe('startAttempt', () => {
         `00-4bf92f3577b34da6a3ce929d0e0e4736-${parent.spanContext().spanId}-01`,
       );
       expect(parent.parentSpanContext?.spanId).toBe('00f067aa0ba902b7');
+    });
+
+    it("continues a kept trace context elsewhere (a handover): the attempt joins the stream's trace", async () => {
+      await startTelemetry();
+      const server = startServerSpan({ name: 'completion:start', surface: 'socket.io' });
+      const kept = server.run(() => traceHeaders());
+      server.end();
+      const handedOver = runInTrace(kept, () => startAttempt(attempt));
+      handedOver.routed({
+        reason: 'handover',
+        model: 'gpt-4o-mini',
+        deployment: 'primary',
+        code: 'stream_lost',
+      });
+      handedOver.end({});
+
+      const [parent, client] = await spans();
+      expect(client.spanContext().traceId).toBe(parent.spanContext().traceId);
+      expect(client.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+      expect(client.events.map((event) => event.name)).toEqual(['llm_gateway.handover']);
+      expect(runInTrace(undefined, () => 'ran')).toBe('ran');
     });
 
     it('starts a new trace when the incoming traceparent is not one', async () => {
