@@ -1,6 +1,7 @@
 import { CompletionService } from '@app/completion';
 import type { CompletionEvent, CompletionRequest, StreamError } from '@app/contracts';
 import { MetricsService, type TransportName } from '@app/metrics';
+import { recordStreamOperation } from '@app/telemetry';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { ListenerCounts } from './listener-counts';
@@ -198,6 +199,7 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
     slot.release();
     const outcome = stream.outcome(this.completion.providerName);
     this.metrics?.streamEnded(outcome);
+    recordStreamOperation(stream.history, this.completion.providerName);
     // Ids and counts only: prompts and answers never reach a log line.
     this.logger.log(
       {

@@ -35,6 +35,11 @@ export class LiveStream {
     return this.canceller;
   }
 
+  /** The events still buffered, in order (all of them unless the stream outgrew the buffer). */
+  get history(): readonly CompletionEvent[] {
+    return this.events;
+  }
+
   get listenerCount(): number {
     return this.listeners.size;
   }

@@ -93,6 +93,12 @@ import { computeRunMetrics } from './run-metrics';
           <dd>{{ timing.ttftMs | ms }} / {{ timing.durationMs | ms }} ms</dd>
         </div>
       }
+      <div>
+        <dt>Trace id</dt>
+        <dd>
+          <code [attr.data-testid]="primary() ? 'trace-id' : null">{{ lane().streamId }}</code>
+        </dd>
+      </div>
     </dl>
   `,
 })

@@ -17,6 +17,7 @@ import { Credentials } from '../settings/credentials';
 import { Settings } from '../settings/settings';
 import type { CompletionTransport, ResumeTarget } from './completion-transport';
 import { TransportError } from './transport-error';
+import { traceparentOf } from '../run/trace-context';
 
 export type CompletionSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -170,7 +171,10 @@ export function socketCompletionStream(
   connect: () => Promise<CompletionSocket>,
 ): Observable<CompletionEvent> {
   return followSocketStream({ streamId: request.streamId, lastSeq: -1 }, connect, async (socket) => {
-    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:start', request);
+    // Trace context in the payload, not the handshake: one socket carries many runs, each its own trace.
+    const ack = await socket
+      .timeout(ACK_TIMEOUT_MS)
+      .emitWithAck('completion:start', { ...request, ...traceparentOf(request.streamId) });
     if (ack.ok) return null;
     const { code, message, retryAfterMs } = ack.error;
     return new TransportError(code, message, code === 'rate_limited', retryAfterMs);
@@ -258,7 +262,9 @@ async function askToResume(
   streamId: string,
   lastSeq: number,
 ): Promise<TransportError | null> {
-  const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:resume', { streamId, lastSeq });
+  const ack = await socket
+    .timeout(ACK_TIMEOUT_MS)
+    .emitWithAck('completion:resume', { streamId, lastSeq, ...traceparentOf(streamId) });
   return ack.ok ? null : new TransportError(ack.error.code, ack.error.message, true);
 }
 

@@ -13,6 +13,7 @@ import { Observable } from 'rxjs';
 import { ServerApi } from '../server/server-api';
 import type { CompletionTransport, ResumeTarget, StreamHooks } from './completion-transport';
 import { TransportError } from './transport-error';
+import { traceparentOf } from '../run/trace-context';
 
 const RESUME_ATTEMPTS = 3;
 const RESUME_BACKOFF_MS = 250;
@@ -65,7 +66,11 @@ export function sseCompletionStream(
   return followSseStream({ streamId: request.streamId, lastSeq: -1 }, dependencies, hooks, (signal) =>
     dependencies.fetch(HTTP_PATHS.stream, {
       method: 'POST',
-      headers: dependencies.headers({ 'Content-Type': 'application/json', Accept: SSE_CONTENT_TYPE }),
+      headers: dependencies.headers({
+        'Content-Type': 'application/json',
+        Accept: SSE_CONTENT_TYPE,
+        ...traceparentOf(request.streamId),
+      }),
       body: JSON.stringify(request),
       signal,
       cache: 'no-store',
@@ -102,6 +107,7 @@ function followSseStream(
         headers: {
           ...credentials,
           Accept: SSE_CONTENT_TYPE,
+          ...traceparentOf(streamId),
           // Without Last-Event-ID the server replays from the start (it refuses -1).
           ...(lastSeq >= 0 ? { 'Last-Event-ID': String(lastSeq) } : {}),
         },
