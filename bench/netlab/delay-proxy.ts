@@ -47,6 +47,8 @@ export interface DelayProxy {
   readonly connections: number;
   /** Bytes delivered so far in each direction. */
   readonly bytes: { up: number; down: number };
+  /** Resets every open connection, as a load balancer's idle timeout would: the next request starts cold. */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -218,6 +220,9 @@ export async function startDelayProxy(options: DelayProxyOptions): Promise<Delay
       return connections;
     },
     bytes,
+    reset: () => {
+      for (const socket of sockets) socket.resetAndDestroy();
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
