@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { type Nginx, startNginx } from '../../test/support/nginx.ts';
 import { type Server, startServer, stopProcess } from '../orchestrator/processes.mts';
+import { socketConnected } from '../../test/browser/client-page.mts';
 import { type DelayProxy, startDelayProxy } from './delay-proxy.ts';
 
 export type LabTransport = 'sse' | 'socket.io' | 'v1';
@@ -129,17 +130,7 @@ function keepOwnHistory(): void {
   };
 }
 
-/** Waits for the client's Socket.IO connection (opened ahead once Socket.IO is chosen). */
-async function socketShown(page: Page): Promise<void> {
-  await page.waitForFunction(
-    () =>
-      [...document.querySelectorAll('dt')]
-        .find((term) => term.textContent?.trim() === 'Socket.IO transport')
-        ?.nextElementSibling?.textContent?.trim() === 'websocket',
-    undefined,
-    { timeout: RUN_TIMEOUT_MS, polling: 20 },
-  );
-}
+const socketShown = (page: Page) => socketConnected(page, RUN_TIMEOUT_MS);
 
 /** One run in the client; resolves with what it filed, and what it showed as the connection. */
 async function clientRun(

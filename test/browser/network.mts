@@ -23,6 +23,7 @@ import {
   RESULTS,
   screenshot,
   sendPrompt,
+  socketConnected,
   STATUS_TIMEOUT_MS,
   TERMINAL,
   waitForStatus,
@@ -74,14 +75,7 @@ async function protocolShown(page: Page): Promise<void> {
 async function chooseTransport(page: Page, mode: Mode): Promise<void> {
   await page.getByTestId('transport').selectOption(mode);
   if (mode === 'socket.io') {
-    await page.waitForFunction(
-      () =>
-        [...document.querySelectorAll('dt')]
-          .find((term) => term.textContent?.trim() === 'Socket.IO transport')
-          ?.nextElementSibling?.textContent?.trim() === 'websocket',
-      undefined,
-      { timeout: STATUS_TIMEOUT_MS, polling: 20 },
-    );
+    await socketConnected(page);
   }
 }
 
