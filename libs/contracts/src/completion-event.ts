@@ -95,13 +95,7 @@ export interface ErrorEvent extends EventBase {
   error: StreamError;
 }
 
-export type CompletionEvent =
-  | StartEvent
-  | ReasoningEvent
-  | TokenEvent
-  | RouteEvent
-  | DoneEvent
-  | ErrorEvent;
+export type CompletionEvent = StartEvent | ReasoningEvent | TokenEvent | RouteEvent | DoneEvent | ErrorEvent;
 export type CompletionEventType = CompletionEvent['type'];
 export type TerminalEvent = DoneEvent | ErrorEvent;
 
