@@ -15,7 +15,7 @@ import type { ClockSample } from '../clock/clock-offset';
 import { epochNow } from '../clock/epoch-now';
 import { Credentials } from '../settings/credentials';
 import { Settings } from '../settings/settings';
-import type { CompletionTransport, ResumeTarget } from './completion-transport';
+import type { CompletionTransport, ResumeTarget, StreamHooks } from './completion-transport';
 import { TransportError } from './transport-error';
 import { traceparentOf } from '../run/trace-context';
 
@@ -55,8 +55,26 @@ export class SocketIoTransport implements CompletionTransport {
     });
   }
 
-  stream(request: CompletionRequest & { streamId: string }): Observable<CompletionEvent> {
-    return socketCompletionStream(request, () => this.connected());
+  /**
+   * The socket is shared by every stream of the page: a stream that found it connected reused it; one that
+   * waited for its handshake shows that wait as its connection time.
+   */
+  stream(
+    request: CompletionRequest & { streamId: string },
+    hooks?: StreamHooks,
+  ): Observable<CompletionEvent> {
+    return socketCompletionStream(request, async () => {
+      const reused = this.socket?.connected === true;
+      const asked = epochNow();
+      const socket = await this.connected();
+      hooks?.connection?.({
+        protocol: socket.io.engine.transport.name,
+        newConnection: !reused,
+        queuedMs: 0,
+        connectMs: reused ? 0 : epochNow() - asked,
+      });
+      return socket;
+    });
   }
 
   resume(target: ResumeTarget): Observable<CompletionEvent> {
