@@ -90,6 +90,11 @@ interface Mirror {
   dropped: boolean;
   /** Its last append failed (Redis away): the heartbeat tries again. */
   stalled: boolean;
+  /**
+   * An append of it failed without a reply: it may have run, so the next one may carry entries Redis has already
+   * (see `APPEND`, state 4).
+   */
+  resent: boolean;
 }
 
 /** A listener on this instance to a stream running on another one. */
@@ -261,6 +266,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       fresh: true,
       dropped: false,
       stalled: false,
+      resent: false,
     });
     try {
       return this.local.start({ ...request, streamId: id }, owner, transport, slot);
@@ -437,7 +443,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     const sent = mirrors.map((mirror) => {
       const batch = mirror.pending;
       mirror.pending = [];
-      return { mirror, batch, ending: mirror.ending, fresh: mirror.fresh };
+      return { mirror, batch, ending: mirror.ending, fresh: mirror.fresh, resent: mirror.resent };
     });
     let appended: unknown;
     try {
@@ -449,24 +455,29 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
           String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
           String(MAX_BUFFERED_EVENTS),
           FOLLOW_CHANNEL_PREFIX,
-          ...sent.flatMap(({ batch, ending, fresh }) => [
-            String((ending ? 2 : 0) + (fresh ? 1 : 0)),
+          ...sent.flatMap(({ batch, ending, fresh, resent }) => [
+            String((resent ? 4 : 0) + (ending ? 2 : 0) + (fresh ? 1 : 0)),
             String(batch.length / 2),
             ...batch,
           ]),
         ],
       );
     } catch {
-      // Redis is away: keep each batch, in order; the heartbeat sends them once Redis is back.
+      // Redis is away: keep each batch, in order; the heartbeat sends them once Redis is back. The call may have
+      // run all the same (a reply lost with the connection): the next one skips what Redis has.
       for (const { mirror, batch } of sent) {
         mirror.pending = batch.concat(mirror.pending);
         mirror.stalled = true;
+        mirror.resent = true;
         this.toAppend.delete(mirror);
       }
       return;
     }
-    sent.forEach(({ mirror, ending }, index) => {
+    sent.forEach(({ mirror, ending, resent }, index) => {
       mirror.fresh = false;
+      if (resent) {
+        mirror.resent = false;
+      }
       if ((appended as number[])[index] !== 1 || ending) {
         // Done; or the stream was declared lost meanwhile, or Redis restarted without it: its local listeners go on.
         this.unmirror(mirror);

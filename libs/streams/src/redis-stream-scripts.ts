@@ -60,8 +60,11 @@ return 1
 
 /**
  * KEYS meta, events, listeners of each stream in turn; ARGV finishedTtl, runningTtl, maxlen, follow channel
- * prefix, then per stream: its state ('1' first batch, '2' ending batch, '3' both, '0' neither), its number of
- * events, and that many entry id and JSON pairs. Every instance in a stream's `listeners` is pushed its batch
+ * prefix, then per stream: its state (the sum of 1: first batch, 2: ending batch, 4: sent again after a call
+ * whose reply was lost), its number of events, and that many entry id and JSON pairs. A batch sent again may be
+ * in Redis already, wholly or in part (the call ran, its reply did not arrive): its entries up to the stream's
+ * last one are skipped, so that a retry never fails on an entry id that is not above the last (which would fail
+ * every later retry too, and the stream's copy in Redis would stall). Every instance in a stream's `listeners` is pushed its batch
  * (`followed` in `meta` says whether there can be any: it is set, atomically, before a listener is added). Per
  * stream, in order: 1, appended; 0, the stream has ended already (declared lost), nothing appended, so there is
  * never a second terminal event; -1, Redis no longer knows the stream.
@@ -79,10 +82,18 @@ for k = 1, #KEYS, 3 do
   elseif meta[2] then
     appended[#appended + 1] = 0
   else
+    if state >= 4 then
+      state = state - 4
+      local top = redis.call('XREVRANGE', KEYS[k + 1], '+', '-', 'COUNT', 1)
+      local lastThere = top[1] and tonumber(string.sub(top[1][1], 3)) or 0
+      while first <= last and tonumber(string.sub(ARGV[first], 3)) <= lastThere do
+        first = first + 2
+      end
+    end
     for i = first, last, 2 do
       redis.call('XADD', KEYS[k + 1], 'MAXLEN', '~', ARGV[3], ARGV[i], 'e', ARGV[i + 1])
     end
-    if meta[3] then
+    if meta[3] and first <= last then
       publishToFollowers(KEYS[k + 2], ARGV[4], KEYS[k + 1] .. '\\n' .. table.concat(ARGV, '\\n', first, last))
     end
     if state >= 2 then
