@@ -12,24 +12,30 @@ import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/c
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EMPTY, Observable, type Subscriber } from 'rxjs';
+import { continuationOf, storedRequest, type StoredRequest } from './handover';
 import { InMemoryStreamRegistry, type LocalStreamHooks } from './in-memory-stream-registry';
 import { ListenerCounts } from './listener-counts';
 import type { LiveStream } from './live-stream';
 import {
   APPEND,
+  CANCEL,
   CANCEL_CHANNEL_PREFIX,
   CLAIM,
   entryId,
   entryNumber,
   FOLLOW_CHANNEL_PREFIX,
+  HANDOVER_CHANNEL,
   KEEP_ALIVE,
   LEASE_PREFIX,
   LOOKUP,
+  OFFER,
   parseFollowMessage,
   streamKeys,
+  TAKE_OVER,
   TOUCH_LISTENERS,
+  WITHDRAW,
 } from './redis-stream-scripts';
-import type { StreamSlot } from './stream-admission';
+import type { StreamAdmission, StreamSlot } from './stream-admission';
 import {
   type ListenOutcome,
   StreamIdConflictError,
@@ -65,10 +71,15 @@ export const REDIS_REGISTRY_TIMINGS = {
   appendStreams: 200,
   /** A finished stream's keys live at least this long, so that followers read its terminal event. */
   minFinishedTtlMs: 2000,
+  /** A stopping instance waits at most this long for another to take each of its streams over (and then keeps it). */
+  handoverMs: 3000,
+  /** A cancel that arrives for a stream this instance is taking over, just before it runs here, still counts. */
+  earlyCancelMs: 5000,
 } as const;
 
 const LOST_MESSAGE = 'The instance running this stream stopped before finishing it; retry the request.';
 const LOST_ERROR: StreamError = { code: 'stream_lost', message: LOST_MESSAGE, retryable: true };
+const LOST_EVENT = { type: 'error', error: LOST_ERROR } as const;
 /** A follower so far behind that the events it lacks are past the per-stream cap (an upstream that ignored maxTokens). */
 const TRIMMED_ERROR: StreamError = {
   code: 'internal',
@@ -90,6 +101,8 @@ interface Mirror {
   dropped: boolean;
   /** Its last append failed (Redis away): the heartbeat tries again. */
   stalled: boolean;
+  /** The model asked for: whether some deployment can continue it decides whether it can be handed over. */
+  model: string | undefined;
   /**
    * An append of it failed without a reply: it may have run, so the next one may carry entries Redis has already
    * (see `APPEND`, state 4).
@@ -124,6 +137,14 @@ interface Found {
   /** Seq of the first event still kept, and of the last one; -1 when there is none. */
   firstSeq: number;
   lastSeq: number;
+  /** Its instance died and it can be taken over (see `LOOKUP`); `model`: the model it asked for. */
+  orphaned: boolean;
+  model: string;
+}
+
+/** The completion seam's capability check (see ContinueFrom), optional until every CompletionService has it. */
+interface Continuing {
+  canContinue?(model?: string): boolean;
 }
 
 /**
@@ -165,12 +186,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   private readySince = 0;
   private lastLivenessCheck = 0;
   private closed = false;
+  /** Stopping: it hands its streams over and takes none. */
+  private leaving = false;
+  /** Streams this instance is trying to take over now (by shared key): one attempt each at a time. */
+  private readonly taking = new Set<string>();
+  /** Cancels heard for streams not running here (yet), by local key, with when: see `earlyCancelMs`. */
+  private readonly earlyCancels = new Map<string, number>();
 
   constructor(
-    completion: CompletionService,
+    private readonly completion: CompletionService,
     private readonly options: StreamRegistryOptions,
     limits: StreamLimits,
     redis: RedisConnection,
+    private readonly admission: StreamAdmission,
     metrics?: MetricsService,
   ) {
     super();
@@ -205,12 +233,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     void this.subscriber
       .subscribe(FOLLOW_CHANNEL_PREFIX + this.instance, (message) => this.pushed(message))
       .catch((error: unknown) => this.logger.error(`cannot subscribe to followed events: ${String(error)}`));
+    void this.subscriber
+      .subscribe(HANDOVER_CHANNEL, (message) => this.offered(message))
+      .catch((error: unknown) => this.logger.error(`cannot subscribe to handovers: ${String(error)}`));
     this.heartbeat = setInterval(() => void this.beat(), REDIS_REGISTRY_TIMINGS.heartbeatMs);
     this.heartbeat.unref();
   }
 
   get size(): number {
     return this.local.size;
+  }
+
+  override get shared(): boolean {
+    return true;
   }
 
   get running(): number {
@@ -238,6 +273,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     owner: string,
     transport: TransportName,
     slot: StreamSlot,
+    limitKey = owner,
   ): Promise<string> {
     if (!this.client.isReady) {
       throw new StreamsUnavailableError();
@@ -249,7 +285,15 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       claimed = await CLAIM.run(
         this.client,
         [keys[0]],
-        [owner, this.instance, String(REDIS_REGISTRY_TIMINGS.runningTtlMs)],
+        [
+          owner,
+          this.instance,
+          String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
+          id,
+          JSON.stringify(storedRequest(request)),
+          transport,
+          limitKey,
+        ],
       );
     } catch (error) {
       throw new StreamsUnavailableError(error);
@@ -258,18 +302,9 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       throw new StreamIdConflictError();
     }
     const mirrorKey = localKey(owner, id);
-    this.mirrors.set(mirrorKey, {
-      id: mirrorKey,
-      keys,
-      pending: [],
-      ending: false,
-      fresh: true,
-      dropped: false,
-      stalled: false,
-      resent: false,
-    });
+    this.mirrors.set(mirrorKey, newMirror(mirrorKey, keys, request.model, true));
     try {
-      return this.local.start({ ...request, streamId: id }, owner, transport, slot);
+      return this.local.start({ ...request, streamId: id }, owner, transport, slot, limitKey);
     } catch (error) {
       this.mirrors.delete(mirrorKey);
       throw error;
@@ -288,7 +323,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return local;
     }
     const key = sharedKey(owner, id);
-    const found = await this.lookup(key, id);
+    let found = await this.lookup(key, id, true);
+    if (found?.orphaned) {
+      // Its instance died: take it over if this one can (then it runs here), else it ends with stream_lost.
+      if (await this.takeOverOrphan(key, found.model)) {
+        return this.local.listen(id, owner, afterSeq, purpose, limitKey);
+      }
+      found = await this.lookup(key, id);
+    }
     if (!found || found.owner !== owner || afterSeq + 1 < found.firstSeq) {
       return { ok: false, reason: 'not_found' };
     }
@@ -311,26 +353,63 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     return this.local.listenerCount(id, owner) + this.listeners.of(sharedKey(owner, id));
   }
 
+  /**
+   * A stream running here and not being handed over is cancelled here, at once. Any other (running elsewhere, or
+   * being handed over from here) is cancelled through Redis: the cancel is kept with the stream, so that no instance
+   * takes it over after this (see `TAKE_OVER`), and goes to whichever instance runs it now.
+   */
   async cancel(id: string, owner: string): Promise<boolean> {
-    if (this.local.cancel(id, owner)) {
+    const here = this.local.find(id, owner);
+    if (here && !here.paused) {
+      here.cancel();
       return true;
     }
-    const found = await this.lookup(sharedKey(owner, id), id);
-    if (!found || found.owner !== owner) {
-      return false;
-    }
-    if (!found.ended) {
-      try {
-        await this.client.sendCommand([
-          'PUBLISH',
-          CANCEL_CHANNEL_PREFIX + found.instance,
-          JSON.stringify({ id, owner }),
-        ]);
-      } catch (error) {
-        throw new StreamsUnavailableError(error);
+    if (!this.client.isReady) {
+      if (here) {
+        this.cancelHere(here);
+        return true;
       }
+      throw new StreamsUnavailableError();
+    }
+    let reply: string[];
+    try {
+      reply = (await CANCEL.run(this.client, [streamKeys(sharedKey(owner, id))[0]], [])) as string[];
+    } catch (error) {
+      if (here) {
+        this.cancelHere(here);
+        return true;
+      }
+      throw new StreamsUnavailableError(error);
+    }
+    if (reply.length === 0) {
+      return here !== undefined;
+    }
+    const [instance, ended] = reply;
+    if (ended === '1') {
+      return true;
+    }
+    if (instance === this.instance) {
+      if (here) {
+        this.cancelHere(here);
+      }
+      return true;
+    }
+    try {
+      await this.client.sendCommand([
+        'PUBLISH',
+        CANCEL_CHANNEL_PREFIX + instance,
+        JSON.stringify({ id, owner }),
+      ]);
+    } catch (error) {
+      throw new StreamsUnavailableError(error);
     }
     return true;
+  }
+
+  /** Cancels a stream that is still this instance's (a handover, if one was under way, did not happen). */
+  private cancelHere(stream: LiveStream): void {
+    stream.cancel();
+    stream.resume();
   }
 
   onApplicationShutdown(): void {
@@ -455,6 +534,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
           String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
           String(MAX_BUFFERED_EVENTS),
           FOLLOW_CHANNEL_PREFIX,
+          this.instance,
           ...sent.flatMap(({ batch, ending, fresh, resent }) => [
             String((resent ? 4 : 0) + (ending ? 2 : 0) + (fresh ? 1 : 0)),
             String(batch.length / 2),
@@ -479,18 +559,30 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
         mirror.resent = false;
       }
       if ((appended as number[])[index] !== 1 || ending) {
-        // Done; or the stream was declared lost meanwhile, or Redis restarted without it: its local listeners go on.
+        // Done; or the stream was declared lost meanwhile, or taken over by another instance, or Redis restarted
+        // without it: its local listeners go on.
         this.unmirror(mirror);
       }
     });
   }
 
   private cancelRequested(message: string): void {
+    let id: string;
+    let owner: string;
     try {
-      const { id, owner } = JSON.parse(message) as { id: string; owner: string };
-      this.local.cancel(id, owner);
+      ({ id, owner } = JSON.parse(message) as { id: string; owner: string });
     } catch {
       this.logger.warn('ignored a malformed cancel message');
+      return;
+    }
+    const here = this.local.find(id, owner);
+    if (!here) {
+      // Sent here because this instance has just taken the stream over: it may not run here yet.
+      this.earlyCancels.set(localKey(owner, id), Date.now());
+    } else if (here.paused) {
+      void this.cancel(id, owner).catch(() => this.cancelHere(here));
+    } else {
+      here.cancel();
     }
   }
 
@@ -567,6 +659,188 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       }
     }
     await Promise.allSettled(work);
+  }
+
+  // The handover: a stopping instance offers its streams, a live one takes each over and continues it.
+
+  /**
+   * Pauses every local stream that some deployment can continue, gets what they published into Redis, and offers
+   * each to the other instances (one message each on `HANDOVER_CHANNEL`); each taken over is let go here (its
+   * upstream aborted, its listeners here sent to resume elsewhere). One nobody took within the wait is withdrawn
+   * and runs on here. Listeners here to streams elsewhere are let go too: they resume on another instance.
+   */
+  async handOver(timeoutMs: number): Promise<void> {
+    this.leaving = true;
+    const waitMs = Math.min(timeoutMs, REDIS_REGISTRY_TIMINGS.handoverMs);
+    const candidates = this.local.runningStreams().flatMap((stream) => {
+      const mirror = this.mirrors.get(localKey(stream.owner, stream.id));
+      return mirror && !mirror.dropped && !stream.controller.signal.aborted && this.canContinue(mirror.model)
+        ? [{ stream, mirror }]
+        : [];
+    });
+    candidates.forEach(({ stream }) => stream.pause());
+    await this.flush(
+      candidates.map(({ mirror }) => mirror),
+      Date.now() + waitMs,
+    );
+    await Promise.all(candidates.map(({ stream, mirror }) => this.offer(stream, mirror, waitMs)));
+    for (const followed of [...this.followed.values()]) {
+      followed.followers.forEach((follower) => follower.subscriber.complete());
+    }
+  }
+
+  /** Resolves once what `mirrors` hold has reached Redis (or the deadline passed, or Redis is away). */
+  private async flush(mirrors: Mirror[], deadline: number): Promise<void> {
+    const unsent = () => mirrors.some((mirror) => !mirror.dropped && mirror.pending.length > 0);
+    while ((unsent() || this.appending > 0) && this.client.isReady && Date.now() < deadline) {
+      mirrors.forEach((mirror) => this.retry(mirror));
+      this.appendSoon();
+      await sleep(5);
+    }
+  }
+
+  private async offer(stream: LiveStream, mirror: Mirror, waitMs: number): Promise<void> {
+    const [meta] = mirror.keys;
+    let offered = 0;
+    try {
+      offered = (await OFFER.run(
+        this.client,
+        [meta],
+        [
+          this.instance,
+          HANDOVER_CHANNEL,
+          JSON.stringify({ key: keyOfMeta(meta), model: mirror.model ?? '' }),
+        ],
+      )) as number;
+    } catch {
+      // Redis is away: nobody could take it over; it runs on here.
+    }
+    // Its own subscriber is among the receivers: only a second one is another instance that may take it.
+    const taken = offered > 1 && (await this.whenTaken(stream, meta, Date.now() + waitMs));
+    if (taken) {
+      this.unmirror(mirror);
+      this.local.handedOver(stream);
+    } else {
+      stream.resume();
+    }
+  }
+
+  /** Whether another instance took the stream over before the deadline; an offer not taken by then is withdrawn. */
+  private async whenTaken(stream: LiveStream, meta: string, deadline: number): Promise<boolean> {
+    while (!stream.finished && Date.now() < deadline) {
+      const instance = await this.client
+        .sendCommand<string | null>(['HGET', meta, 'instance'])
+        .catch(() => null);
+      if (instance !== null && instance !== this.instance) {
+        return true;
+      }
+      if (stream.controller.signal.aborted) {
+        // Cancelled meanwhile, and still ours (see `cancel`): it ends here.
+        return false;
+      }
+      await sleep(10);
+    }
+    if (stream.finished) {
+      return false;
+    }
+    const withdrawn = await WITHDRAW.run(this.client, [meta], [this.instance]).catch(() => 1);
+    return withdrawn !== 1;
+  }
+
+  /** Another instance stops and offers a stream: take it over if this one can continue it. */
+  private offered(message: string): void {
+    let offer: { key: string; model: string };
+    try {
+      offer = JSON.parse(message) as { key: string; model: string };
+    } catch {
+      this.logger.warn('ignored a malformed handover message');
+      return;
+    }
+    if (!this.leaving && !this.closed && this.canContinue(offer.model)) {
+      void this.takeOver(offer.key).catch(() => undefined);
+    }
+  }
+
+  /** An orphan (its instance died): true once taken over here; false if this instance cannot, or another did. */
+  private async takeOverOrphan(key: string, model: string): Promise<boolean> {
+    if (this.leaving || this.closed || !this.canContinue(model)) {
+      return false;
+    }
+    return this.takeOver(key).catch(() => false);
+  }
+
+  /**
+   * Takes the stream over if it is still up for it (one instance only, decided by `TAKE_OVER`), and continues it
+   * here from its events so far: the completion goes on after the last one, on a deployment that can continue.
+   */
+  private async takeOver(key: string): Promise<boolean> {
+    if (this.taking.has(key)) {
+      return false;
+    }
+    this.taking.add(key);
+    let reply: unknown[];
+    try {
+      const [meta, events] = streamKeys(key);
+      reply = (await TAKE_OVER.run(
+        this.client,
+        [meta, events],
+        [LEASE_PREFIX, this.instance, this.judging ? '1' : '0'],
+      )) as unknown[];
+    } finally {
+      this.taking.delete(key);
+    }
+    if (reply.length === 0) {
+      return false;
+    }
+    const [owner, id, requestJson, transport, limitKey, entries] = reply as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      [string, string[]][],
+    ];
+    const history = entries.map(([, fields]) => JSON.parse(fields[1]) as CompletionEvent);
+    const request = JSON.parse(requestJson) as StoredRequest;
+    const continueFrom = continuationOf(history);
+    const mirrorKey = localKey(owner, id);
+    const mirror = newMirror(mirrorKey, streamKeys(key), request.model, false);
+    this.mirrors.set(mirrorKey, mirror);
+    if (!continueFrom) {
+      // Its first events are no longer kept (past the per-stream cap): nothing exact to continue from.
+      const seq = (history.at(-1)?.seq ?? -1) + 1;
+      mirror.ending = true;
+      mirror.pending.push(entryId(seq), JSON.stringify({ ...LOST_EVENT, streamId: id, seq, ts: epochNow() }));
+      this.toAppend.add(mirror);
+      this.appendSoon();
+      return true;
+    }
+    this.local.start(
+      { ...request, streamId: id },
+      owner,
+      (transport || 'sse') as TransportName,
+      this.admission.adopt(limitKey || owner),
+      limitKey || owner,
+      { history, continueFrom },
+    );
+    const stream = this.local.find(id, owner);
+    const cancelledAt = this.earlyCancels.get(mirrorKey);
+    this.earlyCancels.delete(mirrorKey);
+    if (
+      stream &&
+      cancelledAt !== undefined &&
+      Date.now() - cancelledAt < REDIS_REGISTRY_TIMINGS.earlyCancelMs
+    ) {
+      stream.cancel();
+    } else if (stream) {
+      // Nobody listens here yet: the resume grace counts from now, with every instance's listeners.
+      this.whenIdle(stream);
+    }
+    return true;
+  }
+
+  private canContinue(model: string | undefined): boolean {
+    return (this.completion as CompletionService & Continuing).canContinue?.(model || undefined) ?? false;
   }
 
   // The following side.
@@ -741,8 +1015,11 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       if (now - followed.lastActivity < REDIS_REGISTRY_TIMINGS.livenessCheckMs) {
         continue;
       }
-      void this.lookup(followed.key, followed.streamId)
-        .then((found) => {
+      void this.lookup(followed.key, followed.streamId, true)
+        .then(async (found) => {
+          if (found?.orphaned && !(await this.takeOverOrphan(followed.key, found.model))) {
+            await this.lookup(followed.key, followed.streamId);
+          }
           if (found) {
             this.read(followed);
           } else if (this.judging) {
@@ -779,8 +1056,12 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     return this.client.isReady && Date.now() - this.readySince >= REDIS_REGISTRY_TIMINGS.leaseMs;
   }
 
-  /** `key`: the stream's shared key; `streamId`: its public id, for a `stream_lost` event made here. */
-  private async lookup(key: string, streamId: string): Promise<Found | undefined> {
+  /**
+   * `key`: the stream's shared key; `streamId`: its public id, for a `stream_lost` event made here. `takeOver`: an
+   * orphan (its instance died) that this instance could take over is left as it is, `orphaned`, for the caller to
+   * take over (see `takeOverOrphan`), rather than declared lost.
+   */
+  private async lookup(key: string, streamId: string, takeOver = false): Promise<Found | undefined> {
     if (!this.client.isReady) {
       throw new StreamsUnavailableError();
     }
@@ -793,6 +1074,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
         LOST_MESSAGE,
         this.judging ? '1' : '0',
         FOLLOW_CHANNEL_PREFIX,
+        takeOver && !this.leaving && !this.closed ? '1' : '0',
       ])) as string[];
     } catch (error) {
       throw new StreamsUnavailableError(error);
@@ -800,13 +1082,15 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     if (reply.length === 0) {
       return undefined;
     }
-    const [owner, instance, ended, firstId, lastId] = reply;
+    const [owner, instance, ended, firstId, lastId, orphaned, model] = reply;
     return {
       owner,
       instance,
       ended: ended === '1',
       firstSeq: firstId ? entryNumber(firstId) - 1 : -1,
       lastSeq: lastId ? entryNumber(lastId) - 1 : -1,
+      orphaned: orphaned === '1',
+      model,
     };
   }
 
@@ -818,6 +1102,25 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
 /** The shared key in a stream's events key, `llmgw:{<key>}:events`. */
 function keyOfEvents(eventsKey: string): string {
   return eventsKey.slice(eventsKey.indexOf('{') + 1, eventsKey.lastIndexOf('}'));
+}
+
+/** The shared key in a stream's meta key, `llmgw:{<key>}:meta`. */
+function keyOfMeta(metaKey: string): string {
+  return keyOfEvents(metaKey);
+}
+
+function newMirror(id: string, keys: string[], model: string | undefined, fresh: boolean): Mirror {
+  return {
+    id,
+    keys,
+    pending: [],
+    ending: false,
+    fresh,
+    dropped: false,
+    stalled: false,
+    resent: false,
+    model,
+  };
 }
 
 /** A stream's key in this process: its owner and id together, as the in-memory registry finds it. */
