@@ -128,6 +128,8 @@ interface Followed {
   /** A read of its events is in flight; `readAgain`: another one is wanted after it. */
   reading: boolean;
   readAgain: boolean;
+  /** A look at its instance's liveness is due when the lease it found would lapse (see `checkLiveness`). */
+  recheck?: NodeJS.Timeout;
 }
 
 interface Found {
@@ -140,6 +142,8 @@ interface Found {
   /** Its instance died and it can be taken over (see `LOOKUP`); `model`: the model it asked for. */
   orphaned: boolean;
   model: string;
+  /** What is left of its instance's lease (ms; negative when none): when it lapses, if nothing came meanwhile. */
+  leaseMs: number;
 }
 
 /** The completion seam's capability check (see ContinueFrom), optional until every CompletionService has it. */
@@ -874,6 +878,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return () => {
         if (current.followers.delete(follower) && current.followers.size === 0) {
           this.followed.delete(key);
+          clearTimeout(current.recheck);
           this.toRead.delete(current);
           // The moment the last listener here left: the running instance's grace counts from it.
           void this.touchListeners(key, Date.now());
@@ -1012,22 +1017,49 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     }
     this.lastLivenessCheck = now;
     for (const followed of this.followed.values()) {
-      if (now - followed.lastActivity < REDIS_REGISTRY_TIMINGS.livenessCheckMs) {
-        continue;
+      if (now - followed.lastActivity >= REDIS_REGISTRY_TIMINGS.livenessCheckMs) {
+        this.checkOne(followed);
       }
-      void this.lookup(followed.key, followed.streamId, true)
-        .then(async (found) => {
-          if (found?.orphaned && !(await this.takeOverOrphan(followed.key, found.model))) {
-            await this.lookup(followed.key, followed.streamId);
-          }
-          if (found) {
-            this.read(followed);
-          } else if (this.judging) {
+    }
+  }
+
+  /**
+   * Is the instance running the followed stream alive? An orphan is taken over (or declared lost); a live one is read
+   * again, and looked at again just after its lease would lapse, so that a death is noticed within the lease, not a
+   * check period later.
+   */
+  private checkOne(followed: Followed): void {
+    clearTimeout(followed.recheck);
+    followed.recheck = undefined;
+    const quietSince = followed.lastActivity;
+    void this.lookup(followed.key, followed.streamId, true)
+      .then(async (found) => {
+        if (found?.orphaned && !(await this.takeOverOrphan(followed.key, found.model))) {
+          await this.lookup(followed.key, followed.streamId);
+        }
+        if (!found) {
+          if (this.judging) {
             this.endFollowers(followed, LOST_ERROR);
           }
-        })
-        .catch(() => undefined);
-    }
+          return;
+        }
+        this.read(followed);
+        if (
+          !found.ended &&
+          !found.orphaned &&
+          found.leaseMs >= 0 &&
+          this.followed.get(followed.key) === followed
+        ) {
+          followed.recheck = setTimeout(() => {
+            followed.recheck = undefined;
+            if (followed.lastActivity === quietSince && this.followed.get(followed.key) === followed) {
+              this.checkOne(followed);
+            }
+          }, found.leaseMs + 50);
+          followed.recheck.unref();
+        }
+      })
+      .catch(() => undefined);
   }
 
   /** Ends the stream's followers here (those `which` picks) with `error`, each after what it has had. */
@@ -1082,7 +1114,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     if (reply.length === 0) {
       return undefined;
     }
-    const [owner, instance, ended, firstId, lastId, orphaned, model] = reply;
+    const [owner, instance, ended, firstId, lastId, orphaned, model, leaseMs] = reply;
     return {
       owner,
       instance,
@@ -1091,6 +1123,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       lastSeq: lastId ? entryNumber(lastId) - 1 : -1,
       orphaned: orphaned === '1',
       model,
+      leaseMs: Number(leaseMs),
     };
   }
 

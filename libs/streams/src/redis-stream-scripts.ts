@@ -125,7 +125,8 @@ return appended
  * whose instance's lease is gone is an orphan: when the caller would take it over and it can be (its request is
  * kept, nobody cancelled it), it is left as it is, `orphaned` '1' and its model returned (see `TAKE_OVER`);
  * otherwise it gets the one terminal event `stream_lost` here, atomically with the check, pushed to its followers
- * like any other. Returns [] when unknown, else [owner, instance, ended, firstId, lastId, orphaned, model].
+ * like any other. Returns [] when unknown, else [owner, instance, ended, firstId, lastId, orphaned, model, leaseMs]
+ * (how long the running instance's lease has left: when a follower should look again if it stays quiet).
  */
 export const LOOKUP = new RedisScript(`${PUBLISH_TO_FOLLOWERS}
 local meta = redis.call('HMGET', KEYS[1], 'owner', 'instance', 'ended', 'request', 'cancelled')
@@ -153,7 +154,9 @@ elseif lapsed then
 end
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-return { meta[1], meta[2], ended, first[1] and first[1][1] or '', last[1] and last[1][1] or '', orphaned, model }
+local leaseMs = ended == '0' and redis.call('PTTL', ARGV[1] .. meta[2]) or -2
+return { meta[1], meta[2], ended, first[1] and first[1][1] or '', last[1] and last[1][1] or '', orphaned, model,
+  leaseMs }
 `);
 
 /**
