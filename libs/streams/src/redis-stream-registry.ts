@@ -393,8 +393,13 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return true;
     }
     if (instance === this.instance) {
-      if (here) {
-        this.cancelHere(here);
+      // Still this instance's (a handover under way did not happen), or just taken over by it: it may not run
+      // here yet, and then starts cancelled (see `takeOver`).
+      const now = this.local.find(id, owner);
+      if (now) {
+        this.cancelHere(now);
+      } else {
+        this.earlyCancels.set(localKey(owner, id), Date.now());
       }
       return true;
     }
@@ -675,6 +680,8 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
    */
   async handOver(timeoutMs: number): Promise<void> {
     this.leaving = true;
+    // Its own offers reach only the others from now on: whether anyone heard one says whether to wait for a taker.
+    await this.subscriber.unsubscribe(HANDOVER_CHANNEL).catch(() => undefined);
     const waitMs = Math.min(timeoutMs, REDIS_REGISTRY_TIMINGS.handoverMs);
     const candidates = this.local.runningStreams().flatMap((stream) => {
       const mirror = this.mirrors.get(localKey(stream.owner, stream.id));
@@ -719,8 +726,8 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     } catch {
       // Redis is away: nobody could take it over; it runs on here.
     }
-    // Its own subscriber is among the receivers: only a second one is another instance that may take it.
-    const taken = offered > 1 && (await this.whenTaken(stream, meta, Date.now() + waitMs));
+    // Nobody heard the offer (no other instance): withdrawn at once, it runs on here.
+    const taken = await this.whenTaken(stream, meta, offered > 0 ? Date.now() + waitMs : 0);
     if (taken) {
       this.unmirror(mirror);
       this.local.handedOver(stream);

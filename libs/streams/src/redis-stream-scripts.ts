@@ -160,16 +160,15 @@ return { meta[1], meta[2], ended, first[1] and first[1][1] or '', last[1] and la
 `);
 
 /**
- * KEYS meta; ARGV instance, channel, message. A stopping instance offers its running stream to the others: 1 when
- * offered (it is still this instance's, running, and nobody cancelled it), the message published to every instance
- * in the same step; else 0.
+ * KEYS meta; ARGV instance, channel, message. A stopping instance offers its running stream to the others: when
+ * it is still this instance's, running, and nobody cancelled it, the message is published to every instance in the
+ * same step, and the number that heard it returned (0: nobody could take it); else 0.
  */
 export const OFFER = new RedisScript(`
 local meta = redis.call('HMGET', KEYS[1], 'instance', 'ended', 'cancelled')
 if meta[1] ~= ARGV[1] or meta[2] or meta[3] then return 0 end
 redis.call('HSET', KEYS[1], 'handover', '1')
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
+return redis.call('PUBLISH', ARGV[2], ARGV[3])
 `);
 
 /** KEYS meta; ARGV instance. An offer nobody took is withdrawn: 1 when the stream is still this instance's. */
