@@ -11,7 +11,7 @@ import type { RedisClient, RedisConnection } from '@app/redis';
 import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EMPTY, Observable, type Subscriber } from 'rxjs';
+import { EMPTY, Observable, of, type Subscriber } from 'rxjs';
 import { continuationOf, storedRequest, type StoredRequest } from './handover';
 import { InMemoryStreamRegistry, type LocalStreamHooks } from './in-memory-stream-registry';
 import { ListenerCounts } from './listener-counts';
@@ -114,6 +114,14 @@ interface Mirror {
 interface Follower {
   /** The number of the last entry delivered (seq + 1). */
   seen: number;
+  /**
+   * The number of the last entry Redis had when it joined. A client can hold events past it (it was connected to the
+   * running instance, ahead of that instance's last append round); if that instance then dies, the stream is
+   * continued after what Redis had, and those events of the client's are not the ones continued from (see `deliver`).
+   */
+  inRedisAtJoin: number;
+  /** The number of the last entry the client held when it joined (`seen` then). */
+  heldAtJoin: number;
   subscriber: Subscriber<CompletionEvent>;
 }
 
@@ -330,8 +338,11 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     let found = await this.lookup(key, id, true);
     if (found?.orphaned) {
       // Its instance died: take it over if this one can (then it runs here), else it ends with stream_lost.
-      if (await this.takeOverOrphan(key, found.model)) {
-        return this.local.listen(id, owner, afterSeq, purpose, limitKey);
+      const aheadOfRedis = afterSeq > found.lastSeq;
+      if (found.owner === owner && (await this.takeOverOrphan(key, found.model))) {
+        return aheadOfRedis
+          ? { ok: true, events: of(lostAfter(id, afterSeq)), leave: () => undefined }
+          : this.local.listen(id, owner, afterSeq, purpose, limitKey);
       }
       found = await this.lookup(key, id);
     }
@@ -344,7 +355,8 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     }
     return {
       ok: true,
-      events: found.ended && found.lastSeq <= afterSeq ? EMPTY : this.follow(key, id, afterSeq),
+      events:
+        found.ended && found.lastSeq <= afterSeq ? EMPTY : this.follow(key, id, afterSeq, found.lastSeq),
       leave: this.listeners.join(key, limitKey),
     };
   }
@@ -857,9 +869,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   // The following side.
 
   /** `key`: the stream's shared key (see `sharedKey`); `streamId`: its public id, for the events made here. */
-  private follow(key: string, streamId: string, afterSeq: number): Observable<CompletionEvent> {
+  private follow(
+    key: string,
+    streamId: string,
+    afterSeq: number,
+    lastInRedis: number,
+  ): Observable<CompletionEvent> {
     return new Observable<CompletionEvent>((subscriber) => {
-      const follower: Follower = { seen: afterSeq + 1, subscriber };
+      const follower: Follower = {
+        seen: afterSeq + 1,
+        inRedisAtJoin: lastInRedis + 1,
+        heldAtJoin: afterSeq + 1,
+        subscriber,
+      };
       let followed = this.followed.get(key);
       if (!followed) {
         followed = {
@@ -996,7 +1018,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     for (const [entry, json] of entries) {
       const number = entryNumber(entry);
       let event: CompletionEvent | undefined;
-      for (const follower of followed.followers) {
+      for (const follower of [...followed.followers]) {
+        if (number > follower.inRedisAtJoin && number <= follower.heldAtJoin && isHandover(json)) {
+          // The stream was continued after what Redis had when this follower joined, and the follower holds events
+          // past that from the instance that died: its answer and the continued one part there. It gets the one
+          // terminal event a lost stream gets, rather than a text with a seam in it.
+          this.endFollowers(followed, LOST_ERROR, (which) => which === follower);
+          continue;
+        }
         if (number !== follower.seen + 1) {
           continue;
         }
@@ -1142,6 +1171,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
 /** The shared key in a stream's events key, `llmgw:{<key>}:events`. */
 function keyOfEvents(eventsKey: string): string {
   return eventsKey.slice(eventsKey.indexOf('{') + 1, eventsKey.lastIndexOf('}'));
+}
+
+/** Whether an entry's JSON is a `route` event of a handover (without parsing every entry a follower skips). */
+function isHandover(json: string): boolean {
+  return json.includes('"type":"route"') && json.includes('"reason":"handover"');
+}
+
+/**
+ * The one event for a client that holds events of an orphan past what Redis had (see `Follower.inRedisAtJoin`): its
+ * stream was continued from an earlier point than its own, so it ends as a lost stream does.
+ */
+function lostAfter(streamId: string, afterSeq: number): CompletionEvent {
+  return { type: 'error', streamId, seq: afterSeq + 1, ts: epochNow(), error: LOST_ERROR };
 }
 
 /** The shared key in a stream's meta key, `llmgw:{<key>}:meta`. */
