@@ -1,18 +1,7 @@
+import type { ContinueFrom } from '@app/completion';
 import type { CompletionEvent, CompletionRequest } from '@app/contracts';
 
-/**
- * Where a stream taken over from another instance goes on from (the completion seam's `continueFrom`): the seq its
- * next event takes, what its listeners were given so far, and the original stream's timing, so that the `done` at
- * the end covers the whole answer.
- */
-export interface ContinueFrom {
-  seq: number;
-  text: string;
-  reasoning: string;
-  reason: 'handover';
-  startedAt: number;
-  firstEventAt?: number;
-}
+export type { ContinueFrom };
 
 /**
  * What of a stream's request another instance needs to continue it, kept in Redis with the stream's other keys:

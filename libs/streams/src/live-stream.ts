@@ -56,11 +56,6 @@ export class LiveStream {
     return this.held !== undefined;
   }
 
-  /** Every event so far, in order (as far back as kept). */
-  get history(): readonly CompletionEvent[] {
-    return this.events;
-  }
-
   run(source: Observable<CompletionEvent>): void {
     this.upstream = source.subscribe({
       next: (event) => (this.held ? this.held.push(event) : this.publish(event)),

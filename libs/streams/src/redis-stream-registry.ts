@@ -154,11 +154,6 @@ interface Found {
   leaseMs: number;
 }
 
-/** The completion seam's capability check (see ContinueFrom), optional until every CompletionService has it. */
-interface Continuing {
-  canContinue?(model?: string): boolean;
-}
-
 /**
  * The registry shared by every instance on one Redis. A stream runs on the instance that started it, in an
  * `InMemoryStreamRegistry`, whose local listeners are served from memory as in one process; each event is also
@@ -863,7 +858,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   }
 
   private canContinue(model: string | undefined): boolean {
-    return (this.completion as CompletionService & Continuing).canContinue?.(model || undefined) ?? false;
+    return this.completion.canContinue(model || undefined);
   }
 
   // The following side.
