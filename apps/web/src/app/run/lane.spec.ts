@@ -1,4 +1,4 @@
-import type { CompletionEvent } from '@app/contracts';
+import type { CompletionEvent, RouteEvent } from '@app/contracts';
 import { abandonLane, applyEvents, failLane, markAccepted, newLane, type ReceivedEvent } from './lane';
 
 const id = 'stream-1';
@@ -45,7 +45,12 @@ describe('lane', () => {
   });
 
   it('marks where the stream moved to another deployment, and who serves since (v1.2)', () => {
-    const route = (seq: number, reason: 'fallback' | 'continuation', deployment: string, code?: string) =>
+    const route = (
+      seq: number,
+      reason: 'fallback' | 'continuation',
+      deployment: string,
+      code?: RouteEvent['code'],
+    ) =>
       at(seq * 10, {
         type: 'route',
         streamId: id,
