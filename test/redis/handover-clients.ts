@@ -16,6 +16,8 @@ export interface FollowedStream {
   arrivals: number[];
   /** Connections it took, the first included. */
   connections: number;
+  /** Why each reconnection that did not resume failed (a status and error code, or what was thrown). */
+  refusals: string[];
   done: Promise<void>;
 }
 
@@ -51,6 +53,7 @@ export async function sseStream(
     events: [],
     arrivals: [],
     connections: 1,
+    refusals: [],
     done: Promise.resolve(),
   };
   stream.done = (async () => {
@@ -62,13 +65,15 @@ export async function sseStream(
       }
       const resumed = await fetch(`${url()}/api/completions/${stream.streamId}/stream`, {
         headers: { ...headers, 'last-event-id': String(lastSeq(stream)) },
-      }).catch(() => undefined);
+      }).catch((error: Error) => error);
       stream.connections += 1;
-      if (resumed?.status === 200) {
+      if (!(resumed instanceof Error) && resumed.status === 200) {
         await readStream(resumed, (event) => record(stream, event)).catch(() => undefined);
       } else {
         // Refused (the instance is stopping: 503) or unreachable: try again, as a client does.
-        await resumed?.body?.cancel();
+        stream.refusals.push(
+          resumed instanceof Error ? resumed.message : `${resumed.status} ${await errorCode(resumed)}`,
+        );
         await sleep(RETRY_MS);
       }
     }
@@ -106,6 +111,7 @@ export async function socketStream(
     events: [],
     arrivals: [],
     connections: 1,
+    refusals: [],
     done: Promise.resolve(),
   };
   let socket = await socketOn(url(), token);
@@ -152,18 +158,20 @@ export async function socketStream(
       if (Date.now() > deadline) {
         throw new Error(`${stream.streamId}: no terminal event after ${stream.connections} connections`);
       }
-      const next = await socketOn(url(), token).catch(() => undefined);
+      const next = await socketOn(url(), token).catch((error: Error) => error);
       stream.connections += 1;
-      if (!next) {
+      if (next instanceof Error) {
+        stream.refusals.push(`connect: ${next.message}`);
         await sleep(RETRY_MS);
         continue;
       }
       socket = next;
       listening = listen(socket);
       const resumed = await new Promise<boolean>((resolve) =>
-        next.emit('completion:resume', { streamId: stream.streamId, lastSeq: lastSeq(stream) }, (answer) =>
-          resolve(answer.ok),
-        ),
+        next.emit('completion:resume', { streamId: stream.streamId, lastSeq: lastSeq(stream) }, (answer) => {
+          if (!answer.ok) stream.refusals.push(`resume: ${answer.error.code}`);
+          resolve(answer.ok);
+        }),
       );
       if (!resumed) {
         next.close();
@@ -172,6 +180,25 @@ export async function socketStream(
     }
   })();
   return stream;
+}
+
+/** The error code of a refused resume's body (the contract's `{ error: { code } }`), or its first bytes. */
+async function errorCode(response: Response): Promise<string> {
+  const body = await response.text().catch(() => '');
+  try {
+    return (JSON.parse(body) as { error: { code: string } }).error.code;
+  } catch {
+    return body.slice(0, 40);
+  }
+}
+
+/** How often each reason of a failed reconnection came up, over all streams. */
+export function refusalCounts(streams: FollowedStream[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const reason of streams.flatMap((stream) => stream.refusals)) {
+    counts[reason] = (counts[reason] ?? 0) + 1;
+  }
+  return counts;
 }
 
 /** The answer's text and reasoning as a client assembles them. */

@@ -67,6 +67,7 @@ describe('kill -9 of the instance running 100 streams: the survivor continues ev
           events: [],
           arrivals: [],
           connections: 1,
+          refusals: [],
           done: Promise.resolve(),
         };
         follower.done = fetch(`${survivor.url}/api/completions/${streamId}/stream`, { headers: auth }).then(

@@ -1,3 +1,4 @@
+import type { CompletionEvent } from '@app/contracts';
 import { startNginx, type Nginx } from '../support/nginx';
 import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import { startServerProcess, type ServerProcess } from '../support/server-process';
@@ -8,6 +9,7 @@ import {
   type FollowedStream,
   longestGap,
   percentile,
+  refusalCounts,
   shapeOf,
   socketStream,
   sseStream,
@@ -50,6 +52,14 @@ function request(index: number) {
   };
 }
 
+/** Whether a handover came after reasoning was shown and before the answer's first token. */
+function handedOverWhileReasoning(events: CompletionEvent[]): boolean {
+  const firstToken = events.findIndex((event) => event.type === 'token');
+  const before = firstToken === -1 ? events : events.slice(0, firstToken);
+  const route = before.findIndex((event) => event.type === 'route');
+  return route > 0 && before.slice(0, route).some((event) => event.type === 'reasoning');
+}
+
 /**
  * A rolling restart of both instances behind the example nginx, one after the other: SIGTERM (each running stream is
  * handed to the other instance, which continues it), then the same instance again on the same port. 200 live streams
@@ -90,7 +100,7 @@ describe('a rolling restart of both instances behind nginx, with 200 live stream
     return { exitCode, stoppedInMs };
   }
 
-  it('every stream completes, its text and reasoning those of the uninterrupted answer; the longest gap', async () => {
+  it('every stream completes, its text that of the uninterrupted answer, its reasoning never repeated; the longest gap', async () => {
     const requests = Array.from({ length: STREAMS }, (_, index) => request(index));
     const references = requests.map(async ({ body, reasoning }) =>
       reasoning
@@ -123,9 +133,19 @@ describe('a rolling restart of both instances behind nginx, with 200 live stream
     streams.forEach((stream, index) => {
       const shape = shapeOf(stream.events);
       expect({ stream: index, shape }).toEqual({ stream: index, shape: 'whole' });
-      expect(answerOf(stream.events)).toEqual({
-        text: requests[index].text,
-        reasoning: expectedReasoning[index],
+      const answer = answerOf(stream.events);
+      expect({ stream: index, text: answer.text }).toEqual({ stream: index, text: requests[index].text });
+      // A handover during the thinking keeps what was shown and does not show the new owner's thinking again (no
+      // model can continue a reasoning block): the reasoning seen is the uninterrupted one's start, never a repeat.
+      const inReasoning = handedOverWhileReasoning(stream.events);
+      const reasoningSeen = inReasoning
+        ? expectedReasoning[index].startsWith(answer.reasoning) && answer.reasoning !== ''
+        : answer.reasoning === expectedReasoning[index];
+      expect({ stream: index, inReasoning, reasoningSeen, reasoning: answer.reasoning }).toEqual({
+        stream: index,
+        inReasoning,
+        reasoningSeen: true,
+        reasoning: answer.reasoning,
       });
     });
     // Both instances drained cleanly, and streams moved: each a handover event per instance it left.
@@ -140,6 +160,7 @@ describe('a rolling restart of both instances behind nginx, with 200 live stream
       p99OfLongestMs: percentile(gaps, 99),
       stoppedInMs: [first.stoppedInMs, second.stoppedInMs],
       reconnects: streams.reduce((sum, stream) => sum + stream.connections - 1, 0),
+      refusals: refusalCounts(streams),
     };
     console.warn(`rolling restart, ${STREAMS} streams: ${JSON.stringify(figures)}`);
   }, 180_000);

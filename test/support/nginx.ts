@@ -88,9 +88,13 @@ export async function startNginx(upstreams: string[], options: NginxOptions = {}
   const tlsPort = await freePort();
   const certificate = await makeCertificate(dir);
   const example = await readFile(EXAMPLE, 'utf8');
-  const servers = upstreams.map((upstream) => `server ${new URL(upstream).host};`).join('\n    ');
+  // Each upstream keeps the example's server parameters (max_fails, fail_timeout).
+  const parameters = /server 127\.0\.0\.1:3001([^;]*);/.exec(example)?.[1] ?? '';
+  const servers = upstreams
+    .map((upstream) => `server ${new URL(upstream).host}${parameters};`)
+    .join('\n    ');
   const templated = example
-    .replace(/server 127\.0\.0\.1:3001;\s*server 127\.0\.0\.1:3002;/, servers)
+    .replace(/server 127\.0\.0\.1:3001[^;]*;\s*server 127\.0\.0\.1:3002[^;]*;/, servers)
     .replace('listen 8080;', `listen 127.0.0.1:${port};`)
     .replace(
       'listen 8443 ssl http2;',
