@@ -767,10 +767,12 @@ const upstreamChecks: Check[] = [
           .getByTestId('route')
           .evaluateAll((marks) => marks.map((mark) => mark.getAttribute('data-reason')));
         const servedBy = await page.getByTestId('served-by').textContent();
-        const seen = `${mode}: status ${status}, marks ${JSON.stringify(reasons)}, served-by "${servedBy}"`;
+        const routeWait = (await page.getByTestId('route-wait').textContent())?.trim();
+        const seen = `${mode}: status ${status}, marks ${JSON.stringify(reasons)}, served-by "${servedBy}", moves cost "${routeWait}" ms`;
         assert(status === 'done', `the run did not end done (${seen})`);
         assert(JSON.stringify(reasons) === '["fallback","continuation"]', `wrong route marks (${seen})`);
         assert(servedBy?.includes('north') === true, `served-by does not name the last deployment (${seen})`);
+        assert(/^\d[\d,]*$/.test(routeWait ?? ''), `what the moves cost is not shown in ms (${seen})`);
         const text = (await answer.textContent()) ?? '';
         assert(text.includes('continued on'), `the continuation mark has no words (${seen})`);
         await screenshot(page, `routes-${mode.replace('.', '')}`);

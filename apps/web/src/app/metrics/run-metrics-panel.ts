@@ -58,8 +58,12 @@ import { computeRunMetrics } from './run-metrics';
         <dd>
           <span [attr.data-testid]="primary() ? 'served-by' : null">{{ servedBy() }}</span>
           @if (lane().routes.length > 0) {
-            <small>
-              after {{ lane().routes.length }} {{ lane().routes.length === 1 ? 'move' : 'moves' }}</small
+            <small
+              title="The time the answer waited at its moves to another deployment, by the server's clock: the failed attempts, then the next one's wait for its first token."
+            >
+              after {{ lane().routes.length }} {{ lane().routes.length === 1 ? 'move' : 'moves' }}, which cost
+              <span [attr.data-testid]="primary() ? 'route-wait' : null">{{ routeWaitMs() | ms }}</span>
+              ms</small
             >
           }
         </dd>
@@ -165,6 +169,11 @@ export class RunMetricsPanel {
     if (lane.servedBy) return `${lane.servedBy.model} · ${lane.servedBy.deployment}`;
     return lane.model ?? '–';
   });
+
+  /** What the moves to other deployments cost the answer in time (each move's wait, by the server's clock). */
+  protected readonly routeWaitMs = computed(() =>
+    this.lane().routes.reduce((total, route) => total + route.waitedMs, 0),
+  );
 
   protected readonly metrics = computed(() => computeRunMetrics(this.lane(), this.clock()));
   protected readonly connection = computed(() => this.lane().connection);

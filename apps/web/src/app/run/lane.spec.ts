@@ -70,8 +70,17 @@ describe('lane', () => {
     ]);
     expect(lane.text).toBe('Hello');
     expect(lane.routes).toEqual([
-      { at: 0, reason: 'fallback', model: 'llama', deployment: 'west', code: 'upstream_unavailable' },
-      { at: 3, reason: 'continuation', model: 'llama', deployment: 'east' },
+      // Waits by the server's clock: from the start (ts 5) to the fallback (ts 10); from the last token (ts 29) to the
+      // continuation (ts 30).
+      {
+        at: 0,
+        reason: 'fallback',
+        model: 'llama',
+        deployment: 'west',
+        code: 'upstream_unavailable',
+        waitedMs: 5,
+      },
+      { at: 3, reason: 'continuation', model: 'llama', deployment: 'east', waitedMs: 1 },
     ]);
     expect(lane.servedBy).toEqual({ model: 'llama', deployment: 'east' });
     expect(lane.arrivals.map((arrival) => arrival.seq)).toEqual([2, 4]);

@@ -26,6 +26,11 @@ export interface RouteMark {
   model: string;
   deployment: string;
   code?: string;
+  /**
+   * What the move cost in time, by the server's clock: from the event before it (the start, or the last token
+   * before a cut) to the move, so the failed attempts' time plus the next attempt's wait for its first token.
+   */
+  waitedMs: number;
 }
 
 /** One stream over one transport: what it has said so far and when each part arrived. */
@@ -59,6 +64,8 @@ export interface Lane {
   routes: readonly RouteMark[];
   /** (v1.2) The deployment serving the answer since the last move; null while the first attempt serves. */
   servedBy: { model: string; deployment: string } | null;
+  /** The server's timestamp of the last event received (what a move's wait is counted from). */
+  lastEventTs: number | null;
 }
 
 export interface ReceivedEvent {
@@ -87,6 +94,7 @@ export function newLane(transport: TransportName, streamId: string, sentAt: numb
     connection: null,
     routes: [],
     servedBy: null,
+    lastEventTs: null,
   };
 }
 
@@ -98,7 +106,7 @@ export function isFinished(status: RunStatus): boolean {
 export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
   if (batch.length === 0 || isFinished(lane.status)) return lane;
   let { status, model, text, reasoning, firstReasoningAt, endedAt, finishReason, serverTiming, error } = lane;
-  let { routes, servedBy } = lane;
+  let { routes, servedBy, lastEventTs } = lane;
   const arrivals: TokenArrival[] = [];
   let counted = 0;
   for (const { event, arrivedAt } of batch) {
@@ -128,6 +136,7 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
             model: event.model,
             deployment: event.deployment,
             ...(event.code === undefined ? {} : { code: event.code }),
+            waitedMs: Math.max(0, event.ts - (lastEventTs ?? event.ts)),
           },
         ];
         servedBy = { model: event.model, deployment: event.deployment };
@@ -144,6 +153,7 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
         endedAt = arrivedAt;
         break;
     }
+    lastEventTs = event.ts;
   }
   return {
     ...lane,
@@ -158,6 +168,7 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
     error,
     routes,
     servedBy,
+    lastEventTs,
     arrivals: arrivals.length > 0 ? [...lane.arrivals, ...arrivals] : lane.arrivals,
     eventsReceived: lane.eventsReceived + counted,
   };
