@@ -688,8 +688,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   async handOver(timeoutMs: number): Promise<void> {
     this.leaving = true;
     // Its own offers reach only the others from now on: whether anyone heard one says whether to wait for a taker.
-    await this.subscriber.unsubscribe(HANDOVER_CHANNEL).catch(() => undefined);
     const waitMs = Math.min(timeoutMs, REDIS_REGISTRY_TIMINGS.handoverMs);
+    // The subscriber queues its commands while Redis is away: leaving must never wait for Redis to come back.
+    if (this.subscriber.isReady) {
+      await Promise.race([
+        this.subscriber.unsubscribe(HANDOVER_CHANNEL).catch(() => undefined),
+        sleep(waitMs, undefined, { ref: false }),
+      ]);
+    }
     const candidates = this.local.runningStreams().flatMap((stream) => {
       const mirror = this.mirrors.get(localKey(stream.owner, stream.id));
       return mirror && !mirror.dropped && !stream.controller.signal.aborted && this.canContinue(mirror.model)
