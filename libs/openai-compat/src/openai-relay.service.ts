@@ -3,6 +3,7 @@ import {
   CompletionService,
   epochNow,
   type OpenAiPassthrough,
+  readCapped,
   readToEnd,
   safeUpstreamRequestId,
   UpstreamError,
@@ -24,7 +25,6 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Request, Response } from 'express';
 import { once } from 'node:events';
 import { parseChatRequest, type RelayedRequest } from './chat-request';
-import { readCapped } from './capped-body';
 import { ChunkObserver, usageOf } from './chunk-observer';
 import { ModelList } from './model-list';
 import { OpenAiError, streamedError } from './openai-error';
