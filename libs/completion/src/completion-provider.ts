@@ -58,7 +58,15 @@ export interface CompletionProvider {
  * `UpstreamError` in the gateway's own words (upstream texts can quote the key), its `status` kept.
  */
 export interface OpenAiPassthrough {
-  chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response>;
+  /**
+   * A non-streamed answer may be read before it is handed back (the router reads it whole to tell a broken answer
+   * from a good one while another deployment can still serve); `maxResponseBytes` bounds what it holds.
+   */
+  chatCompletions(
+    body: Record<string, unknown>,
+    signal: AbortSignal,
+    limits?: { maxResponseBytes: number },
+  ): Promise<Response>;
   models(signal: AbortSignal): Promise<Response>;
 }
 

@@ -318,7 +318,9 @@ class RelayRun {
   /** The upstream's response; undefined when the client left first. A refusal is thrown as an `OpenAiError`. */
   private async send(passthrough: OpenAiPassthrough): Promise<globalThis.Response | undefined> {
     try {
-      return await passthrough.chatCompletions(this.chat.body, this.upstream.signal);
+      return await passthrough.chatCompletions(this.chat.body, this.upstream.signal, {
+        maxResponseBytes: this.limits.maxResponseBytes,
+      });
     } catch (error) {
       if (this.clientLeft) {
         return undefined;

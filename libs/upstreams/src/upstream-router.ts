@@ -1,5 +1,5 @@
 import { epochNow } from '@app/clock';
-import { reasoningOf, UpstreamError } from '@app/completion';
+import { readCapped, reasoningOf, UpstreamError } from '@app/completion';
 import type { RouteReason, StreamErrorCode } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import type { DeploymentHealth } from './deployment-health';
@@ -73,6 +73,33 @@ const NOTHING: readonly never[] = [];
 
 const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls', 'function_call']);
 
+/** What a non-streamed answer may hold when the caller sets no bound (the `/v1` relay passes its own). */
+const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
+
+/** A non-streamed answer past the caller's bound: the request fails, on this deployment as on any other. */
+class OversizedAnswer extends Error {}
+
+/**
+ * Why a non-streamed answer cannot be relayed as whole, or undefined when it can: not JSON, or a choice without a
+ * known finish reason (what a server sends when it stopped generating halfway).
+ */
+function incompleteAnswer(bytes: Buffer): string | undefined {
+  let answer: unknown;
+  try {
+    answer = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return 'The model sent a malformed answer.';
+  }
+  const choices = (answer as { choices?: unknown } | null)?.choices;
+  if (!Array.isArray(choices)) {
+    return 'The model sent an answer without choices.';
+  }
+  const finished = choices.every((choice: { finish_reason?: unknown } | null) =>
+    FINISH_REASONS.has(String(choice?.finish_reason)),
+  );
+  return finished ? undefined : 'The model’s answer ended without a finish reason.';
+}
+
 /**
  * The one place that performs upstream attempts, for every surface: a weighted pick among a model's targets, then
  * its fallbacks; a hedge when the first token is late; a continuation on a capable deployment when the stream breaks
@@ -94,10 +121,16 @@ export class UpstreamRouter {
     return new RouteRun(this, this.route(request.model), request, signal, framing).execute();
   }
 
-  /** A non-streamed answer (`/v1` without `stream`): the first deployment to answer 200, with fallback. */
+  /**
+   * A non-streamed answer (`/v1` without `stream`): the first deployment to answer whole, with fallback. The body is
+   * read here, within the attempt's time: a body cut halfway, one that is not JSON, or one whose choices never
+   * finished is a failed attempt like a 5xx, while another deployment can still give the answer; the caller gets
+   * the bytes read. Past `maxResponseBytes` the request fails: a larger answer is not relayed from anywhere.
+   */
   async json(
     request: RouterRequest,
     signal: AbortSignal,
+    maxResponseBytes = DEFAULT_MAX_JSON_BYTES,
   ): Promise<{ response: Response; deployment: string; model: string }> {
     const route = this.route(request.model);
     const picker = new CandidatePicker(this, route);
@@ -129,13 +162,22 @@ export class UpstreamRouter {
         ),
       );
       deployment.inFlight++;
+      let upstreamRequestId: string | undefined;
       try {
         const response = await deployment.client.chatCompletions(
           { ...request.body, model },
           controller.signal,
         );
+        upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
+        const bytes = await readCapped(response, maxResponseBytes);
+        if (bytes === undefined) {
+          throw new OversizedAnswer();
+        }
+        const incomplete = incompleteAnswer(bytes);
+        if (incomplete !== undefined) {
+          throw new UpstreamError('upstream_protocol', incomplete);
+        }
         this.health.succeeded(deployment.name, probe);
-        const upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
         this.attempted(
           request,
           deployment,
@@ -145,10 +187,24 @@ export class UpstreamRouter {
           attempt === 1 ? 'first' : 'fallback',
           upstreamRequestId,
         );
-        return { response, deployment: deployment.name, model };
+        const headers = new Headers(response.headers);
+        // The bytes are the decoded body, whole: their own length, no encoding left to undo.
+        headers.delete('content-encoding');
+        headers.set('content-length', String(bytes.byteLength));
+        return {
+          response: new Response(new Uint8Array(bytes), { status: response.status, headers }),
+          deployment: deployment.name,
+          model,
+        };
       } catch (error) {
         if (signal.aborted) {
           throw error;
+        }
+        if (error instanceof OversizedAnswer) {
+          throw new UpstreamError(
+            'upstream_protocol',
+            'The model’s answer is larger than the gateway relays.',
+          );
         }
         lastError = timedOut
           ? new UpstreamError('upstream_timeout', 'The model did not answer in time.')
@@ -161,6 +217,7 @@ export class UpstreamRouter {
           probe,
           startedAt,
           attempt === 1 ? 'first' : 'fallback',
+          upstreamRequestId,
         );
         if (classifyFailure(lastError) === 'refused' && !picker.hasFallbackFor(lastError)) {
           throw lastError;
