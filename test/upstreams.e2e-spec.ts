@@ -7,6 +7,7 @@ import OpenAI from 'openai';
 import { stringify as toYaml } from 'yaml';
 import { connect, type CompletionClient, streamOver } from './support/socket-client';
 import { postStream, textOf } from './support/sse-client';
+import { type ServerProcess, startServerProcess } from './support/server-process';
 import { eventually, startTestApp, type TestApp } from './support/test-app';
 
 /**
@@ -20,6 +21,8 @@ import { eventually, startTestApp, type TestApp } from './support/test-app';
 const ROOT = join(__dirname, '..');
 const TOKENS = 30;
 const CUT_AFTER = 11;
+/** Inside the third character of both echoed prompts below (☕ is bytes 6-8 of `Café ☕`, か bytes 6-8). */
+const CUT_AFTER_BYTES = 7;
 const SLOW_FIRST_TOKEN_MS = 3000;
 const HEDGE_AFTER_MS = 200;
 
@@ -49,6 +52,23 @@ const OTHER_BREAKS = [
   ['stall', 'upstream_timeout', { idleTimeoutMs: 500 }],
 ] as const;
 
+/**
+ * The other faults before the first token (issue 24's list), each with the code its `route` event names. (A
+ * deployment that never answers is below, in a server process: inside Jest's sandbox the SDK cannot tell its own
+ * timeout from a connection error, a DOMException from another realm failing its `instanceof Error`.)
+ */
+const EARLY_FAULTS = [
+  ['a 500', 'error-500', { refuse: { status: 500 } }, {}, 'upstream_unavailable'],
+  ['a reset before any header', 'reset', { beforeHeaders: { action: 'reset' } }, {}, 'upstream_unavailable'],
+  [
+    'no first token in time',
+    'late-first-token',
+    { firstToken: { delayMs: SLOW_FIRST_TOKEN_MS } },
+    { firstTokenTimeoutMs: 300 },
+    'upstream_timeout',
+  ],
+] as const;
+
 const TABLE = {
   deployments: {
     healthy: simulated({}, continues),
@@ -72,10 +92,24 @@ const TABLE = {
         ),
       ]),
     ),
+    'backup-prefix': simulated({}, { continuation: 'prefix' }),
+    'no-prefill': simulated({ rejectPrefill: true }, continues),
+    'flaky-bytes': simulated(
+      { midStream: { action: 'cut', afterBytes: CUT_AFTER_BYTES } },
+      { ...alwaysTried, ...continues },
+    ),
     'flaky-stuck': simulated({ midStream: { action: 'cut', afterTokens: CUT_AFTER } }, alwaysTried),
     'healthy-stuck': simulated(),
     slow: simulated({ firstToken: { delayMs: SLOW_FIRST_TOKEN_MS } }),
     quick: simulated(),
+    ...Object.fromEntries(
+      EARLY_FAULTS.map(([, name, profile, settings]) => [
+        name,
+        simulated(profile, { ...alwaysTried, ...settings }),
+      ]),
+    ),
+    'late-a': simulated({ firstToken: { delayMs: SLOW_FIRST_TOKEN_MS } }),
+    'late-b': simulated({ firstToken: { delayMs: SLOW_FIRST_TOKEN_MS } }),
     'short-context': simulated({ refuse: { status: 400, code: 'context_length_exceeded' } }),
     'long-context': simulated(),
   },
@@ -109,6 +143,18 @@ const TABLE = {
         },
       ]),
     ),
+    'continued-prefix': {
+      targets: [{ deployment: 'flaky', model: 'sim-primary' }],
+      fallbacks: [{ deployment: 'backup-prefix', model: 'sim-backup' }],
+    },
+    'continued-bytes': {
+      targets: [{ deployment: 'flaky-bytes', model: 'sim-primary' }],
+      fallbacks: [{ deployment: 'backup', model: 'sim-backup' }],
+    },
+    'prefill-refused': {
+      targets: [{ deployment: 'flaky-stuck', model: 'sim-primary' }],
+      fallbacks: [{ deployment: 'no-prefill', model: 'sim-backup' }],
+    },
     stuck: {
       targets: [{ deployment: 'flaky-stuck', model: 'sim-primary' }],
       fallbacks: [{ deployment: 'healthy-stuck', model: 'sim-backup' }],
@@ -116,6 +162,20 @@ const TABLE = {
     hedged: {
       targets: [{ deployment: 'slow', model: 'sim-primary' }],
       fallbacks: [{ deployment: 'quick', model: 'sim-backup' }],
+      hedgeAfterMs: HEDGE_AFTER_MS,
+    },
+    ...Object.fromEntries(
+      EARLY_FAULTS.map(([, name]) => [
+        `after-${name}`,
+        {
+          targets: [{ deployment: name, model: 'sim-primary' }],
+          fallbacks: [{ deployment: 'backup', model: 'sim-backup' }],
+        },
+      ]),
+    ),
+    'all-late': {
+      targets: [{ deployment: 'late-a', model: 'sim-primary' }],
+      fallbacks: [{ deployment: 'late-b', model: 'sim-backup' }],
       hedgeAfterMs: HEDGE_AFTER_MS,
     },
     'long-prompt': {
@@ -252,6 +312,13 @@ async function v1Stream(model: string, label: string): Promise<V1Result> {
 }
 
 type Usage = Extract<CompletionEvent, { type: 'done' }>['usage'];
+
+/** A counter's value in the gateway's Prometheus text (0 when the series does not exist yet). */
+async function metric(pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`${testApp.url}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => pattern.test(candidate));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
 
 /** The answer a healthy deployment gives the prompt whole, uninterrupted: what every rescued stream must equal. */
 async function healthyAnswer(label: string): Promise<{ text: string; usage: Usage }> {
@@ -456,6 +523,30 @@ describe('before the first token, a failing deployment falls back (issue 24, "Be
   });
 });
 
+describe('every other fault before the first token falls back the same way', () => {
+  it.each(EARLY_FAULTS)(
+    '%s: the fallback answers, route fallback (%s)',
+    async (_case, name, _profile, _settings, code) => {
+      const label = `fallback after ${name}`;
+      const healthy = await healthyAnswer(label);
+      const before = testApp.simulator.deploymentStats(name).total;
+
+      const { events } = await ourStream('sse', `after-${name}`, label);
+
+      expectRescued(events, {
+        ...healthy,
+        reason: 'fallback',
+        code,
+        model: 'sim-backup',
+        deployment: 'backup',
+        afterTokens: 0,
+      });
+      // One attempt on the failing deployment (no retry on it while another can serve); a silent one is left.
+      expect(testApp.simulator.deploymentStats(name).total).toBe(before + 1);
+    },
+  );
+});
+
 describe('after a cut mid-stream, the answer is continued on a capable deployment', () => {
   it('delivers the uninterrupted text byte for byte, one route (continuation), one done with usage', async () => {
     const label = 'continuation after a cut';
@@ -509,6 +600,84 @@ describe('every other break after content is continued the same way', () => {
       });
     },
   );
+});
+
+describe('continuation: the forms, the bounds, the characters', () => {
+  it('a `prefix` deployment (DeepSeek, Mistral) continues the same answer', async () => {
+    const label = 'continuation by prefix';
+    const healthy = await healthyAnswer(label);
+
+    const { events } = await ourStream('sse', 'continued-prefix', label);
+
+    expectRescued(events, {
+      ...healthy,
+      reason: 'continuation',
+      code: 'upstream_unavailable',
+      model: 'sim-backup',
+      deployment: 'backup-prefix',
+      afterTokens: CUT_AFTER,
+    });
+    const last = testApp.simulator.deploymentStats('backup-prefix').requests.at(-1);
+    expect(last?.continuation).toBe('prefix');
+  });
+
+  it('maxTokens bounds the whole answer, not each attempt: the same text and `length` as uninterrupted', async () => {
+    const label = 'continuation within maxTokens';
+    const request = (model: string) => ({ model, maxTokens: 20, messages: messagesOf(label) });
+    const whole = await postStream(testApp.url, request('plain'));
+    const done = (events: CompletionEvent[]) => events.at(-1) as Extract<CompletionEvent, { type: 'done' }>;
+    expect(done(whole.events).finishReason).toBe('length');
+
+    const { events } = await postStream(testApp.url, request('continued'));
+
+    const trace = seen(events);
+    expect({ text: textOf(events), last: events.at(-1)?.type, trace }).toEqual({
+      text: textOf(whole.events),
+      last: 'done',
+      trace,
+    });
+    expect(done(events).finishReason).toBe('length');
+    expect(done(events).usage?.completionTokens).toBe(done(whole.events).usage?.completionTokens);
+  });
+
+  it.each([
+    ['inside an emoji', 'Café ☕ then 🧪 and 漢字 [sim echo]'],
+    ['inside CJK', '漢字かな交じり文 [sim echo]'],
+  ])('a cut %s (afterBytes): the echoed text whole, byte for byte', async (_case, content) => {
+    const request = (model: string) => ({ model, messages: [{ role: 'user' as const, content }] });
+    const whole = await postStream(testApp.url, request('plain'));
+
+    const { events } = await postStream(testApp.url, request('continued-bytes'));
+
+    const trace = seen(events);
+    expect({ text: textOf(events), route: events.find((e) => e.type === 'route')?.type, trace }).toEqual({
+      text: textOf(whole.events),
+      route: 'route',
+      trace,
+    });
+  });
+
+  it('a fallback that refuses the prefill: upstream_interrupted naming the cut, not the refusal', async () => {
+    const { events } = await ourStream('sse', 'prefill-refused', 'a refused prefill');
+
+    const trace = seen(events);
+    expect({ last: events.at(-1)?.type, trace }).toEqual({ last: 'error', trace });
+    const { error } = events.at(-1) as { error: StreamError };
+    expect(error).toEqual(
+      expect.objectContaining({
+        code: 'upstream_interrupted',
+        retryable: true,
+        message: expect.stringContaining('connection to the model was lost'),
+      }),
+    );
+    expect(error.upstream).toBeUndefined();
+    // The fallback was asked to continue, and refused.
+    const asked = testApp.simulator.deploymentStats('no-prefill').requests.at(-1);
+    expect({ continuation: asked?.continuation, status: asked?.status }).toEqual({
+      continuation: 'continue_final_message',
+      status: 400,
+    });
+  });
 });
 
 describe('/v1 without stream: the first deployment to answer whole serves', () => {
@@ -602,6 +771,13 @@ describe('hedging: a late first token starts the same request on the next deploy
       const label = `hedging on ${surface}`;
       const healthy = await healthyAnswer(label);
       const slowBefore = testApp.simulator.deploymentStats('slow').total;
+      const hedges = async () => ({
+        started: await metric(/^llm_gateway_upstream_hedges_total\{outcome="started"\}/),
+        won: await metric(/^llm_gateway_upstream_hedges_total\{outcome="won"\}/),
+        lost: await metric(/^llm_gateway_upstream_hedges_total\{outcome="lost"\}/),
+        routed: await metric(/^llm_gateway_upstream_routes_total\{reason="hedge",deployment="quick"\}/),
+      });
+      const hedgesBefore = await hedges();
 
       let firstTokenMs: number | undefined;
       if (surface === 'v1') {
@@ -631,8 +807,81 @@ describe('hedging: a late first token starts the same request on the next deploy
       });
       expect(testApp.simulator.deploymentStats('slow').total).toBe(slowBefore + 1);
       expect(slowAttempt()?.contentTokens).toBe(0);
+      // Counted: one hedge started, won by the hedge, the first attempt lost; one stream moved to `quick`.
+      const hedgesAfter = await hedges();
+      expect({
+        started: hedgesAfter.started - hedgesBefore.started,
+        won: hedgesAfter.won - hedgesBefore.won,
+        lost: hedgesAfter.lost - hedgesBefore.lost,
+        routed: hedgesAfter.routed - hedgesBefore.routed,
+      }).toEqual({ started: 1, won: 1, lost: 1, routed: 1 });
     },
   );
+});
+
+describe('a stream stopped while its attempts race for the first token aborts every one of them', () => {
+  /** Resolves once both deployments have a request open: the hedge has started, and neither gave a token. */
+  const bothRacing = async (before: { a: number; b: number }) => {
+    const last = () => ({
+      a: testApp.simulator.deploymentStats('late-a'),
+      b: testApp.simulator.deploymentStats('late-b'),
+    });
+    await eventually(() => last().a.total > before.a && last().b.total > before.b, 5000).catch(() => {
+      throw new Error(`the hedge did not start: ${JSON.stringify(last())}`);
+    });
+  };
+  const totals = () => ({
+    a: testApp.simulator.deploymentStats('late-a').total,
+    b: testApp.simulator.deploymentStats('late-b').total,
+  });
+  const bothAborted = async () => {
+    const last = () => [
+      testApp.simulator.deploymentStats('late-a').requests.at(-1),
+      testApp.simulator.deploymentStats('late-b').requests.at(-1),
+    ];
+    await eventually(() => last().every((request) => request?.aborted === true), 5000).catch(() => {
+      throw new Error(`not every attempt was aborted: ${JSON.stringify(last())}`);
+    });
+  };
+
+  it('SSE: DELETE cancels, the stream ends done/cancelled, both upstream requests aborted', async () => {
+    const before = totals();
+    const streamIds: string[] = [];
+    const run = postStream(
+      testApp.url,
+      { model: 'all-late', messages: messagesOf('cancelled while hedging') },
+      { onEvent: (event) => streamIds.push(event.streamId) },
+    );
+    await bothRacing(before);
+
+    const cancelled = await fetch(`${testApp.url}/api/completions/${streamIds[0]}`, { method: 'DELETE' });
+    const { events } = await run;
+
+    expect(cancelled.status).toBeLessThan(300);
+    const trace = seen(events);
+    expect({ last: events.at(-1), trace }).toEqual({
+      last: expect.objectContaining({ type: 'done', finishReason: 'cancelled' }),
+      trace,
+    });
+    await bothAborted();
+  });
+
+  it('/v1: a client that leaves aborts both attempts', async () => {
+    const before = totals();
+    const leave = new AbortController();
+    const run = fetch(`${testApp.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'all-late', messages: messagesOf('left while hedging'), stream: true }),
+      signal: leave.signal,
+    }).catch((error: unknown) => error);
+    await bothRacing(before);
+
+    leave.abort();
+    await run;
+
+    await bothAborted();
+  });
 });
 
 describe('a 400 refusal goes to the fallback configured for its code, or reaches the client with its code', () => {
@@ -716,6 +965,43 @@ describe('with a table, only its public models are served', () => {
 
     const info = (await (await fetch(`${testApp.url}/api/info`)).json()) as { models?: string[] };
     expect(info.models?.slice().sort()).toEqual([...PUBLIC_MODELS].sort());
+  });
+});
+
+describe('in a server process, as production runs it', () => {
+  let server: ServerProcess | undefined;
+  afterAll(() => server?.kill());
+
+  it('a deployment that sends no response header in time: fallback, with upstream_timeout', async () => {
+    const table = {
+      deployments: {
+        silent: { simulator: { beforeHeaders: { action: 'silence' } }, headersTimeoutMs: 300 },
+        backup: simulated(),
+      },
+      models: {
+        chat: {
+          targets: [{ deployment: 'silent', model: 'sim-primary' }],
+          fallbacks: [{ deployment: 'backup', model: 'sim-backup' }],
+        },
+      },
+    };
+    server = await startServerProcess({
+      UPSTREAMS_FILE: writeTable('silent.json', JSON.stringify(table)),
+      LOG_LEVEL: 'silent',
+    });
+
+    const { events } = await postStream(server.url, { messages: messagesOf('a silent deployment') });
+
+    const trace = seen(events);
+    expect({
+      route: events.find((event) => event.type === 'route'),
+      last: events.at(-1)?.type,
+      trace,
+    }).toEqual({
+      route: expect.objectContaining({ reason: 'fallback', code: 'upstream_timeout', deployment: 'backup' }),
+      last: 'done',
+      trace,
+    });
   });
 });
 
