@@ -11,6 +11,7 @@ import {
   continuationBody,
   describeFault,
   fallbackApplies,
+  incompleteAnswer,
   percentile95,
   weightedOrder,
 } from './routing-decisions';
@@ -78,27 +79,6 @@ const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
 
 /** A non-streamed answer past the caller's bound: the request fails, on this deployment as on any other. */
 class OversizedAnswer extends Error {}
-
-/**
- * Why a non-streamed answer cannot be relayed as whole, or undefined when it can: not JSON, or a choice without a
- * known finish reason (what a server sends when it stopped generating halfway).
- */
-function incompleteAnswer(bytes: Buffer): string | undefined {
-  let answer: unknown;
-  try {
-    answer = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    return 'The model sent a malformed answer.';
-  }
-  const choices = (answer as { choices?: unknown } | null)?.choices;
-  if (!Array.isArray(choices)) {
-    return 'The model sent an answer without choices.';
-  }
-  const finished = choices.every((choice: { finish_reason?: unknown } | null) =>
-    FINISH_REASONS.has(String(choice?.finish_reason)),
-  );
-  return finished ? undefined : 'The model’s answer ended without a finish reason.';
-}
 
 /**
  * The one place that performs upstream attempts, for every surface: a weighted pick among a model's targets, then
