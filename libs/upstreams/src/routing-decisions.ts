@@ -109,7 +109,7 @@ export function continuationBody(
 }
 
 /** The finish reasons of a whole answer (OpenAI's, with the deprecated `function_call`). */
-const ANSWER_FINISH_REASONS: ReadonlySet<string> = new Set([
+export const FINISH_REASONS: ReadonlySet<string> = new Set([
   'stop',
   'length',
   'content_filter',
@@ -133,7 +133,7 @@ export function incompleteAnswer(bytes: Buffer): string | undefined {
     return 'The model sent an answer without choices.';
   }
   const finished = choices.every((choice: { finish_reason?: unknown } | null) =>
-    ANSWER_FINISH_REASONS.has(String(choice?.finish_reason)),
+    FINISH_REASONS.has(String(choice?.finish_reason)),
   );
   return finished ? undefined : 'The model’s answer ended without a finish reason.';
 }

@@ -11,6 +11,7 @@ import {
   continuationBody,
   describeFault,
   fallbackApplies,
+  FINISH_REASONS,
   incompleteAnswer,
   percentile95,
   weightedOrder,
@@ -71,8 +72,6 @@ export interface RouterMetrics {
 type ReasoningDelta = Parameters<typeof reasoningOf>[0];
 
 const NOTHING: readonly never[] = [];
-
-const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls', 'function_call']);
 
 /** What a non-streamed answer may hold when the caller sets no bound (the `/v1` relay passes its own). */
 const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
