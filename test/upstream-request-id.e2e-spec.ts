@@ -44,7 +44,8 @@ describe('the upstream’s request id in the JSON log lines (pino, LOG_LEVEL=inf
     }
     const records = written
       .split('\n')
-      .filter((line) => line.includes('upstream answered'))
+      // The router's one line per attempt (v1.2) is the one that names the upstream's request id.
+      .filter((line) => line.includes('upstream attempt'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(records).toHaveLength(2);
     expect(records[0].upstreamRequestId).toMatch(/^req_chunk_upstream_\d+$/);

@@ -1,4 +1,11 @@
-import { bodyReader, type BodyReader, ChunkDecoder, readToEnd, UpstreamError } from '@app/completion';
+import {
+  bodyReader,
+  type BodyReader,
+  ChunkDecoder,
+  readToEnd,
+  safeUpstreamRequestId,
+  UpstreamError,
+} from '@app/completion';
 import { epochNow } from '@app/clock';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { Deployment } from './deployments';
@@ -131,7 +138,8 @@ export class UpstreamAttempt {
 
   private async open(): Promise<void> {
     const response = await this.deployment.client.chatCompletions(this.body, this.controller.signal);
-    this.upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
+    // The upstream's own text: kept only when it looks like an id, since it reaches logs and the /v1 client.
+    this.upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
     const reader = bodyReader(response);
     if (!response.headers.get('content-type')?.startsWith('text/event-stream') || reader === undefined) {
       reader?.cancel();

@@ -1,5 +1,5 @@
 import { epochNow } from '@app/clock';
-import { readCapped, reasoningOf, UpstreamError } from '@app/completion';
+import { readCapped, reasoningOf, safeUpstreamRequestId, UpstreamError } from '@app/completion';
 import type { RouteReason, StreamErrorCode } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import type { DeploymentHealth } from './deployment-health';
@@ -147,7 +147,7 @@ export class UpstreamRouter {
           { ...request.body, model },
           controller.signal,
         );
-        upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
+        upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
         const bytes = await readCapped(response, maxResponseBytes);
         if (bytes === undefined) {
           throw new OversizedAnswer();
