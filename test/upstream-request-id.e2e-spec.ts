@@ -44,7 +44,6 @@ describe('the upstream’s request id in the JSON log lines (pino, LOG_LEVEL=inf
     }
     const records = written
       .split('\n')
-      // The router's one line per attempt (v1.2) is the one that names the upstream's request id.
       .filter((line) => line.includes('upstream attempt'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(records).toHaveLength(2);

@@ -2,6 +2,7 @@ import {
   ChunkMapper,
   type CompletionProvider,
   type OpenAiPassthrough,
+  type PassthroughOptions,
   type ProviderChunk,
   type ProviderRequest,
   ThinkTagSplitter,
@@ -69,12 +70,12 @@ export class RoutingProvider implements CompletionProvider, OpenAiPassthrough {
   async chatCompletions(
     body: Record<string, unknown>,
     signal: AbortSignal,
-    limits?: { maxResponseBytes: number },
+    options?: PassthroughOptions,
   ): Promise<Response> {
     const { model, ...rest } = body;
     const request = { model: typeof model === 'string' ? model : undefined, body: rest };
     if (body['stream'] !== true) {
-      return (await this.router.json(request, signal, limits?.maxResponseBytes)).response;
+      return (await this.router.json(request, signal, options?.maxResponseBytes)).response;
     }
     let upstreamRequestId: string | undefined;
     const batches = this.router.stream(

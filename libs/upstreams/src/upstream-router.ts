@@ -1,5 +1,6 @@
 import { epochNow } from '@app/clock';
 import { readCapped, reasoningOf, safeUpstreamRequestId, UpstreamError } from '@app/completion';
+import { startAttempt as startAttemptSpan } from '@app/telemetry';
 import type { RouteReason, StreamErrorCode } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import type { DeploymentHealth } from './deployment-health';
@@ -141,12 +142,21 @@ export class UpstreamRouter {
         ),
       );
       deployment.inFlight++;
+      const span = startAttemptSpan({
+        deployment: deployment.name,
+        providerName: 'openai',
+        requestModel: model,
+        stream: false,
+      });
       let upstreamRequestId: string | undefined;
       try {
         const response = await deployment.client.chatCompletions(
           { ...request.body, model },
           controller.signal,
+          { headers: span.traceHeaders() },
         );
+        // The answer's headers came; the span ends once its body was read and found whole (or not).
+        span.firstChunk();
         upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
         const bytes = await readCapped(response, maxResponseBytes);
         if (bytes === undefined) {
@@ -156,6 +166,7 @@ export class UpstreamRouter {
         if (incomplete !== undefined) {
           throw new UpstreamError('upstream_protocol', incomplete);
         }
+        span.end({ responseModel: model });
         this.health.succeeded(deployment.name, probe);
         this.attempted(
           request,
@@ -177,9 +188,11 @@ export class UpstreamRouter {
         };
       } catch (error) {
         if (signal.aborted) {
+          span.end({ error: 'cancelled' });
           throw error;
         }
         if (error instanceof OversizedAnswer) {
+          span.end({ error: 'upstream_protocol' });
           throw new UpstreamError(
             'upstream_protocol',
             'The model’s answer is larger than the gateway relays.',
@@ -188,6 +201,7 @@ export class UpstreamRouter {
         lastError = timedOut
           ? new UpstreamError('upstream_timeout', 'The model did not answer in time.')
           : deployment.client.upstreamError(error, 'request');
+        span.end({ error: lastError.code });
         this.failed(
           request,
           deployment,
@@ -519,6 +533,7 @@ class RouteRun<T> {
         const first: T[] = [];
         if (won.notice !== undefined) {
           this.router.metrics.upstreamRouted(won.notice.reason, won.notice.deployment);
+          attempt.span.routed(won.notice);
           first.push(this.framing.route(won.notice));
         }
         this.ending = undefined;
@@ -558,7 +573,7 @@ class RouteRun<T> {
           attempt.role,
           attempt.upstreamRequestId,
         );
-        this.release(attempt);
+        this.release(attempt, fault.code);
         // The fault the client is told of, if nothing rescues the answer, is the first one that cut it.
         this.originalFault ??= fault;
         won = await this.continueAfter(fault);
@@ -898,7 +913,7 @@ class RouteRun<T> {
       attempt.role,
       attempt.upstreamRequestId,
     );
-    this.release(attempt);
+    this.release(attempt, error.code);
   }
 
   private served(attempt: UpstreamAttempt): void {
@@ -915,8 +930,8 @@ class RouteRun<T> {
     this.release(attempt);
   }
 
-  private release(attempt: UpstreamAttempt): void {
-    attempt.close();
+  private release(attempt: UpstreamAttempt, error?: string): void {
+    attempt.close(error);
     this.active.delete(attempt);
   }
 
