@@ -2,6 +2,7 @@ import type { CompletionEvent } from '@app/contracts';
 import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
 import { readStream } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
+import { withoutContinuation } from '../support/upstream-table';
 
 const KEY = 'key-drain-3b9d';
 const auth = { authorization: `Bearer ${KEY}` };
@@ -39,6 +40,8 @@ describe('SIGTERM drain across instances', () => {
     redis = await startRedisServer();
     const env = {
       ...sharedDeployment(redis.url, KEY),
+      // No deployment can continue an answer: the drain ends its streams as before handover existed.
+      ...withoutContinuation(),
       STREAM_RESUME_GRACE_MS: '5000',
       SHUTDOWN_GRACE_MS: '1000',
     };

@@ -3,13 +3,17 @@ import { startRedisServer, type RedisServer, sharedDeployment } from '../support
 import { startServerProcess, type ServerProcess } from '../support/server-process';
 import { readStream } from '../support/sse-client';
 import { startTestApp, type TestApp, whenReady } from '../support/test-app';
+import { withoutContinuation } from '../support/upstream-table';
 
 const KEY = 'key-loss-4f2a';
 const auth = { authorization: `Bearer ${KEY}` };
 const LOST_WITHIN_MS = 15_000;
 
+// No deployment can continue an answer, so the lost instance's streams end as they did before handover.
+const NO_CONTINUATION = withoutContinuation();
 const env = (redisUrl: string) => ({
   ...sharedDeployment(redisUrl, KEY),
+  ...NO_CONTINUATION,
   STREAM_RESUME_GRACE_MS: '30000',
   STREAM_RETENTION_MS: '30000',
   LLM_PROVIDER: 'simulator',
