@@ -164,6 +164,59 @@ describe('OpenTelemetry export (OTLP/HTTP)', () => {
     expect(receiver.bodies.some((body) => body.includes(SECRET_PROMPT))).toBe(false);
   });
 
+  it('traces a non-streamed /v1 answer: one attempt span under the server span, ended once the body was read', async () => {
+    let refusal: unknown;
+    await withGateway({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, async (url) => {
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const completion = await client.chat.completions.create(
+        { model: 'simulator', messages: request.messages },
+        { headers: { traceparent: incoming() } },
+      );
+      expect(completion.choices[0]?.finish_reason).toBe('stop');
+      // Headers of 200, then a body that is not JSON: the attempt fails on what its body held.
+      refusal = await client.chat.completions
+        .create(
+          { model: 'simulator', messages: [{ role: 'user', content: 'hi [sim fault=malformed after=2]' }] },
+          { headers: { traceparent: incoming('00f067aa0ba902b8') } },
+        )
+        .catch((error: unknown) => error);
+    });
+    expect(refusal).toBeInstanceOf(OpenAI.APIError);
+    expect((refusal as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
+
+    const spans = receiver.spans;
+    const attemptUnder = (parentId: string) => {
+      const server = spans.find(
+        (span) => span.kind === SpanKind.SERVER + 1 && span.parentSpanId === parentId,
+      );
+      const attempts = spans.filter(
+        (span) => span.kind === SpanKind.CLIENT + 1 && span.parentSpanId === server?.spanId,
+      );
+      if (server?.name !== 'POST /v1/chat/completions' || attempts.length !== 1) {
+        throw new Error(`expected one attempt span under the /v1 server span in ${describeSpans(spans)}`);
+      }
+      return attempts[0];
+    };
+    // OTLP's STATUS_CODE_ERROR is 2.
+    const outcome = (span: ExportedSpan) => ({
+      isError: span.status.code === 2,
+      errorType: span.attributes['error.type'],
+    });
+
+    const whole = attemptUnder(INCOMING_PARENT_ID);
+    expect(whole).toMatchObject({ name: 'chat simulator', traceId: INCOMING_TRACE_ID });
+    expect(whole.attributes).toMatchObject({
+      'gen_ai.request.stream': false,
+      'gen_ai.request.model': 'simulator',
+      'gen_ai.response.model': 'simulator',
+    });
+    expect(whole.attributes['gen_ai.response.time_to_first_chunk']).toBeGreaterThan(0);
+    expect(outcome(whole)).toEqual({ isError: false, errorType: undefined });
+
+    const malformed = attemptUnder('00f067aa0ba902b8');
+    expect(outcome(malformed)).toEqual({ isError: true, errorType: 'upstream_protocol' });
+  });
+
   it('puts a resume in the trace its traceparent names, with a resume event', async () => {
     await withGateway({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, async (url) => {
       const started = await postStream(url, request);

@@ -58,8 +58,23 @@ export interface CompletionProvider {
  * `UpstreamError` in the gateway's own words (upstream texts can quote the key), its `status` kept.
  */
 export interface OpenAiPassthrough {
-  chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response>;
+  chatCompletions(
+    body: Record<string, unknown>,
+    signal: AbortSignal,
+    options?: PassthroughOptions,
+  ): Promise<Response>;
   models(signal: AbortSignal): Promise<Response>;
+}
+
+/** What a passthrough request carries besides its body; one object, since the relay and the router each set a part. */
+export interface PassthroughOptions {
+  /**
+   * A non-streamed answer may be read before it is handed back (the router reads it whole to tell a broken answer
+   * from a good one while another deployment can still serve); `maxResponseBytes` bounds what it holds.
+   */
+  maxResponseBytes?: number;
+  /** Headers for this request only (an upstream attempt's `traceparent`). */
+  headers?: Record<string, string>;
 }
 
 export function isOpenAiPassthrough(provider: object): provider is OpenAiPassthrough {

@@ -120,7 +120,10 @@ describe('CompletionService', () => {
         usage: { promptTokens: 3, completionTokens: 9, totalTokens: 12, reasoningTokens: 7 },
       };
     }
-    const events = await collect(new CompletionService(new ScriptedProvider(thinking), options));
+    // The 30 ms pauses are the reasoning time under test, not a stall: deadlines far past them, so that a loaded
+    // machine (a timer late by 100 ms during the full suite) cannot turn a pause into an idle timeout.
+    const patient = { ...options, firstTokenTimeoutMs: 10_000, idleTimeoutMs: 10_000 };
+    const events = await collect(new CompletionService(new ScriptedProvider(thinking), patient));
 
     expect(events.map((event) => [event.type, event.seq, 'text' in event ? event.text : undefined])).toEqual([
       ['start', 0, undefined],

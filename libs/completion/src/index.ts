@@ -4,6 +4,7 @@ export * from './completion.constants';
 export * from './completion.module';
 export * from './completion.module-definition';
 export * from './completion.service';
+export * from './capped-body';
 export * from './lean-fetch';
 export * from './openai-compatible.provider';
 export * from './upstream.error';

@@ -308,6 +308,39 @@ describe('CompletionService over the default provider and a real upstream', () =
   });
 });
 
+describe('OpenAiCompatibleProvider.chatCompletions: the passthrough options', () => {
+  /** A provider whose upstream answers `{}`, and the headers of every request it was sent. */
+  function recording(): { provider: OpenAiCompatibleProvider; sent: Headers[] } {
+    const sent: Headers[] = [];
+    const provider = new OpenAiCompatibleProvider({
+      baseURL: 'http://upstream.test/v1',
+      maxRetries: 0,
+      fetch: async (_url: string | URL | Request, init?: RequestInit) => {
+        sent.push(new Headers(init?.headers));
+        return new Response('{}', { headers: { 'content-type': 'application/json' } });
+      },
+    });
+    return { provider, sent };
+  }
+  const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+
+  // The relay sets `maxResponseBytes`, the router's attempts `headers`: one must never be taken for the other.
+  it('sends `headers` with the request, and never `maxResponseBytes` as one', async () => {
+    const { provider, sent } = recording();
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+    await provider.chatCompletions(body, new AbortController().signal, { headers: { traceparent } });
+    const capped = await provider.chatCompletions(body, new AbortController().signal, {
+      maxResponseBytes: 65_536,
+    });
+
+    expect(sent.map((headers) => headers.get('traceparent'))).toEqual([traceparent, null]);
+    expect([...sent[1].keys()].filter((name) => /max|bytes/i.test(name))).toEqual([]);
+    // The body is handed over unread: the cap is the reader's to apply.
+    expect(capped.bodyUsed).toBe(false);
+  });
+});
+
 describe('retryAfterMs', () => {
   const headers = (init: Record<string, string>) => new Headers(init);
 

@@ -6,6 +6,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type {
   CompletionProvider,
   OpenAiPassthrough,
+  PassthroughOptions,
   ProviderChunk,
   ProviderRequest,
 } from './completion-provider';
@@ -162,16 +163,17 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
   /**
    * The body goes through the SDK as it is (tools, `response_format`, vendor fields): the SDK adds the upstream key,
    * retries before the first byte and turns refusals into typed errors; `asResponse` hands over the body unread.
-   * `headers` go with this request only (the attempt's `traceparent`).
+   * `options.headers` go with this request only (the attempt's `traceparent`); the body is handed over unread, so
+   * `options.maxResponseBytes` is the reader's to apply.
    */
   async chatCompletions(
     body: Record<string, unknown>,
     signal: AbortSignal,
-    headers?: Record<string, string>,
+    options?: PassthroughOptions,
   ): Promise<Response> {
     try {
       return await this.client.chat.completions
-        .create(body as unknown as OpenAI.ChatCompletionCreateParams, { signal, headers })
+        .create(body as unknown as OpenAI.ChatCompletionCreateParams, { signal, headers: options?.headers })
         .asResponse();
     } catch (error) {
       if (error instanceof OpenAI.APIError && error.status !== undefined) {

@@ -1,5 +1,4 @@
-import { UpstreamError } from '@app/completion';
-import { readCapped } from './capped-body';
+import { readCapped, UpstreamError } from '@app/completion';
 import { OpenAiError } from './openai-error';
 
 /** OpenAI's model list: `data` is what the gateway reads (and filters); every other field is relayed as it is. */

@@ -3,6 +3,7 @@ import {
   CompletionService,
   epochNow,
   type OpenAiPassthrough,
+  readCapped,
   readToEnd,
   safeUpstreamRequestId,
   UpstreamError,
@@ -24,7 +25,6 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Request, Response } from 'express';
 import { once } from 'node:events';
 import { parseChatRequest, type RelayedRequest } from './chat-request';
-import { readCapped } from './capped-body';
 import { ChunkObserver, usageOf } from './chunk-observer';
 import { ModelList } from './model-list';
 import { OpenAiError, streamedError } from './openai-error';
@@ -318,7 +318,9 @@ class RelayRun {
   /** The upstream's response; undefined when the client left first. A refusal is thrown as an `OpenAiError`. */
   private async send(passthrough: OpenAiPassthrough): Promise<globalThis.Response | undefined> {
     try {
-      return await passthrough.chatCompletions(this.chat.body, this.upstream.signal);
+      return await passthrough.chatCompletions(this.chat.body, this.upstream.signal, {
+        maxResponseBytes: this.limits.maxResponseBytes,
+      });
     } catch (error) {
       if (this.clientLeft) {
         return undefined;

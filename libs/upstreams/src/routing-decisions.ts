@@ -108,6 +108,36 @@ export function continuationBody(
   return { ...body, messages, continue_final_message: true, add_generation_prompt: false };
 }
 
+/** The finish reasons of a whole answer (OpenAI's, with the deprecated `function_call`). */
+export const FINISH_REASONS: ReadonlySet<string> = new Set([
+  'stop',
+  'length',
+  'content_filter',
+  'tool_calls',
+  'function_call',
+]);
+
+/**
+ * Why a non-streamed answer cannot be relayed as whole, or undefined when it can: not JSON, or a choice without a
+ * known finish reason (what a server sends when it stopped generating halfway).
+ */
+export function incompleteAnswer(bytes: Buffer): string | undefined {
+  let answer: unknown;
+  try {
+    answer = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return 'The model sent a malformed answer.';
+  }
+  const choices = (answer as { choices?: unknown } | null)?.choices;
+  if (!Array.isArray(choices)) {
+    return 'The model sent an answer without choices.';
+  }
+  const finished = choices.every((choice: { finish_reason?: unknown } | null) =>
+    FINISH_REASONS.has(String(choice?.finish_reason)),
+  );
+  return finished ? undefined : 'The model’s answer ended without a finish reason.';
+}
+
 /** The fault in words for an `upstream_interrupted` message: the gateway's own, never the upstream's. */
 export function describeFault(error: UpstreamError): string {
   switch (error.code) {

@@ -2,6 +2,7 @@ import {
   ChunkMapper,
   type CompletionProvider,
   type OpenAiPassthrough,
+  type PassthroughOptions,
   type ProviderChunk,
   type ProviderRequest,
   ThinkTagSplitter,
@@ -61,16 +62,20 @@ export class RoutingProvider implements CompletionProvider, OpenAiPassthrough {
   }
 
   /**
-   * The `/v1` surface through the same router: a non-streamed body goes to the first deployment that answers; a
+   * The `/v1` surface through the same router: a non-streamed body goes to the first deployment that answers whole; a
    * streamed one resolves once the first token came (a failure before it rejects, so the relay answers with a
    * status), and its body is one OpenAI stream whatever deployments served it (see `ChunkFraming`). A fault nothing
    * could rescue is an in-band `error` event.
    */
-  async chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response> {
+  async chatCompletions(
+    body: Record<string, unknown>,
+    signal: AbortSignal,
+    options?: PassthroughOptions,
+  ): Promise<Response> {
     const { model, ...rest } = body;
     const request = { model: typeof model === 'string' ? model : undefined, body: rest };
     if (body['stream'] !== true) {
-      return (await this.router.json(request, signal)).response;
+      return (await this.router.json(request, signal, options?.maxResponseBytes)).response;
     }
     let upstreamRequestId: string | undefined;
     const batches = this.router.stream(

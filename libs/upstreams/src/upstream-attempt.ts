@@ -170,7 +170,7 @@ export class UpstreamAttempt {
     const response = await this.deployment.client.chatCompletions(
       this.body,
       this.controller.signal,
-      this.traced ? this.span.traceHeaders() : undefined,
+      this.traced ? { headers: this.span.traceHeaders() } : undefined,
     );
     this.upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
     const reader = bodyReader(response);

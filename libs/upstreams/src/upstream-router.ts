@@ -1,6 +1,6 @@
 import { epochNow } from '@app/clock';
+import { readCapped, reasoningOf, safeUpstreamRequestId, UpstreamError } from '@app/completion';
 import { startAttempt as startAttemptSpan } from '@app/telemetry';
-import { reasoningOf, safeUpstreamRequestId, UpstreamError } from '@app/completion';
 import type { RouteReason, StreamErrorCode } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import type { DeploymentHealth } from './deployment-health';
@@ -12,6 +12,8 @@ import {
   continuationBody,
   describeFault,
   fallbackApplies,
+  FINISH_REASONS,
+  incompleteAnswer,
   percentile95,
   weightedOrder,
 } from './routing-decisions';
@@ -72,7 +74,11 @@ type ReasoningDelta = Parameters<typeof reasoningOf>[0];
 
 const NOTHING: readonly never[] = [];
 
-const FINISH_REASONS = new Set(['stop', 'length', 'content_filter', 'tool_calls', 'function_call']);
+/** What a non-streamed answer may hold when the caller sets no bound (the `/v1` relay passes its own). */
+const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
+
+/** A non-streamed answer past the caller's bound: the request fails, on this deployment as on any other. */
+class OversizedAnswer extends Error {}
 
 /**
  * The one place that performs upstream attempts, for every surface: a weighted pick among a model's targets, then
@@ -95,10 +101,16 @@ export class UpstreamRouter {
     return new RouteRun(this, this.route(request.model), request, signal, framing).execute();
   }
 
-  /** A non-streamed answer (`/v1` without `stream`): the first deployment to answer 200, with fallback. */
+  /**
+   * A non-streamed answer (`/v1` without `stream`): the first deployment to answer whole, with fallback. The body is
+   * read here, within the attempt's time: a body cut halfway, one that is not JSON, or one whose choices never
+   * finished is a failed attempt like a 5xx, while another deployment can still give the answer; the caller gets
+   * the bytes read. Past `maxResponseBytes` the request fails: a larger answer is not relayed from anywhere.
+   */
   async json(
     request: RouterRequest,
     signal: AbortSignal,
+    maxResponseBytes = DEFAULT_MAX_JSON_BYTES,
   ): Promise<{ response: Response; deployment: string; model: string }> {
     const route = this.route(request.model);
     const picker = new CandidatePicker(this, route);
@@ -136,17 +148,26 @@ export class UpstreamRouter {
         requestModel: model,
         stream: false,
       });
+      let upstreamRequestId: string | undefined;
       try {
         const response = await deployment.client.chatCompletions(
           { ...request.body, model },
           controller.signal,
-          span.traceHeaders(),
+          { headers: span.traceHeaders() },
         );
-        // The body is the relay's to read; the span ends when the answer's headers came.
+        // The answer's headers came; the span ends once its body was read and found whole (or not).
         span.firstChunk();
+        upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
+        const bytes = await readCapped(response, maxResponseBytes);
+        if (bytes === undefined) {
+          throw new OversizedAnswer();
+        }
+        const incomplete = incompleteAnswer(bytes);
+        if (incomplete !== undefined) {
+          throw new UpstreamError('upstream_protocol', incomplete);
+        }
         span.end({ responseModel: model });
         this.health.succeeded(deployment.name, probe);
-        const upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
         this.attempted(
           request,
           deployment,
@@ -156,11 +177,26 @@ export class UpstreamRouter {
           attempt === 1 ? 'first' : 'fallback',
           upstreamRequestId,
         );
-        return { response, deployment: deployment.name, model };
+        const headers = new Headers(response.headers);
+        // The bytes are the decoded body, whole: their own length, no encoding left to undo.
+        headers.delete('content-encoding');
+        headers.set('content-length', String(bytes.byteLength));
+        return {
+          response: new Response(new Uint8Array(bytes), { status: response.status, headers }),
+          deployment: deployment.name,
+          model,
+        };
       } catch (error) {
         if (signal.aborted) {
           span.end({ error: 'cancelled' });
           throw error;
+        }
+        if (error instanceof OversizedAnswer) {
+          span.end({ error: 'upstream_protocol' });
+          throw new UpstreamError(
+            'upstream_protocol',
+            'The model’s answer is larger than the gateway relays.',
+          );
         }
         lastError = timedOut
           ? new UpstreamError('upstream_timeout', 'The model did not answer in time.')
@@ -174,6 +210,7 @@ export class UpstreamRouter {
           probe,
           startedAt,
           attempt === 1 ? 'first' : 'fallback',
+          upstreamRequestId,
         );
         if (classifyFailure(lastError) === 'refused' && !picker.hasFallbackFor(lastError)) {
           throw lastError;

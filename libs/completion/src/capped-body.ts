@@ -1,4 +1,4 @@
-import { bodyReader } from '@app/completion';
+import { bodyReader } from './lean-fetch';
 
 /**
  * A response body's bytes, or undefined once it passes `maxBytes` (a declared length over it is refused before
