@@ -210,6 +210,11 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
     return this.local.waitMs(name, now);
   }
 
+  /** What is left of the deployment's cooldown in this instance's view (0 when it is not put aside). */
+  coolingMs(name: string, now: number): number {
+    return this.local.coolingMs(name, now);
+  }
+
   succeeded(name: string, probe: boolean): boolean {
     const back = this.local.succeeded(name, probe);
     if (back) {

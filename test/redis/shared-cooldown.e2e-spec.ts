@@ -1,0 +1,151 @@
+import { RedisDeploymentHealth, UpstreamRouter } from '@app/upstreams';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ScriptedDeployment } from '../../libs/upstreams/src/testing/scripted-deployment';
+import { startRedisServer, type RedisServer, sharedDeployment } from '../support/redis-server';
+import { eventually, startTestApp, type TestApp, whenReady } from '../support/test-app';
+
+const KEY = 'key-cooldown-7d21';
+const COOLDOWN_MS = 2000;
+
+/** One streamed answer through the gateway's `/v1`; the deployment that served it is the scripted ones' business. */
+async function ask(app: TestApp): Promise<void> {
+  const response = await fetch(`${app.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'hello' }] }),
+  });
+  const text = await response.text();
+  if (response.status !== 200 || !text.includes('[DONE]')) {
+    throw new Error(`${app.url} answered ${response.status}: ${text.slice(0, 500)}`);
+  }
+}
+
+function healthOf(app: TestApp): RedisDeploymentHealth {
+  return app.app.get(UpstreamRouter).health as RedisDeploymentHealth;
+}
+
+describe('two instances on one Redis share a deployment’s cooldown', () => {
+  let redis: RedisServer;
+  let east: ScriptedDeployment;
+  let west: ScriptedDeployment;
+  let a: TestApp;
+  let b: TestApp;
+  let solo: TestApp;
+  let folder: string;
+  let eastHealthy = false;
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    east = await ScriptedDeployment.start(() =>
+      eastHealthy ? { kind: 'answer' } : { kind: 'status', status: 503 },
+    );
+    west = await ScriptedDeployment.start(() => ({ kind: 'answer' }));
+    folder = mkdtempSync(join(tmpdir(), 'shared-cooldown-'));
+    const table = join(folder, 'upstreams.json');
+    // `east` is the model's deployment, `west` its fallback for any failure: while east is put aside, west serves.
+    writeFileSync(
+      table,
+      JSON.stringify({
+        deployments: {
+          east: { baseUrl: east.baseUrl, cooldownMs: COOLDOWN_MS, allowedFails: 1 },
+          west: { baseUrl: west.baseUrl },
+        },
+        models: {
+          chat: {
+            targets: [{ deployment: 'east', model: 'east-model' }],
+            fallbacks: [{ deployment: 'west', model: 'west-model' }],
+          },
+        },
+      }),
+    );
+    const env: Record<string, string> = { ...sharedDeployment(redis.url, KEY), UPSTREAMS_FILE: table };
+    a = await startTestApp(env);
+    b = await startTestApp(env);
+    // The same gateway alone: its own view of the deployments' health, as every instance had before.
+    const { REDIS_URL: _shared, ...alone } = env;
+    solo = await startTestApp(alone);
+    await whenReady(a.url, b.url, solo.url);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.close(), b?.close(), solo?.close()]);
+    await Promise.all([east?.stop(), west?.stop(), redis?.close()]);
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it('A puts east aside; B never sends to it; after the cooldown one probe for both; then both give east its traffic back', async () => {
+    const figures: Record<string, number> = {};
+    // A: two failures in a row (allowedFails 1) put east aside; both requests are answered by west.
+    await ask(a);
+    await ask(a);
+    figures.eastFromA = east.seen.length;
+    expect(east.seen.length).toBe(2);
+    await eventually(() => healthOf(b).coolingMs('east', Date.now()) > 0, COOLDOWN_MS);
+    const client = await redis.client();
+    expect(await client.pTTL('llmgw:deployment:{east}:cooling')).toBeGreaterThan(0);
+
+    // B, during the cooldown: east is skipped from B's first request on.
+    for (let index = 0; index < 6; index++) {
+      await ask(b);
+    }
+    figures.eastFromB = east.seen.length - figures.eastFromA;
+    // A third instance without Redis learns nothing: it pays its own two failures before it spares east.
+    for (let index = 0; index < 6; index++) {
+      await ask(solo);
+    }
+    figures.eastFromSolo = east.seen.length - figures.eastFromA - figures.eastFromB;
+    const beforeProbes = east.seen.length;
+
+    // Past the cooldown, A and B together, east still failing: one probe between them per cooldown, not one each.
+    await eventually(
+      () =>
+        healthOf(a).coolingMs('east', Date.now()) === 0 && healthOf(b).coolingMs('east', Date.now()) === 0,
+      COOLDOWN_MS * 2,
+    );
+    const startedAt = performance.now();
+    let requests = 0;
+    while (east.seen.length === beforeProbes || performance.now() - startedAt < COOLDOWN_MS / 2) {
+      // At once on both: each instance's own view says a probe is due at the same moment.
+      await Promise.all([ask(a), ask(b), ask(a), ask(b)]);
+      requests += 4;
+      if (performance.now() - startedAt > COOLDOWN_MS * 3) {
+        throw new Error(`no probe reached east in ${requests} requests`);
+      }
+    }
+    const probes = east.seen.slice(beforeProbes);
+    const spacing = probes.slice(1).map((probe, index) => probe.at - probes[index].at);
+    figures.probes = probes.length;
+    figures.requestsWhileProbing = requests;
+    // Every probe failed (503) and put east aside again for a whole cooldown, on both instances: probes come at
+    // least a cooldown apart, whichever instance sends them.
+    const seen = { probes: probes.length, spacing, requests };
+    const onePerCooldown = probes.length >= 1 && spacing.every((ms) => ms >= COOLDOWN_MS - 50);
+    expect(onePerCooldown ? 'one probe per cooldown' : seen).toBe('one probe per cooldown');
+
+    // East heals: at the next cooldown's end one probe succeeds, and both instances send to east again.
+    eastHealthy = true;
+    const healedAt = east.seen.length;
+    const servedByEast = async (app: TestApp) => {
+      const before = east.seen.length;
+      await ask(app);
+      return east.seen.length > before && east.seen.at(-1)?.status === 200;
+    };
+    const deadline = performance.now() + COOLDOWN_MS * 4;
+    const back = { a: false, b: false };
+    while (!(back.a && back.b)) {
+      back.a ||= await servedByEast(a);
+      back.b ||= await servedByEast(b);
+      if (performance.now() > deadline) {
+        throw new Error(`east did not get its traffic back: ${JSON.stringify(back)}`);
+      }
+    }
+    // Once back, east serves the next requests on both instances without another probe or failure.
+    await ask(a);
+    await ask(b);
+    expect(east.seen.slice(healedAt).every((seen) => seen.status === 200)).toBe(true);
+    expect(east.seen.slice(-2).map((seen) => seen.status)).toEqual([200, 200]);
+    console.warn(`shared cooldown figures: ${JSON.stringify(figures)}`);
+    expect(figures).toMatchObject({ eastFromA: 2, eastFromB: 0, eastFromSolo: 2 });
+  });
+});
