@@ -8,13 +8,14 @@ import { eventually, startTestApp, type TestApp, whenReady } from '../support/te
 
 const KEY = 'key-cooldown-7d21';
 const COOLDOWN_MS = 2000;
+const RETRY_AFTER_MS = 1500;
 
 /** One streamed answer through the gateway's `/v1`; the deployment that served it is the scripted ones' business. */
-async function ask(app: TestApp): Promise<void> {
+async function ask(app: TestApp, model = 'chat'): Promise<void> {
   const response = await fetch(`${app.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
-    body: JSON.stringify({ model: 'chat', stream: true, messages: [{ role: 'user', content: 'hello' }] }),
+    body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hello' }] }),
   });
   const text = await response.text();
   if (response.status !== 200 || !text.includes('[DONE]')) {
@@ -30,6 +31,7 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
   let redis: RedisServer;
   let east: ScriptedDeployment;
   let west: ScriptedDeployment;
+  let north: ScriptedDeployment;
   let a: TestApp;
   let b: TestApp;
   let solo: TestApp;
@@ -42,6 +44,12 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
       eastHealthy ? { kind: 'answer' } : { kind: 'status', status: 503 },
     );
     west = await ScriptedDeployment.start(() => ({ kind: 'answer' }));
+    // Asks to be spared once, then answers.
+    north = await ScriptedDeployment.start((index) =>
+      index === 0
+        ? { kind: 'status', status: 429, headers: { 'retry-after-ms': String(RETRY_AFTER_MS) } }
+        : { kind: 'answer' },
+    );
     folder = mkdtempSync(join(tmpdir(), 'shared-cooldown-'));
     const table = join(folder, 'upstreams.json');
     // `east` is the model's deployment, `west` its fallback for any failure: while east is put aside, west serves.
@@ -51,10 +59,15 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
         deployments: {
           east: { baseUrl: east.baseUrl, cooldownMs: COOLDOWN_MS, allowedFails: 1 },
           west: { baseUrl: west.baseUrl },
+          north: { baseUrl: north.baseUrl },
         },
         models: {
           chat: {
             targets: [{ deployment: 'east', model: 'east-model' }],
+            fallbacks: [{ deployment: 'west', model: 'west-model' }],
+          },
+          limited: {
+            targets: [{ deployment: 'north', model: 'north-model' }],
             fallbacks: [{ deployment: 'west', model: 'west-model' }],
           },
         },
@@ -70,7 +83,7 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
   });
   afterAll(async () => {
     await Promise.all([a?.close(), b?.close(), solo?.close()]);
-    await Promise.all([east?.stop(), west?.stop(), redis?.close()]);
+    await Promise.all([east?.stop(), west?.stop(), north?.stop(), redis?.close()]);
     rmSync(folder, { recursive: true, force: true });
   });
 
@@ -147,5 +160,22 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
     expect(east.seen.slice(-2).map((seen) => seen.status)).toEqual([200, 200]);
     console.warn(`shared cooldown figures: ${JSON.stringify(figures)}`);
     expect(figures).toMatchObject({ eastFromA: 2, eastFromB: 0, eastFromSolo: 2 });
+  });
+
+  it('a 429 with Retry-After on A spares the deployment on B for that long, then B sends to it again', async () => {
+    await ask(a, 'limited');
+    expect(north.seen.map((seen) => seen.status)).toEqual([429]);
+    await eventually(() => healthOf(b).waitMs('north', Date.now()) > 0, RETRY_AFTER_MS);
+    const sparedUntil = performance.now() + healthOf(b).waitMs('north', Date.now());
+    for (let index = 0; index < 4; index++) {
+      await ask(b, 'limited');
+    }
+    const during = north.seen.length;
+    // B made its requests within the wait (west served them): north heard nothing from B.
+    expect({ during, inTime: performance.now() < sparedUntil }).toEqual({ during: 1, inTime: true });
+    await eventually(() => healthOf(b).waitMs('north', Date.now()) === 0, RETRY_AFTER_MS * 2);
+    await ask(b, 'limited');
+    expect(north.seen.map((seen) => seen.status)).toEqual([429, 200]);
+    expect(north.seen[1].at - north.seen[0].at).toBeGreaterThanOrEqual(RETRY_AFTER_MS - 50);
   });
 });
