@@ -1,9 +1,13 @@
+import { RedisConnection } from '@app/redis';
+import { Logger } from '@nestjs/common';
+import { InMemoryDeploymentHealth } from './deployment-health';
 import {
   deploymentHealthKeys,
   formatHealthMessage,
   type HealthChange,
   parseHealthMessage,
   parseProbeClaim,
+  RedisDeploymentHealth,
 } from './redis-deployment-health';
 
 const names = new Set(['east', 'west.v2:a']);
@@ -54,5 +58,41 @@ describe('deployment health on Redis: keys and messages', () => {
     expect(parseProbeClaim(['lost', 5])).toBeUndefined();
     expect(parseProbeClaim('won')).toBeUndefined();
     expect(parseProbeClaim(null)).toBeUndefined();
+  });
+});
+
+describe('deployment health on Redis, with Redis unreachable', () => {
+  it('decides from its own view, at once and without throwing: put aside, probed, back', async () => {
+    const warnings = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    const connection = await RedisConnection.open({ url: 'redis://127.0.0.1:1' });
+    const policy = { cooldownMs: 1000, allowedFails: 1 };
+    const health = new RedisDeploymentHealth(
+      connection,
+      new Map([['east', policy]]),
+      new InMemoryDeploymentHealth(() => 0.5),
+      () => 0,
+    );
+    try {
+      health.onModuleInit();
+      expect(health.admit('east', 0)).toBe('go');
+      expect(health.failed('east', policy, { rateLimited: false }, false, 0)).toBe(false);
+      expect(health.failed('east', policy, { rateLimited: false }, false, 0)).toBe(true);
+      expect(health.admit('east', 500)).toBe('cooling');
+      expect(health.coolingMs('east', 500)).toBe(500);
+      // No Redis to arbitrate the probe: this instance probes, as it would alone.
+      expect(health.admit('east', 1000)).toBe('probe');
+      expect(health.admit('east', 1001)).toBe('cooling');
+      expect(health.succeeded('east', true)).toBe(true);
+      expect(health.admit('east', 1002)).toBe('go');
+      health.failed('east', policy, { rateLimited: true, retryAfterMs: 300 }, false, 2000);
+      expect(health.waitMs('east', 2000)).toBe(300);
+      expect(health.admit('east', 2000)).toBe('rate-limited');
+    } finally {
+      await connection.onApplicationShutdown();
+      jest.restoreAllMocks();
+    }
+    // Nothing was sent, so nothing failed to send: the changes wait for Redis instead of warning per change.
+    expect(warnings.mock.calls.filter(([line]) => String(line).includes('deployment health'))).toEqual([]);
   });
 });
