@@ -1,3 +1,4 @@
+import { RedisConnection } from '@app/redis';
 import { RedisDeploymentHealth, UpstreamRouter } from '@app/upstreams';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -177,5 +178,58 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
     await ask(b, 'limited');
     expect(north.seen.map((seen) => seen.status)).toEqual([429, 200]);
     expect(north.seen[1].at - north.seen[0].at).toBeGreaterThanOrEqual(RETRY_AFTER_MS - 50);
+  });
+});
+
+describe('deployment health across a Redis outage', () => {
+  const policy = { cooldownMs: 30_000, allowedFails: 0 };
+  const policies = new Map([['east', policy]]);
+  const down = { rateLimited: false };
+  let redis: RedisServer;
+  let connections: RedisConnection[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    connections = await Promise.all([
+      RedisConnection.open({ url: redis.url }),
+      RedisConnection.open({ url: redis.url }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all(connections.map((connection) => connection.onApplicationShutdown()));
+    await redis?.close();
+  });
+
+  it('a deployment put aside while Redis was away is told to the others once it is back', async () => {
+    const [a, b] = connections.map((connection) => {
+      const health = new RedisDeploymentHealth(connection, policies);
+      health.onModuleInit();
+      return health;
+    });
+    await eventually(() => connections.every((connection) => connection.isReady), 10_000);
+    await redis.kill();
+    await eventually(() => connections.every((connection) => !connection.isReady), 10_000);
+
+    expect(a.failed('east', policy, down, false, Date.now())).toBe(true);
+    expect(a.admit('east', Date.now())).toBe('cooling');
+    expect(b.admit('east', Date.now())).toBe('go');
+
+    await redis.restart();
+    await eventually(() => b.coolingMs('east', Date.now()) > 0, 10_000);
+    const client = await redis.client();
+    expect(await client.pTTL('llmgw:deployment:{east}:cooling')).toBeGreaterThan(25_000);
+    expect(b.admit('east', Date.now())).toBe('cooling');
+
+    // The cooldown is over (on Redis, its key expires; here, the views are asked about its end): A claims the one
+    // probe, B keeps away from it, the probe succeeds, and B hears that east is back.
+    await client.del('llmgw:deployment:{east}:cooling');
+    const probeAt = Date.now() + policy.cooldownMs;
+    expect(a.admit('east', probeAt)).toBe('cooling');
+    await eventually(() => a.admit('east', probeAt) === 'probe', 5000);
+    expect(await client.get('llmgw:deployment:{east}:probe')).toBe(connections[0].instanceId);
+    expect(b.admit('east', probeAt)).toBe('cooling');
+    expect(a.succeeded('east', true)).toBe(true);
+    await eventually(() => b.coolingMs('east', Date.now()) === 0 && b.admit('east', probeAt) === 'go', 5000);
+    expect(await client.exists(['llmgw:deployment:{east}:cooling', 'llmgw:deployment:{east}:probe'])).toBe(0);
   });
 });

@@ -158,8 +158,8 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
   private readonly instance: string;
   private readonly names: ReadonlySet<string>;
   private readonly claims = new Map<string, Claim>();
-  /** Deployments whose change could not be told (Redis away): told by `merge` once it is back. */
-  private readonly untold = new Set<string>();
+  /** Deployments whose change could not be told (Redis away), and whether it was a recovery: `merge` tells it. */
+  private readonly untold = new Map<string, 'recovered' | 'put aside'>();
   /** One warning per outage, not one per change that could not be told. */
   private unreachable = false;
 
@@ -218,16 +218,7 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
   succeeded(name: string, probe: boolean): boolean {
     const back = this.local.succeeded(name, probe);
     if (back) {
-      const [cooling, , probeKey] = deploymentHealthKeys(name);
-      this.tell(
-        RECOVER,
-        [cooling, probeKey],
-        [
-          DEPLOYMENT_HEALTH_CHANNEL,
-          formatHealthMessage(this.instance, { kind: 'recovered', deployment: name }),
-        ],
-        name,
-      );
+      this.recover(name);
     }
     return back;
   }
@@ -267,16 +258,31 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
     }
   }
 
+  private recover(name: string): void {
+    this.claims.delete(name);
+    const [cooling, , probe] = deploymentHealthKeys(name);
+    this.tell(
+      RECOVER,
+      [cooling, probe],
+      [
+        DEPLOYMENT_HEALTH_CHANNEL,
+        formatHealthMessage(this.instance, { kind: 'recovered', deployment: name }),
+      ],
+      name,
+    );
+  }
+
   /** Fire and forget: the local view has already changed; Redis only spreads it. */
   private tell(script: RedisScript, keys: string[], args: string[], deployment: string): void {
+    const untold = script === RECOVER ? 'recovered' : 'put aside';
     if (!this.client.isReady) {
-      this.untold.add(deployment);
+      this.untold.set(deployment, untold);
       return;
     }
     script.run(this.client, keys, args).then(
       () => (this.unreachable = false),
       (error: unknown) => {
-        this.untold.add(deployment);
+        this.untold.set(deployment, untold);
         this.lost(error);
       },
     );
@@ -346,8 +352,16 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
    * was away) goes to Redis and the others, if it still holds.
    */
   private async merge(): Promise<void> {
+    if (!this.client.isReady) {
+      // The command connection's own 'ready' merges.
+      return;
+    }
     try {
       for (const name of this.names) {
+        if (this.untold.get(name) === 'recovered') {
+          // Back here while Redis was away: what Redis still holds about it is older than that.
+          continue;
+        }
         const [cooling, rateLimited] = deploymentHealthKeys(name);
         const [coolingMs, rateLimitedMs] = await Promise.all([
           this.client.pTTL(cooling),
@@ -361,9 +375,12 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
         }
       }
       const now = this.clock();
-      for (const name of [...this.untold]) {
+      for (const [name, untold] of [...this.untold]) {
         this.untold.delete(name);
         const [coolingMs, rateLimitedMs] = [this.local.coolingMs(name, now), this.local.waitMs(name, now)];
+        if (untold === 'recovered' && coolingMs === 0) {
+          this.recover(name);
+        }
         if (coolingMs > 0) {
           this.publish({ kind: 'cooling', deployment: name, ms: coolingMs });
         }
