@@ -4,6 +4,8 @@
  * and every run gets a fresh load-generator process, so no process's CPU or memory is counted against another.
  * Writes a table to the terminal and JSON, a Markdown report and SVG charts to bench/results/ (bench/results/quick/
  * for --quick, the CI smoke run, which fails on any lost or garbled token or failed stream and asserts no timing).
+ * `--network` runs the network lab instead (bench/netlab/network-lab.mts: the Angular client in Chromium behind
+ * nginx and a delay proxy), and --quick runs one cell of it after the load points.
  * Options: see USAGE in orchestrator/plan.mts.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -16,6 +18,7 @@ import { measureTarget, type TargetRun } from './orchestrator/measure-target.mts
 import { deadlineMs, gatewayArgs, type LoadPoint, type Options, parseOptions } from './orchestrator/plan.mts';
 import { type Server, startServer, stopAll, stopProcess } from './orchestrator/processes.mts';
 import { type RedisProcess, startRedis } from './orchestrator/redis.mts';
+import { runNetworkLab } from './netlab/network-lab.mts';
 import { barsSvg, latencyCdfSvg } from './report/charts.mts';
 import { type BenchResults, markdown, terminalTable } from './report/report.mts';
 
@@ -140,6 +143,14 @@ async function writeOutputs(options: Options, results: BenchResults): Promise<vo
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2), import.meta.dirname);
   await ensureBuilt(ROOT, options.build, join(import.meta.dirname, 'results'));
+  if (options.network && !options.quick) {
+    await runNetworkLab(ROOT, {
+      quick: false,
+      resultsDir: join(import.meta.dirname, 'results', 'network'),
+      docsFile: join(ROOT, 'docs', 'transport-comparison.md'),
+    });
+    return;
+  }
   const simulator = await startServer('simulator', [join(ROOT, SIMULATOR_MAIN)], {
     SIMULATOR_PORT: '0',
     SIMULATOR_HOST: '127.0.0.1',
@@ -168,6 +179,15 @@ async function main(): Promise<void> {
   const broken = runs.filter(
     (run) => run.tokensLost > 0 || run.garbledStreams > 0 || run.errors > 0 || run.warmupErrors > 0,
   );
+  if (options.quick) {
+    // One cell of the network lab (RTT 100 ms, HTTP/2, one tab, warm; each transport): it must run end to end.
+    console.warn('\nnetwork lab, one cell:');
+    await runNetworkLab(ROOT, {
+      quick: true,
+      resultsDir: join(options.resultsDir, 'network'),
+      docsFile: null,
+    });
+  }
   if (options.quick && (broken.length > 0 || notes.length > 0)) {
     console.error(
       `smoke run failed: ${broken.map((run) => `${run.point} ${run.target}`).join(', ') || notes.join('; ')}`,

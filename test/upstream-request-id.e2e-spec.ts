@@ -44,7 +44,7 @@ describe('the upstream’s request id in the JSON log lines (pino, LOG_LEVEL=inf
     }
     const records = written
       .split('\n')
-      .filter((line) => line.includes('upstream answered'))
+      .filter((line) => line.includes('upstream attempt'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(records).toHaveLength(2);
     expect(records[0].upstreamRequestId).toMatch(/^req_chunk_upstream_\d+$/);

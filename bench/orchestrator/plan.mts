@@ -23,6 +23,8 @@ export interface LoadPoint {
 
 export interface Options {
   quick: boolean;
+  /** The network lab (bench/netlab/network-lab.mts) instead of the load points. */
+  network: boolean;
   points: LoadPoint[];
   targets: Target[];
   /** Rebuild even when dist/ looks current. */
@@ -64,11 +66,12 @@ const FULL_POINTS: LoadPoint[] = [
   },
 ];
 
-const USAGE = `usage: npm run bench -- [--quick] [--points=1,100,...,starts] [--targets=gateway-sse,raw-sse,...] [--build] [--profile] [--results=dir]`;
+const USAGE = `usage: npm run bench -- [--quick] [--network] [--points=1,100,...,starts] [--targets=gateway-sse,raw-sse,...] [--build] [--profile] [--results=dir]`;
 
 export function parseOptions(argv: string[], benchDir: string): Options {
   const options: Options = {
     quick: false,
+    network: false,
     points: FULL_POINTS,
     targets: [...TARGETS],
     build: false,
@@ -79,6 +82,7 @@ export function parseOptions(argv: string[], benchDir: string): Options {
   for (const arg of argv) {
     const [flag, value] = arg.split('=', 2);
     if (flag === '--quick') options.quick = true;
+    else if (flag === '--network') options.network = true;
     else if (flag === '--build') options.build = true;
     else if (flag === '--profile') options.profile = true;
     else if (flag === '--points' && value) pointFilter = value.split(',');

@@ -58,6 +58,21 @@ export async function waitForStatus(
 }
 
 /**
+ * Waits until the client shows its Socket.IO connection up on the websocket transport (the settings' "Socket.IO
+ * transport" entry): the client opens it ahead, as soon as Socket.IO is chosen.
+ */
+export async function socketConnected(page: Page, timeout = STATUS_TIMEOUT_MS): Promise<void> {
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll('dt')]
+        .find((term) => term.textContent?.trim() === 'Socket.IO transport')
+        ?.nextElementSibling?.textContent?.trim() === 'websocket',
+    undefined,
+    { timeout, polling: 20 },
+  );
+}
+
+/**
  * Sends a prompt and returns once the client has rendered the new run: the composer empties in the same
  * render that shows the new run's status, so a status read after this is never the previous run's.
  */

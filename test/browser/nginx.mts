@@ -26,6 +26,7 @@ import {
   savedConversation,
   screenshot,
   selected,
+  socketConnected,
   sendPrompt,
   startNewChat,
   STATUS_TIMEOUT_MS,
@@ -102,14 +103,7 @@ async function until<T>(
 async function sendWhenConnected(page: Page, mode: Transport | 'race', prompt: string): Promise<void> {
   await page.getByTestId('transport').selectOption(mode);
   if (mode !== 'sse') {
-    await page.waitForFunction(
-      () =>
-        [...document.querySelectorAll('dt')]
-          .find((term) => term.textContent?.trim() === 'Socket.IO transport')
-          ?.nextElementSibling?.textContent?.trim() === 'websocket',
-      undefined,
-      { timeout: STATUS_TIMEOUT_MS, polling: 20 },
-    );
+    await socketConnected(page);
   }
   await sendPrompt(page, mode, prompt);
 }

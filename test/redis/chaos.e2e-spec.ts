@@ -52,7 +52,7 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
     await redis?.close();
   });
 
-  it('streams on the surviving instance complete exactly; those on the killed one end with stream_lost; no upstream left open', async () => {
+  it('streams on the surviving instance complete exactly; those on the killed one are continued there (or end with stream_lost); no upstream left open', async () => {
     const random = seeded(Number(process.env.CHAOS_SEED ?? 20261201));
     let killedAlive = true;
     let tokensFromKilled = 0;
@@ -276,6 +276,10 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
       const last = outcome.events.at(-1);
       return last?.type === 'error' && last.error.code === 'stream_lost';
     });
+    // Taken over by the survivor after the kill (issue 20): a `route` event, reason `handover`, then the rest.
+    const continued = followed.filter((outcome) =>
+      outcome.events.some((event) => event.type === 'route' && event.reason === 'handover'),
+    );
     const cancelsKept = followed.filter(
       (outcome) =>
         outcome.origin === 'kept' &&
@@ -292,7 +296,9 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
       refusedResumes: [],
     });
     expect(killedAt).toBeGreaterThan(0);
-    expect(lost.length).toBeGreaterThan(0);
+    // Streams were running on the killed instance: each continued on the survivor, or lost (a client of the killed
+    // instance that held events Redis never got: see docs/operations.md, "Handover").
+    expect(continued.length + lost.length).toBeGreaterThan(0);
     expect(cancelsKept.length).toBeGreaterThan(0);
     await eventually(() => kept.simulator.stats().active === 0, 15_000);
     const kinds = outcomes.reduce<Record<string, number>>((counts, outcome) => {
@@ -300,6 +306,8 @@ describe('chaos on two instances: 2,000 streams, cancels, vanishing clients, res
       counts[key] = (counts[key] ?? 0) + 1;
       return counts;
     }, {});
-    console.warn(`chaos on two instances: ${JSON.stringify(kinds)}; stream_lost ${lost.length}`);
+    console.warn(
+      `chaos on two instances: ${JSON.stringify(kinds)}; continued ${continued.length}, stream_lost ${lost.length}`,
+    );
   }, 180_000);
 });

@@ -50,7 +50,7 @@ describe('SIGTERM drain across instances', () => {
     await redis?.close();
   });
 
-  it('the drained instance ends its streams with shutting_down for listeners everywhere; its listeners to streams elsewhere resume there', async () => {
+  it('the drained instance ends its streams with shutting_down for listeners everywhere (nothing can continue them); its listeners to streams elsewhere resume there', async () => {
     const runningHere = await start(draining.url, '[sim tokens=2000 tps=20] here');
     const hereId = runningHere.headers.get('x-stream-id') as string;
     const runningElsewhere = await start(staying.url, '[sim tokens=2000 tps=20] elsewhere');
@@ -64,7 +64,21 @@ describe('SIGTERM drain across instances', () => {
     await draining.close();
     await Promise.all([ownClient.done, followerElsewhere.done, followerHere.done]);
 
-    for (const listener of [ownClient, followerElsewhere, followerHere]) {
+    // A listener on the drained instance to a stream elsewhere is let go without a terminal event: its client
+    // resumes on another instance, where the stream goes on.
+    expect(followerHere.events.filter((event) => event.type === 'done' || event.type === 'error')).toEqual(
+      [],
+    );
+    const lastSeen = followerHere.events.at(-1)?.seq ?? -1;
+    const resumed = reading(
+      await fetch(`${staying.url}/api/completions/${elsewhereId}/stream`, {
+        headers: { ...auth, 'last-event-id': String(lastSeen) },
+      }),
+    );
+    await resumed.isLive;
+    expect(resumed.events[0]?.seq).toBe(lastSeen + 1);
+
+    for (const listener of [ownClient, followerElsewhere]) {
       const seen = listener.events.map((event) => `${event.seq}:${event.type}`).join(' ');
       const terminals = listener.events.filter((event) => event.type === 'done' || event.type === 'error');
       expect({ terminals: terminals.length, seen }).toEqual({ terminals: 1, seen });
@@ -85,7 +99,7 @@ describe('SIGTERM drain across instances', () => {
       headers: auth,
     });
     expect(cancelled.status).toBe(204);
-    await elsewhereClient.done;
+    await Promise.all([elsewhereClient.done, resumed.done]);
     expect(elsewhereClient.events.at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
   });
 });

@@ -1,4 +1,6 @@
 import { type CompletionEvent, isTerminalEvent, type SimpleAck, type StartAck } from '@app/contracts';
+import { createParser } from 'eventsource-parser';
+import { connect as connectHttp2 } from 'node:http2';
 import { io } from 'socket.io-client';
 import { expectWhole } from '../support/stream-checks';
 import { startNginx, type Nginx } from '../support/nginx';
@@ -156,5 +158,106 @@ describe('behind the example nginx (docs/nginx.conf): round robin over two insta
     await reading;
     expect(statuses).toEqual([204, 204]);
     expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+  });
+
+  it('TLS + HTTP/2: eight SSE streams on one HTTP/2 connection all stream at once, unbuffered', async () => {
+    const session = connectHttp2(nginx.tlsUrl, { ca: nginx.certificate, servername: 'localhost' });
+    const negotiated = await new Promise<string | false | undefined>((resolve, reject) => {
+      session.once('connect', () => resolve(session.alpnProtocol));
+      session.once('error', reject);
+    });
+    try {
+      expect(negotiated).toBe('h2');
+      /** One stream: every event with the time it arrived, relative to when the eight were sent. */
+      const sent = performance.now();
+      const stream = (index: number) =>
+        new Promise<{ status: number; arrivals: { event: CompletionEvent; at: number }[] }>(
+          (resolve, reject) => {
+            const expected = `over h2 ${index} ${'multiplexed words '.repeat(10)}`.trim();
+            const request = session.request({
+              ':method': 'POST',
+              ':path': '/api/completions/stream',
+              'content-type': 'application/json',
+              ...auth,
+            });
+            request.end(
+              JSON.stringify({ messages: [{ role: 'user', content: `[sim echo tps=20] ${expected}` }] }),
+            );
+            const arrivals: { event: CompletionEvent; at: number }[] = [];
+            let status = 0;
+            const parser = createParser({
+              onEvent: (message) =>
+                arrivals.push({
+                  event: JSON.parse(message.data) as CompletionEvent,
+                  at: performance.now() - sent,
+                }),
+            });
+            request.on('response', (headers) => (status = Number(headers[':status'])));
+            request.setEncoding('utf8');
+            request.on('data', (chunk: string) => parser.feed(chunk));
+            request.on('end', () => resolve({ status, arrivals }));
+            request.on('error', reject);
+          },
+        );
+      const results = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(stream));
+      const firstTokens = results.map(
+        ({ arrivals }) => arrivals.find(({ event }) => event.type === 'token')?.at,
+      );
+      const ends = results.map(({ arrivals }) => arrivals.at(-1)?.at ?? 0);
+      const seen = JSON.stringify({ statuses: results.map(({ status }) => status), firstTokens, ends });
+      expect({ statuses: results.map(({ status }) => status), seen }).toEqual({
+        statuses: Array(8).fill(200),
+        seen,
+      });
+      // About 30 tokens at 20/s: 1.5 s each. All at once, every stream's first token comes before any stream
+      // ends; one after another, or buffered to the end by nginx, it would not.
+      expect({
+        streamingAtOnce: Math.max(...(firstTokens as number[])) < Math.min(...ends) - 500,
+        seen,
+      }).toEqual({
+        streamingAtOnce: true,
+        seen,
+      });
+      results.forEach(({ arrivals }, index) =>
+        expectWhole(
+          arrivals.map(({ event }) => event),
+          `over h2 ${index} ${'multiplexed words '.repeat(10)}`.trim(),
+        ),
+      );
+    } finally {
+      session.close();
+    }
+  });
+
+  it('TLS: Socket.IO over wss through the TLS port', async () => {
+    const socket: CompletionClient = io(`${nginx.tlsUrl}/completions`, {
+      transports: ['websocket'],
+      forceNew: true,
+      reconnection: false,
+      auth: { token: KEY },
+      ca: nginx.certificate,
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve());
+        socket.once('connect_error', reject);
+      });
+      const expected = 'over wss ✓ through nginx';
+      const events: CompletionEvent[] = [];
+      await new Promise<void>((resolve, reject) => {
+        socket.on('completion', (event) => {
+          events.push(event);
+          if (isTerminalEvent(event)) resolve();
+        });
+        socket.emit(
+          'completion:start',
+          { messages: [{ role: 'user', content: `[sim echo tps=100] ${expected}` }] },
+          (ack: StartAck) => (ack.ok ? undefined : reject(new Error(ack.error.code))),
+        );
+      });
+      expectWhole(events, expected);
+    } finally {
+      socket.disconnect();
+    }
   });
 });

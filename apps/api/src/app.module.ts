@@ -17,6 +17,7 @@ import {
 import { SocketIoModule } from '@app/socket-io';
 import { SseModule } from '@app/sse';
 import { StreamsModule } from '@app/streams';
+import { TelemetryModule } from '@app/telemetry';
 import { RoutingProvider, UPSTREAM_SIMULATOR, UpstreamRouter, UpstreamsModule } from '@app/upstreams';
 import { type DynamicModule, Logger, Module, type OnModuleInit, type Type } from '@nestjs/common';
 import { ServeStaticModule } from '@nestjs/serve-static';
@@ -82,6 +83,7 @@ export class AppModule {
           ],
         }),
         MetricsModule,
+        TelemetryModule,
         ...(needsSimulator
           ? [
               SimulatorModule.forRoot({

@@ -162,11 +162,16 @@ export class OpenAiCompatibleProvider implements CompletionProvider, OpenAiPasst
   /**
    * The body goes through the SDK as it is (tools, `response_format`, vendor fields): the SDK adds the upstream key,
    * retries before the first byte and turns refusals into typed errors; `asResponse` hands over the body unread.
+   * `headers` go with this request only (the attempt's `traceparent`).
    */
-  async chatCompletions(body: Record<string, unknown>, signal: AbortSignal): Promise<Response> {
+  async chatCompletions(
+    body: Record<string, unknown>,
+    signal: AbortSignal,
+    headers?: Record<string, string>,
+  ): Promise<Response> {
     try {
       return await this.client.chat.completions
-        .create(body as unknown as OpenAI.ChatCompletionCreateParams, { signal })
+        .create(body as unknown as OpenAI.ChatCompletionCreateParams, { signal, headers })
         .asResponse();
     } catch (error) {
       if (error instanceof OpenAI.APIError && error.status !== undefined) {

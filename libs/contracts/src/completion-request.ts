@@ -16,6 +16,11 @@ export interface CompletionRequest {
   topP?: number;
   /** A client-chosen id; the server makes an unguessable one when absent. */
   streamId?: string;
+  /**
+   * (v1.2) W3C trace context of the run, on Socket.IO (HTTP sends the `traceparent` header instead): the stream's
+   * trace joins the client's. An invalid one is ignored and a new trace starts (docs/operations.md).
+   */
+  traceparent?: string;
 }
 
 /**

@@ -31,6 +31,8 @@ export interface ResumePayload {
   streamId: string;
   /** The last seq the client holds; -1 replays from the start. */
   lastSeq: number;
+  /** (v1.2) W3C trace context: the resume joins the run's trace (docs/operations.md). */
+  traceparent?: string;
 }
 
 /** Events a client emits. Payloads are typed here and validated on the server all the same. */

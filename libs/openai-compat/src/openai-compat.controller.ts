@@ -1,4 +1,5 @@
 import { AuthGuard, CurrentPrincipal, JsonBodyInterceptor, type Principal } from '@app/auth';
+import { startServerSpan } from '@app/telemetry';
 import { Body, Controller, Get, HttpCode, Post, Req, Res, UseGuards, UseInterceptors } from '@nestjs/common';
 import { ApiBearerAuth, ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
@@ -25,7 +26,17 @@ export class OpenAiCompatController {
     @Body() body: unknown,
     @CurrentPrincipal() principal: Principal,
   ): Promise<void> {
-    return this.relay.chatCompletions(request, response, body, principal);
+    const traced = startServerSpan({
+      name: 'POST /v1/chat/completions',
+      surface: 'openai',
+      traceparent: request.headers.traceparent,
+      tracestate: request.headers.tracestate,
+      http: { method: 'POST', route: '/v1/chat/completions' },
+    });
+    // Refusals included: the error filter answers on the same response, so its close ends the span.
+    response.once('close', () => traced.end(response.statusCode));
+    // The relay's upstream request is made inside the span's context: its attempt spans are children of this one.
+    return traced.run(() => this.relay.chatCompletions(request, response, body, principal));
   }
 
   @Get('models')

@@ -30,6 +30,7 @@ import {
   StreamStarter,
   StreamsUnavailableError,
 } from '@app/streams';
+import { startServerSpan, type StreamTrace } from '@app/telemetry';
 import { Logger } from '@nestjs/common';
 import {
   Ack,
@@ -56,12 +57,16 @@ export interface SocketData {
 type CompletionSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type Reply<T> = ((result: T) => void) | undefined;
 
+/** W3C trace context values are short; anything longer is not one. */
+const MAX_TRACE_CONTEXT_LENGTH = 256;
+
 const cancelSchema = z.strictObject({
   streamId: z.string().min(1).max(128),
 }) satisfies z.ZodType<CancelPayload>;
 const resumeSchema = z.strictObject({
   streamId: z.string().min(1).max(128),
   lastSeq: z.number().int().min(-1),
+  traceparent: z.string().max(MAX_TRACE_CONTEXT_LENGTH).optional(),
 }) satisfies z.ZodType<ResumePayload>;
 
 const TOO_DEEP = `The payload nests arrays and objects deeper than ${REQUEST_LIMITS.maxJsonDepth} levels.`;
@@ -115,16 +120,19 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     }
     const principal = socket.data.principal as Principal;
     const { id: owner, limitKey } = principal;
+    const { traceparent, request } = withoutTraceContext(payload);
+    const traced = startServerSpan({ name: SOCKET_EVENTS.start, surface: 'socket.io', traceparent });
     let result: StartAck;
     try {
       if (nestedDeeperThan(payload)) {
         result = refusal('invalid_request', TOO_DEEP);
       } else if (
-        !this.models.allows(principal, ModelPolicy.requestedModel(payload, this.completion.defaultModel))
+        !this.models.allows(principal, ModelPolicy.requestedModel(request, this.completion.defaultModel))
       ) {
         result = refusal('forbidden', ModelPolicy.REFUSAL);
       } else {
-        const outcome = await this.starter.start(payload, owner, 'socket.io', limitKey);
+        // The stream starts inside the span's context, so its upstream attempts are children of this span.
+        const outcome = await traced.run(() => this.starter.start(request, owner, 'socket.io', limitKey));
         result = outcome.ok
           ? { ok: true, streamId: outcome.streamId }
           : refusal(outcome.code, outcome.message, outcome.retryAfterMs);
@@ -134,12 +142,17 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       result = refusal('internal', 'The server failed to start the stream.');
     }
     ack?.(result);
-    if (result.ok) {
-      // The stream runs here, so its first listener is the in-memory one: no shared store is asked.
-      const listener = await this.registry.listen(result.streamId, owner, -1, 'start', limitKey);
-      if (listener.ok) {
-        this.listen(socket, result.streamId, listener);
-      }
+    if (!result.ok) {
+      traced.refused(result.error.code);
+      return;
+    }
+    traced.stream(result.streamId);
+    // The stream runs here, so its first listener is the in-memory one: no shared store is asked.
+    const listener = await this.registry.listen(result.streamId, owner, -1, 'start', limitKey);
+    if (listener.ok) {
+      this.listen(socket, result.streamId, listener, traced);
+    } else {
+      traced.end();
     }
   }
 
@@ -177,6 +190,13 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
     if (!request) {
       return;
     }
+    // The resume joins the run's trace through the traceparent in its payload, as the start did.
+    const traced = startServerSpan({
+      name: SOCKET_EVENTS.resume,
+      surface: 'socket.io',
+      traceparent: request.traceparent,
+    });
+    traced.stream(request.streamId);
     let outcome: ResumeOutcome;
     try {
       outcome = await this.starter.resume(
@@ -186,16 +206,20 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
         (socket.data.principal as Principal).limitKey,
       );
     } catch (error) {
-      ack?.(this.failure('completion:resume', error));
+      const failure = this.failure('completion:resume', error);
+      traced.refused(failure.error.code);
+      ack?.(failure);
       return;
     }
     if (!outcome.ok) {
+      traced.refused(outcome.code);
       ack?.(refusal(outcome.code, outcome.message, outcome.retryAfterMs));
       return;
     }
     ack?.({ ok: true });
     this.metrics.resumed('socket.io');
-    this.listen(socket, request.streamId, outcome);
+    traced.resumed(request.lastSeq);
+    this.listen(socket, request.streamId, outcome, traced);
   }
 
   handleConnection(socket: CompletionSocket): void {
@@ -249,11 +273,16 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
    * A listener this socket already had for the stream is replaced, after the new one is subscribed (so
    * the stream never looks abandoned in between, which with a zero grace would cancel it).
    */
-  private listen(socket: CompletionSocket, streamId: string, listener: StreamListener): void {
+  private listen(
+    socket: CompletionSocket,
+    streamId: string,
+    listener: StreamListener,
+    traced: StreamTrace,
+  ): void {
     const listening = (socket.data.listening ??= new Map());
     const previous = listening.get(streamId);
     let subscription: Subscription | undefined = undefined;
-    subscription = listener.events.subscribe({
+    subscription = listener.events.pipe(traced.watch()).subscribe({
       next: (event) => {
         if (pendingBytes(socket) > MAX_SOCKET_PENDING_BYTES) {
           // The client stopped reading: drop it rather than let its backlog grow; it resumes on reconnect.
@@ -270,6 +299,8 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       },
     });
     subscription.add(() => listener.leave());
+    // The request's span lasts as long as this socket follows the stream: to its terminal event, or the socket's end.
+    subscription.add(() => traced.end());
     previous?.unsubscribe();
     if (!socket.connected) {
       // The socket went while the start or resume was being admitted: its disconnect handler has already run.
@@ -281,6 +312,20 @@ export class CompletionsGateway implements OnGatewayInit, OnGatewayConnection, O
       listening.set(streamId, subscription);
     }
   }
+}
+
+/**
+ * The start payload's `traceparent`, taken out before the payload is validated as a CompletionRequest: it is trace
+ * context, which travels with the request as an HTTP header would, and the completion never sees it. Carried in the
+ * payload rather than the handshake because one socket runs many runs, each its own trace. An invalid one is
+ * ignored and a new trace starts, as the W3C Trace Context spec asks of a receiver.
+ */
+function withoutTraceContext(payload: unknown): { traceparent: unknown; request: unknown } {
+  if (typeof payload !== 'object' || payload === null || !Object.hasOwn(payload, 'traceparent')) {
+    return { traceparent: undefined, request: payload };
+  }
+  const { traceparent, ...request } = payload as Record<string, unknown>;
+  return { traceparent, request };
 }
 
 /** One function for every socket's probe listener, rather than a closure held by each connection. */

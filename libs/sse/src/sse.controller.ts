@@ -12,6 +12,7 @@ import { RESUME_TOKEN_HEADER } from '@app/contracts';
 import { MetricsService } from '@app/metrics';
 import { ProblemException } from '@app/problem';
 import { StreamRegistry, type StreamListener, StreamStarter, StreamsUnavailableError } from '@app/streams';
+import { startServerSpan, type StreamTrace } from '@app/telemetry';
 import {
   Controller,
   Delete,
@@ -110,6 +111,24 @@ export class SseController implements OnModuleDestroy {
     @JsonBody() body: unknown,
     @CurrentPrincipal() principal: Principal,
   ): Promise<void> {
+    const traced = startServerSpan({
+      name: `POST ${START_PATH}`,
+      surface: 'sse',
+      traceparent: request.headers.traceparent,
+      tracestate: request.headers.tracestate,
+      http: { method: 'POST', route: START_PATH },
+    });
+    // The stream starts inside the span's context, so its upstream attempts are children of this span.
+    await traced.run(() => refusalTraced(traced, this.start(request, response, body, principal, traced)));
+  }
+
+  private async start(
+    request: Request,
+    response: Response,
+    body: unknown,
+    principal: Principal,
+    traced: StreamTrace,
+  ): Promise<void> {
     if (!request.is('application/json')) {
       throw new ProblemException('unsupported_media_type', 'Send the CompletionRequest as application/json.');
     }
@@ -123,13 +142,16 @@ export class SseController implements OnModuleDestroy {
         retryAfterMs: outcome.retryAfterMs,
       });
     }
+    traced.stream(outcome.streamId);
     // Listening in the same tick as start: the registry buffers the start event until then.
     const listener = await unavailableAsProblem(
       this.registry.listen(outcome.streamId, principal.id, -1, 'start', principal.limitKey),
     );
     if (listener.ok) {
       response.setHeader(RESUME_TOKEN_HEADER, this.resumeTokens.issue(outcome.streamId, principal));
-      this.pipe(outcome.streamId, listener, response);
+      this.pipe(outcome.streamId, listener, response, traced);
+    } else {
+      traced.end();
     }
   }
 
@@ -154,10 +176,33 @@ export class SseController implements OnModuleDestroy {
     @Param('streamId') streamId: string,
     @Headers('last-event-id') lastEventIdHeader: string | undefined,
     @Query('lastEventId') lastEventIdQuery: string | undefined,
+    @Req() request: Request,
     @Res() response: Response,
     @CurrentPrincipal() principal: Principal,
   ): Promise<void> {
-    const lastSeq = parseLastEventId(lastEventIdHeader ?? lastEventIdQuery);
+    // The resume joins the run's trace through its own `traceparent`: the header, or `?traceparent=` for an
+    // EventSource, which cannot send headers (docs/operations.md).
+    const traced = startServerSpan({
+      name: `GET /${SSE_ROUTES.base}/{streamId}/stream`,
+      surface: 'sse',
+      traceparent: request.headers.traceparent ?? request.query['traceparent'],
+      http: { method: 'GET', route: `/${SSE_ROUTES.base}/${SSE_ROUTES.resume}` },
+    });
+    traced.stream(streamId);
+    await refusalTraced(
+      traced,
+      this.resume(streamId, lastEventIdHeader ?? lastEventIdQuery, response, principal, traced),
+    );
+  }
+
+  private async resume(
+    streamId: string,
+    lastEventId: string | undefined,
+    response: Response,
+    principal: Principal,
+    traced: StreamTrace,
+  ): Promise<void> {
+    const lastSeq = parseLastEventId(lastEventId);
     if (lastSeq === undefined) {
       throw new ProblemException(
         'invalid_request',
@@ -169,7 +214,8 @@ export class SseController implements OnModuleDestroy {
       throw new ProblemException(outcome.code, outcome.message, { retryAfterMs: outcome.retryAfterMs });
     }
     this.metrics.resumed('sse');
-    this.pipe(streamId, outcome, response);
+    traced.resumed(lastSeq);
+    this.pipe(streamId, outcome, response, traced);
   }
 
   @Delete(':streamId')
@@ -190,10 +236,10 @@ export class SseController implements OnModuleDestroy {
     }
   }
 
-  private pipe(streamId: string, listener: StreamListener, response: Response): void {
+  private pipe(streamId: string, listener: StreamListener, response: Response, traced: StreamTrace): void {
     const writer = this.writers.add(response, streamId, this.slowClientDropped);
     this.metrics.connectionOpened('sse');
-    const subscription = listener.events.subscribe({
+    const subscription = listener.events.pipe(traced.watch()).subscribe({
       next: (event) => writer.send(event),
       complete: () => writer.end(),
     });
@@ -205,6 +251,7 @@ export class SseController implements OnModuleDestroy {
       writer.end();
       // Only now: a replay has left the process once the response is closed, not when its events were queued.
       listener.leave();
+      traced.end(response.statusCode);
     });
   }
 }
@@ -218,6 +265,20 @@ async function unavailableAsProblem<T>(answer: T | Promise<T>): Promise<T> {
       throw new ProblemException('unavailable', 'Streams cannot be reached right now; retry shortly.', {
         retryAfterMs: 1000,
       });
+    }
+    throw error;
+  }
+}
+
+/** A refusal (or failure) before streaming ends the request's span with its code, then goes on to Nest's filter. */
+async function refusalTraced(traced: StreamTrace, work: Promise<void>): Promise<void> {
+  try {
+    await work;
+  } catch (error) {
+    if (error instanceof ProblemException) {
+      traced.refused(error.code, error.status);
+    } else {
+      traced.refused('internal', 500);
     }
     throw error;
   }

@@ -63,6 +63,11 @@ export class InMemoryStreamAdmission extends StreamAdmission implements OnModule
     return { ok: true, slot: this.slotOf(owner) };
   }
 
+  adopt(owner: string): StreamSlot {
+    this.running.set(owner, (this.running.get(owner) ?? 0) + 1);
+    return this.slotOf(owner);
+  }
+
   /** Undefined when the owner's minute has room; drops the entries that have left the window. */
   private checkWindow(owner: string): AdmissionRefusal | undefined {
     const log = this.counted.get(owner);

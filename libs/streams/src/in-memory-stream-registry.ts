@@ -1,8 +1,10 @@
 import { CompletionService } from '@app/completion';
 import type { CompletionEvent, CompletionRequest, StreamError } from '@app/contracts';
 import { MetricsService, type TransportName } from '@app/metrics';
+import { recordStreamOperation } from '@app/telemetry';
 import { Inject, Injectable, Logger, type OnApplicationShutdown, Optional } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
+import type { ContinueFrom } from './handover';
 import { ListenerCounts } from './listener-counts';
 import { LiveStream } from './live-stream';
 import type { StreamSlot } from './stream-admission';
@@ -31,6 +33,8 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
   private readonly listeners: ListenerCounts;
   /** How to stop each piece of held work (see `hold`). */
   private readonly held = new Set<() => void>();
+  /** Each running stream's concurrency slot, given back when it ends or is handed over. */
+  private readonly slots = new WeakMap<LiveStream, StreamSlot>();
   private readonly logger = new Logger(StreamRegistry.name);
   private activeTotal = 0;
   private idleWaiters: (() => void)[] = [];
@@ -90,7 +94,14 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
    * `slot` is the owner's concurrency slot, admitted before: the stream gives it back when it ends.
    * When the start is refused (a conflicting id) the slot is the caller's to release.
    */
-  start(request: CompletionRequest, owner: string, transport: TransportName, slot: StreamSlot): string {
+  start(
+    request: CompletionRequest,
+    owner: string,
+    transport: TransportName,
+    slot: StreamSlot,
+    _limitKey?: string,
+    takenOver?: { history: readonly CompletionEvent[]; continueFrom: ContinueFrom },
+  ): string {
     const id = request.streamId ?? randomUUID();
     const key = keyOf(owner, id);
     if (this.streams.has(key)) {
@@ -103,13 +114,50 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
       (idle) => this.whenIdle(idle),
       (finished) => this.retain(finished, slot),
       this.hooks && ((published, event) => this.hooks?.published(published, event)),
+      takenOver?.history,
     );
     this.streams.set(key, stream);
+    this.slots.set(stream, slot);
     this.activeTotal += 1;
     this.metrics?.streamStarted(transport);
-    this.logger.log({ streamId: id, transport }, 'stream started');
-    stream.run(this.completion.stream(request, { streamId: id, controller: stream.controller }));
+    this.logger.log({ streamId: id, transport, takenOver: takenOver !== undefined }, 'stream started');
+    // The seam's continuation (see ContinueFrom): a variable, so that the option type needs no cast.
+    const options = { streamId: id, controller: stream.controller, continueFrom: takenOver?.continueFrom };
+    stream.run(this.completion.stream(request, options));
     return id;
+  }
+
+  /** One process alone has nobody to hand its streams to: they run on until the grace is over. */
+  handOver(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The running stream `id` of `owner` in this process, if any. */
+  find(id: string, owner: string): LiveStream | undefined {
+    const stream = this.streams.get(keyOf(owner, id));
+    return stream && !stream.finished ? stream : undefined;
+  }
+
+  /** Every stream running in this process. */
+  runningStreams(): LiveStream[] {
+    return [...this.streams.values()].filter((stream) => !stream.finished);
+  }
+
+  /**
+   * Another instance has taken the stream over: its upstream request is aborted here, its listeners here are let go
+   * without a terminal event (their clients resume wherever they reconnect), its slot is given back (the new owner
+   * holds one of its own), and it is forgotten here.
+   */
+  handedOver(stream: LiveStream): void {
+    const key = keyOf(stream.owner, stream.id);
+    if (this.streams.get(key) !== stream || stream.finished) {
+      return;
+    }
+    stream.dispose();
+    this.streams.delete(key);
+    this.slots.get(stream)?.release();
+    this.logger.log({ streamId: stream.id, transport: stream.transport }, 'stream handed over');
+    this.ended();
   }
 
   /**
@@ -198,6 +246,7 @@ export class InMemoryStreamRegistry extends StreamRegistry implements OnApplicat
     slot.release();
     const outcome = stream.outcome(this.completion.providerName);
     this.metrics?.streamEnded(outcome);
+    recordStreamOperation(stream.history, this.completion.providerName);
     // Ids and counts only: prompts and answers never reach a log line.
     this.logger.log(
       {

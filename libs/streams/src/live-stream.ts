@@ -16,6 +16,8 @@ export class LiveStream {
   private upstream: Subscription | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private firstBufferedSeq = 0;
+  /** While handing the stream over: the upstream's events are held here, not published (see `pause`). */
+  private held: CompletionEvent[] | undefined;
   finished = false;
 
   constructor(
@@ -25,7 +27,12 @@ export class LiveStream {
     private readonly onIdle: (stream: LiveStream) => void,
     private readonly onFinished: (stream: LiveStream) => void,
     private readonly onPublished?: (stream: LiveStream, event: CompletionEvent) => void,
-  ) {}
+    /** A stream taken over from another instance: its events so far (its listeners here replay them). */
+    history: readonly CompletionEvent[] = [],
+  ) {
+    this.events.push(...history.slice(-MAX_BUFFERED_EVENTS));
+    this.firstBufferedSeq = this.events[0]?.seq ?? 0;
+  }
 
   /**
    * The stream's one abort controller, shared with its completion (`StreamOptions.controller`): aborting it is an
@@ -35,13 +42,23 @@ export class LiveStream {
     return this.canceller;
   }
 
+  /** The events still buffered, in order (all of them unless the stream outgrew the buffer). */
+  get history(): readonly CompletionEvent[] {
+    return this.events;
+  }
+
   get listenerCount(): number {
     return this.listeners.size;
   }
 
+  /** Whether its events are being held while it is handed over (see `pause`). */
+  get paused(): boolean {
+    return this.held !== undefined;
+  }
+
   run(source: Observable<CompletionEvent>): void {
     this.upstream = source.subscribe({
-      next: (event) => this.publish(event),
+      next: (event) => (this.held ? this.held.push(event) : this.publish(event)),
       // The completion service always ends with a terminal event, so completion here needs no handling;
       // an error notification would be a bug in it, and is turned into a stream error rather than lost.
       error: () =>
@@ -131,9 +148,26 @@ export class LiveStream {
     this.canceller.abort();
   }
 
+  /**
+   * The upstream's events are held from now on, not published: the stream is being handed to another instance, which
+   * continues it after the last event published. `resume` publishes what was held (the handover did not happen);
+   * `dispose` drops it (it did).
+   */
+  pause(): void {
+    this.held ??= [];
+  }
+
+  resume(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    held.forEach((event) => this.publish(event));
+  }
+
   /** Ends the upstream request without a terminal event: only for a stream being discarded. */
   dispose(): void {
     this.clearGrace();
+    this.held = undefined;
+    this.finished = true;
     this.upstream?.unsubscribe();
     for (const listener of this.listeners) {
       listener.complete();

@@ -6,6 +6,7 @@ import {
   type AdmissionRefusal,
   AdmissionUnavailableError,
   StreamAdmission,
+  type StreamSlot,
 } from './stream-admission';
 import type { StreamLimits } from './streams.constants';
 
@@ -61,6 +62,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return { 1 }
 `);
 
+/** KEYS slots; ARGV instance, slotsTtl: one more slot held here, unchecked (a stream taken over). */
+const ADOPT = new RedisScript(`
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`);
+
 /** KEYS slots; ARGV instance, slotsTtl. */
 const RELEASE = new RedisScript(`
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -104,21 +112,30 @@ export class RedisStreamAdmission extends StreamAdmission {
     if (reply[0] !== 1) {
       return refusalOf(reply);
     }
+    return { ok: true, slot: this.slotOf(slots) };
+  }
+
+  adopt(owner: string): StreamSlot {
+    const [slots] = keysOf(owner);
+    ADOPT.run(this.redis.client, [slots], [this.redis.instanceId, String(SLOTS_TTL_MS)]).catch(
+      (error: unknown) => this.logger.warn(`a stream slot taken over was not counted: ${String(error)}`),
+    );
+    return this.slotOf(slots);
+  }
+
+  private slotOf(slots: string): StreamSlot {
     let held = true;
     return {
-      ok: true,
-      slot: {
-        release: () => {
-          if (!held) {
-            return;
-          }
-          held = false;
-          // A release lost to an outage leaves this instance's count high until its slots expire
-          // (SLOTS_TTL_MS) or it restarts: the limits err on the side of refusing, never of letting through.
-          RELEASE.run(this.redis.client, [slots], [this.redis.instanceId, String(SLOTS_TTL_MS)]).catch(
-            (error: unknown) => this.logger.warn(`a stream slot was not given back: ${String(error)}`),
-          );
-        },
+      release: () => {
+        if (!held) {
+          return;
+        }
+        held = false;
+        // A release lost to an outage leaves this instance's count high until its slots expire
+        // (SLOTS_TTL_MS) or it restarts: the limits err on the side of refusing, never of letting through.
+        RELEASE.run(this.redis.client, [slots], [this.redis.instanceId, String(SLOTS_TTL_MS)]).catch(
+          (error: unknown) => this.logger.warn(`a stream slot was not given back: ${String(error)}`),
+        );
       },
     };
   }

@@ -11,25 +11,31 @@ import type { RedisClient, RedisConnection } from '@app/redis';
 import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EMPTY, Observable, type Subscriber } from 'rxjs';
+import { EMPTY, Observable, of, type Subscriber } from 'rxjs';
+import { continuationOf, storedRequest, type StoredRequest } from './handover';
 import { InMemoryStreamRegistry, type LocalStreamHooks } from './in-memory-stream-registry';
 import { ListenerCounts } from './listener-counts';
 import type { LiveStream } from './live-stream';
 import {
   APPEND,
+  CANCEL,
   CANCEL_CHANNEL_PREFIX,
   CLAIM,
   entryId,
   entryNumber,
   FOLLOW_CHANNEL_PREFIX,
+  HANDOVER_CHANNEL,
   KEEP_ALIVE,
   LEASE_PREFIX,
   LOOKUP,
+  OFFER,
   parseFollowMessage,
   streamKeys,
+  TAKE_OVER,
   TOUCH_LISTENERS,
+  WITHDRAW,
 } from './redis-stream-scripts';
-import type { StreamSlot } from './stream-admission';
+import type { StreamAdmission, StreamSlot } from './stream-admission';
 import {
   type ListenOutcome,
   StreamIdConflictError,
@@ -65,10 +71,15 @@ export const REDIS_REGISTRY_TIMINGS = {
   appendStreams: 200,
   /** A finished stream's keys live at least this long, so that followers read its terminal event. */
   minFinishedTtlMs: 2000,
+  /** A stopping instance waits at most this long for another to take each of its streams over (and then keeps it). */
+  handoverMs: 3000,
+  /** A cancel that arrives for a stream this instance is taking over, just before it runs here, still counts. */
+  earlyCancelMs: 5000,
 } as const;
 
 const LOST_MESSAGE = 'The instance running this stream stopped before finishing it; retry the request.';
 const LOST_ERROR: StreamError = { code: 'stream_lost', message: LOST_MESSAGE, retryable: true };
+const LOST_EVENT = { type: 'error', error: LOST_ERROR } as const;
 /** A follower so far behind that the events it lacks are past the per-stream cap (an upstream that ignored maxTokens). */
 const TRIMMED_ERROR: StreamError = {
   code: 'internal',
@@ -90,12 +101,27 @@ interface Mirror {
   dropped: boolean;
   /** Its last append failed (Redis away): the heartbeat tries again. */
   stalled: boolean;
+  /** The model asked for: whether some deployment can continue it decides whether it can be handed over. */
+  model: string | undefined;
+  /**
+   * An append of it failed without a reply: it may have run, so the next one may carry entries Redis has already
+   * (see `APPEND`, state 4).
+   */
+  resent: boolean;
 }
 
 /** A listener on this instance to a stream running on another one. */
 interface Follower {
   /** The number of the last entry delivered (seq + 1). */
   seen: number;
+  /**
+   * The number of the last entry Redis had when it joined. A client can hold events past it (it was connected to the
+   * running instance, ahead of that instance's last append round); if that instance then dies, the stream is
+   * continued after what Redis had, and those events of the client's are not the ones continued from (see `deliver`).
+   */
+  inRedisAtJoin: number;
+  /** The number of the last entry the client held when it joined (`seen` then). */
+  heldAtJoin: number;
   subscriber: Subscriber<CompletionEvent>;
 }
 
@@ -110,6 +136,8 @@ interface Followed {
   /** A read of its events is in flight; `readAgain`: another one is wanted after it. */
   reading: boolean;
   readAgain: boolean;
+  /** A look at its instance's liveness is due when the lease it found would lapse (see `checkLiveness`). */
+  recheck?: NodeJS.Timeout;
 }
 
 interface Found {
@@ -119,6 +147,11 @@ interface Found {
   /** Seq of the first event still kept, and of the last one; -1 when there is none. */
   firstSeq: number;
   lastSeq: number;
+  /** Its instance died and it can be taken over (see `LOOKUP`); `model`: the model it asked for. */
+  orphaned: boolean;
+  model: string;
+  /** What is left of its instance's lease (ms; negative when none): when it lapses, if nothing came meanwhile. */
+  leaseMs: number;
 }
 
 /**
@@ -160,12 +193,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
   private readySince = 0;
   private lastLivenessCheck = 0;
   private closed = false;
+  /** Stopping: it hands its streams over and takes none. */
+  private leaving = false;
+  /** Streams this instance is trying to take over now (by shared key): one attempt each at a time. */
+  private readonly taking = new Set<string>();
+  /** Cancels heard for streams not running here (yet), by local key, with when: see `earlyCancelMs`. */
+  private readonly earlyCancels = new Map<string, number>();
 
   constructor(
-    completion: CompletionService,
+    private readonly completion: CompletionService,
     private readonly options: StreamRegistryOptions,
     limits: StreamLimits,
     redis: RedisConnection,
+    private readonly admission: StreamAdmission,
     metrics?: MetricsService,
   ) {
     super();
@@ -200,12 +240,19 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     void this.subscriber
       .subscribe(FOLLOW_CHANNEL_PREFIX + this.instance, (message) => this.pushed(message))
       .catch((error: unknown) => this.logger.error(`cannot subscribe to followed events: ${String(error)}`));
+    void this.subscriber
+      .subscribe(HANDOVER_CHANNEL, (message) => this.offered(message))
+      .catch((error: unknown) => this.logger.error(`cannot subscribe to handovers: ${String(error)}`));
     this.heartbeat = setInterval(() => void this.beat(), REDIS_REGISTRY_TIMINGS.heartbeatMs);
     this.heartbeat.unref();
   }
 
   get size(): number {
     return this.local.size;
+  }
+
+  override get shared(): boolean {
+    return true;
   }
 
   get running(): number {
@@ -233,6 +280,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     owner: string,
     transport: TransportName,
     slot: StreamSlot,
+    limitKey = owner,
   ): Promise<string> {
     if (!this.client.isReady) {
       throw new StreamsUnavailableError();
@@ -244,7 +292,15 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       claimed = await CLAIM.run(
         this.client,
         [keys[0]],
-        [owner, this.instance, String(REDIS_REGISTRY_TIMINGS.runningTtlMs)],
+        [
+          owner,
+          this.instance,
+          String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
+          id,
+          JSON.stringify(storedRequest(request)),
+          transport,
+          limitKey,
+        ],
       );
     } catch (error) {
       throw new StreamsUnavailableError(error);
@@ -253,17 +309,9 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       throw new StreamIdConflictError();
     }
     const mirrorKey = localKey(owner, id);
-    this.mirrors.set(mirrorKey, {
-      id: mirrorKey,
-      keys,
-      pending: [],
-      ending: false,
-      fresh: true,
-      dropped: false,
-      stalled: false,
-    });
+    this.mirrors.set(mirrorKey, newMirror(mirrorKey, keys, request.model, true));
     try {
-      return this.local.start({ ...request, streamId: id }, owner, transport, slot);
+      return this.local.start({ ...request, streamId: id }, owner, transport, slot, limitKey);
     } catch (error) {
       this.mirrors.delete(mirrorKey);
       throw error;
@@ -282,7 +330,17 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return local;
     }
     const key = sharedKey(owner, id);
-    const found = await this.lookup(key, id);
+    let found = await this.lookup(key, id, true);
+    if (found?.orphaned) {
+      // Its instance died: take it over if this one can (then it runs here), else it ends with stream_lost.
+      const aheadOfRedis = afterSeq > found.lastSeq;
+      if (found.owner === owner && (await this.takeOverOrphan(key, found.model))) {
+        return aheadOfRedis
+          ? { ok: true, events: of(lostAfter(id, afterSeq)), leave: () => undefined }
+          : this.local.listen(id, owner, afterSeq, purpose, limitKey);
+      }
+      found = await this.lookup(key, id);
+    }
     if (!found || found.owner !== owner || afterSeq + 1 < found.firstSeq) {
       return { ok: false, reason: 'not_found' };
     }
@@ -292,7 +350,8 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     }
     return {
       ok: true,
-      events: found.ended && found.lastSeq <= afterSeq ? EMPTY : this.follow(key, id, afterSeq),
+      events:
+        found.ended && found.lastSeq <= afterSeq ? EMPTY : this.follow(key, id, afterSeq, found.lastSeq),
       leave: this.listeners.join(key, limitKey),
     };
   }
@@ -305,26 +364,68 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     return this.local.listenerCount(id, owner) + this.listeners.of(sharedKey(owner, id));
   }
 
+  /**
+   * A stream running here and not being handed over is cancelled here, at once. Any other (running elsewhere, or
+   * being handed over from here) is cancelled through Redis: the cancel is kept with the stream, so that no instance
+   * takes it over after this (see `TAKE_OVER`), and goes to whichever instance runs it now.
+   */
   async cancel(id: string, owner: string): Promise<boolean> {
-    if (this.local.cancel(id, owner)) {
+    const here = this.local.find(id, owner);
+    if (here && !here.paused) {
+      here.cancel();
       return true;
     }
-    const found = await this.lookup(sharedKey(owner, id), id);
-    if (!found || found.owner !== owner) {
-      return false;
-    }
-    if (!found.ended) {
-      try {
-        await this.client.sendCommand([
-          'PUBLISH',
-          CANCEL_CHANNEL_PREFIX + found.instance,
-          JSON.stringify({ id, owner }),
-        ]);
-      } catch (error) {
-        throw new StreamsUnavailableError(error);
+    if (!this.client.isReady) {
+      if (here) {
+        this.cancelHere(here);
+        return true;
       }
+      throw new StreamsUnavailableError();
+    }
+    let reply: string[];
+    try {
+      reply = (await CANCEL.run(this.client, [streamKeys(sharedKey(owner, id))[0]], [])) as string[];
+    } catch (error) {
+      if (here) {
+        this.cancelHere(here);
+        return true;
+      }
+      throw new StreamsUnavailableError(error);
+    }
+    if (reply.length === 0) {
+      return here !== undefined;
+    }
+    const [instance, ended] = reply;
+    if (ended === '1') {
+      return true;
+    }
+    if (instance === this.instance) {
+      // Still this instance's (a handover under way did not happen), or just taken over by it: it may not run
+      // here yet, and then starts cancelled (see `takeOver`).
+      const now = this.local.find(id, owner);
+      if (now) {
+        this.cancelHere(now);
+      } else {
+        this.earlyCancels.set(localKey(owner, id), Date.now());
+      }
+      return true;
+    }
+    try {
+      await this.client.sendCommand([
+        'PUBLISH',
+        CANCEL_CHANNEL_PREFIX + instance,
+        JSON.stringify({ id, owner }),
+      ]);
+    } catch (error) {
+      throw new StreamsUnavailableError(error);
     }
     return true;
+  }
+
+  /** Cancels a stream that is still this instance's (a handover, if one was under way, did not happen). */
+  private cancelHere(stream: LiveStream): void {
+    stream.cancel();
+    stream.resume();
   }
 
   onApplicationShutdown(): void {
@@ -437,7 +538,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     const sent = mirrors.map((mirror) => {
       const batch = mirror.pending;
       mirror.pending = [];
-      return { mirror, batch, ending: mirror.ending, fresh: mirror.fresh };
+      return { mirror, batch, ending: mirror.ending, fresh: mirror.fresh, resent: mirror.resent };
     });
     let appended: unknown;
     try {
@@ -449,37 +550,55 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
           String(REDIS_REGISTRY_TIMINGS.runningTtlMs),
           String(MAX_BUFFERED_EVENTS),
           FOLLOW_CHANNEL_PREFIX,
-          ...sent.flatMap(({ batch, ending, fresh }) => [
-            String((ending ? 2 : 0) + (fresh ? 1 : 0)),
+          this.instance,
+          ...sent.flatMap(({ batch, ending, fresh, resent }) => [
+            String((resent ? 4 : 0) + (ending ? 2 : 0) + (fresh ? 1 : 0)),
             String(batch.length / 2),
             ...batch,
           ]),
         ],
       );
     } catch {
-      // Redis is away: keep each batch, in order; the heartbeat sends them once Redis is back.
+      // Redis is away: keep each batch, in order; the heartbeat sends them once Redis is back. The call may have
+      // run all the same (a reply lost with the connection): the next one skips what Redis has.
       for (const { mirror, batch } of sent) {
         mirror.pending = batch.concat(mirror.pending);
         mirror.stalled = true;
+        mirror.resent = true;
         this.toAppend.delete(mirror);
       }
       return;
     }
-    sent.forEach(({ mirror, ending }, index) => {
+    sent.forEach(({ mirror, ending, resent }, index) => {
       mirror.fresh = false;
+      if (resent) {
+        mirror.resent = false;
+      }
       if ((appended as number[])[index] !== 1 || ending) {
-        // Done; or the stream was declared lost meanwhile, or Redis restarted without it: its local listeners go on.
+        // Done; or the stream was declared lost meanwhile, or taken over by another instance, or Redis restarted
+        // without it: its local listeners go on.
         this.unmirror(mirror);
       }
     });
   }
 
   private cancelRequested(message: string): void {
+    let id: string;
+    let owner: string;
     try {
-      const { id, owner } = JSON.parse(message) as { id: string; owner: string };
-      this.local.cancel(id, owner);
+      ({ id, owner } = JSON.parse(message) as { id: string; owner: string });
     } catch {
       this.logger.warn('ignored a malformed cancel message');
+      return;
+    }
+    const here = this.local.find(id, owner);
+    if (!here) {
+      // Sent here because this instance has just taken the stream over: it may not run here yet.
+      this.earlyCancels.set(localKey(owner, id), Date.now());
+    } else if (here.paused) {
+      void this.cancel(id, owner).catch(() => this.cancelHere(here));
+    } else {
+      here.cancel();
     }
   }
 
@@ -558,12 +677,206 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     await Promise.allSettled(work);
   }
 
+  // The handover: a stopping instance offers its streams, a live one takes each over and continues it.
+
+  /**
+   * Pauses every local stream that some deployment can continue, gets what they published into Redis, and offers
+   * each to the other instances (one message each on `HANDOVER_CHANNEL`); each taken over is let go here (its
+   * upstream aborted, its listeners here sent to resume elsewhere). One nobody took within the wait is withdrawn
+   * and runs on here. Listeners here to streams elsewhere are let go too: they resume on another instance.
+   */
+  async handOver(timeoutMs: number): Promise<void> {
+    this.leaving = true;
+    // Its own offers reach only the others from now on: whether anyone heard one says whether to wait for a taker.
+    await this.subscriber.unsubscribe(HANDOVER_CHANNEL).catch(() => undefined);
+    const waitMs = Math.min(timeoutMs, REDIS_REGISTRY_TIMINGS.handoverMs);
+    const candidates = this.local.runningStreams().flatMap((stream) => {
+      const mirror = this.mirrors.get(localKey(stream.owner, stream.id));
+      return mirror && !mirror.dropped && !stream.controller.signal.aborted && this.canContinue(mirror.model)
+        ? [{ stream, mirror }]
+        : [];
+    });
+    candidates.forEach(({ stream }) => stream.pause());
+    await this.flush(
+      candidates.map(({ mirror }) => mirror),
+      Date.now() + waitMs,
+    );
+    await Promise.all(candidates.map(({ stream, mirror }) => this.offer(stream, mirror, waitMs)));
+    for (const followed of [...this.followed.values()]) {
+      followed.followers.forEach((follower) => follower.subscriber.complete());
+    }
+  }
+
+  /** Resolves once what `mirrors` hold has reached Redis (or the deadline passed, or Redis is away). */
+  private async flush(mirrors: Mirror[], deadline: number): Promise<void> {
+    const unsent = () => mirrors.some((mirror) => !mirror.dropped && mirror.pending.length > 0);
+    while ((unsent() || this.appending > 0) && this.client.isReady && Date.now() < deadline) {
+      mirrors.forEach((mirror) => this.retry(mirror));
+      this.appendSoon();
+      await sleep(5);
+    }
+  }
+
+  private async offer(stream: LiveStream, mirror: Mirror, waitMs: number): Promise<void> {
+    const [meta] = mirror.keys;
+    let offered = 0;
+    try {
+      offered = (await OFFER.run(
+        this.client,
+        [meta],
+        [
+          this.instance,
+          HANDOVER_CHANNEL,
+          JSON.stringify({ key: keyOfMeta(meta), model: mirror.model ?? '' }),
+        ],
+      )) as number;
+    } catch {
+      // Redis is away: nobody could take it over; it runs on here.
+    }
+    // Nobody heard the offer (no other instance): withdrawn at once, it runs on here.
+    const taken = await this.whenTaken(stream, meta, offered > 0 ? Date.now() + waitMs : 0);
+    if (taken) {
+      this.unmirror(mirror);
+      this.local.handedOver(stream);
+    } else {
+      stream.resume();
+    }
+  }
+
+  /** Whether another instance took the stream over before the deadline; an offer not taken by then is withdrawn. */
+  private async whenTaken(stream: LiveStream, meta: string, deadline: number): Promise<boolean> {
+    while (!stream.finished && Date.now() < deadline) {
+      const instance = await this.client
+        .sendCommand<string | null>(['HGET', meta, 'instance'])
+        .catch(() => null);
+      if (instance !== null && instance !== this.instance) {
+        return true;
+      }
+      if (stream.controller.signal.aborted) {
+        // Cancelled meanwhile, and still ours (see `cancel`): it ends here.
+        return false;
+      }
+      await sleep(10);
+    }
+    if (stream.finished) {
+      return false;
+    }
+    const withdrawn = await WITHDRAW.run(this.client, [meta], [this.instance]).catch(() => 1);
+    return withdrawn !== 1;
+  }
+
+  /** Another instance stops and offers a stream: take it over if this one can continue it. */
+  private offered(message: string): void {
+    let offer: { key: string; model: string };
+    try {
+      offer = JSON.parse(message) as { key: string; model: string };
+    } catch {
+      this.logger.warn('ignored a malformed handover message');
+      return;
+    }
+    if (!this.leaving && !this.closed && this.canContinue(offer.model)) {
+      void this.takeOver(offer.key).catch(() => undefined);
+    }
+  }
+
+  /** An orphan (its instance died): true once taken over here; false if this instance cannot, or another did. */
+  private async takeOverOrphan(key: string, model: string): Promise<boolean> {
+    if (this.leaving || this.closed || !this.canContinue(model)) {
+      return false;
+    }
+    return this.takeOver(key).catch(() => false);
+  }
+
+  /**
+   * Takes the stream over if it is still up for it (one instance only, decided by `TAKE_OVER`), and continues it
+   * here from its events so far: the completion goes on after the last one, on a deployment that can continue.
+   */
+  private async takeOver(key: string): Promise<boolean> {
+    if (this.taking.has(key)) {
+      return false;
+    }
+    this.taking.add(key);
+    let reply: unknown[];
+    try {
+      const [meta, events] = streamKeys(key);
+      reply = (await TAKE_OVER.run(
+        this.client,
+        [meta, events],
+        [LEASE_PREFIX, this.instance, this.judging ? '1' : '0'],
+      )) as unknown[];
+    } finally {
+      this.taking.delete(key);
+    }
+    if (reply.length === 0) {
+      return false;
+    }
+    const [owner, id, requestJson, transport, limitKey, entries] = reply as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      [string, string[]][],
+    ];
+    const history = entries.map(([, fields]) => JSON.parse(fields[1]) as CompletionEvent);
+    const request = JSON.parse(requestJson) as StoredRequest;
+    const continueFrom = continuationOf(history);
+    const mirrorKey = localKey(owner, id);
+    const mirror = newMirror(mirrorKey, streamKeys(key), request.model, false);
+    this.mirrors.set(mirrorKey, mirror);
+    if (!continueFrom) {
+      // Its first events are no longer kept (past the per-stream cap): nothing exact to continue from.
+      const seq = (history.at(-1)?.seq ?? -1) + 1;
+      mirror.ending = true;
+      mirror.pending.push(entryId(seq), JSON.stringify({ ...LOST_EVENT, streamId: id, seq, ts: epochNow() }));
+      this.toAppend.add(mirror);
+      this.appendSoon();
+      return true;
+    }
+    this.local.start(
+      { ...request, streamId: id },
+      owner,
+      (transport || 'sse') as TransportName,
+      this.admission.adopt(limitKey || owner),
+      limitKey || owner,
+      { history, continueFrom },
+    );
+    const stream = this.local.find(id, owner);
+    const cancelledAt = this.earlyCancels.get(mirrorKey);
+    this.earlyCancels.delete(mirrorKey);
+    if (
+      stream &&
+      cancelledAt !== undefined &&
+      Date.now() - cancelledAt < REDIS_REGISTRY_TIMINGS.earlyCancelMs
+    ) {
+      stream.cancel();
+    } else if (stream) {
+      // Nobody listens here yet: the resume grace counts from now, with every instance's listeners.
+      this.whenIdle(stream);
+    }
+    return true;
+  }
+
+  private canContinue(model: string | undefined): boolean {
+    return this.completion.canContinue(model || undefined);
+  }
+
   // The following side.
 
   /** `key`: the stream's shared key (see `sharedKey`); `streamId`: its public id, for the events made here. */
-  private follow(key: string, streamId: string, afterSeq: number): Observable<CompletionEvent> {
+  private follow(
+    key: string,
+    streamId: string,
+    afterSeq: number,
+    lastInRedis: number,
+  ): Observable<CompletionEvent> {
     return new Observable<CompletionEvent>((subscriber) => {
-      const follower: Follower = { seen: afterSeq + 1, subscriber };
+      const follower: Follower = {
+        seen: afterSeq + 1,
+        inRedisAtJoin: lastInRedis + 1,
+        heldAtJoin: afterSeq + 1,
+        subscriber,
+      };
       let followed = this.followed.get(key);
       if (!followed) {
         followed = {
@@ -589,6 +902,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
       return () => {
         if (current.followers.delete(follower) && current.followers.size === 0) {
           this.followed.delete(key);
+          clearTimeout(current.recheck);
           this.toRead.delete(current);
           // The moment the last listener here left: the running instance's grace counts from it.
           void this.touchListeners(key, Date.now());
@@ -699,7 +1013,14 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     for (const [entry, json] of entries) {
       const number = entryNumber(entry);
       let event: CompletionEvent | undefined;
-      for (const follower of followed.followers) {
+      for (const follower of [...followed.followers]) {
+        if (number > follower.inRedisAtJoin && number <= follower.heldAtJoin && isHandover(json)) {
+          // The stream was continued after what Redis had when this follower joined, and the follower holds events
+          // past that from the instance that died: its answer and the continued one part there. It gets the one
+          // terminal event a lost stream gets, rather than a text with a seam in it.
+          this.endFollowers(followed, LOST_ERROR, (which) => which === follower);
+          continue;
+        }
         if (number !== follower.seen + 1) {
           continue;
         }
@@ -727,19 +1048,49 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     }
     this.lastLivenessCheck = now;
     for (const followed of this.followed.values()) {
-      if (now - followed.lastActivity < REDIS_REGISTRY_TIMINGS.livenessCheckMs) {
-        continue;
+      if (now - followed.lastActivity >= REDIS_REGISTRY_TIMINGS.livenessCheckMs) {
+        this.checkOne(followed);
       }
-      void this.lookup(followed.key, followed.streamId)
-        .then((found) => {
-          if (found) {
-            this.read(followed);
-          } else if (this.judging) {
+    }
+  }
+
+  /**
+   * Is the instance running the followed stream alive? An orphan is taken over (or declared lost); a live one is read
+   * again, and looked at again just after its lease would lapse, so that a death is noticed within the lease, not a
+   * check period later.
+   */
+  private checkOne(followed: Followed): void {
+    clearTimeout(followed.recheck);
+    followed.recheck = undefined;
+    const quietSince = followed.lastActivity;
+    void this.lookup(followed.key, followed.streamId, true)
+      .then(async (found) => {
+        if (found?.orphaned && !(await this.takeOverOrphan(followed.key, found.model))) {
+          await this.lookup(followed.key, followed.streamId);
+        }
+        if (!found) {
+          if (this.judging) {
             this.endFollowers(followed, LOST_ERROR);
           }
-        })
-        .catch(() => undefined);
-    }
+          return;
+        }
+        this.read(followed);
+        if (
+          !found.ended &&
+          !found.orphaned &&
+          found.leaseMs >= 0 &&
+          this.followed.get(followed.key) === followed
+        ) {
+          followed.recheck = setTimeout(() => {
+            followed.recheck = undefined;
+            if (followed.lastActivity === quietSince && this.followed.get(followed.key) === followed) {
+              this.checkOne(followed);
+            }
+          }, found.leaseMs + 50);
+          followed.recheck.unref();
+        }
+      })
+      .catch(() => undefined);
   }
 
   /** Ends the stream's followers here (those `which` picks) with `error`, each after what it has had. */
@@ -768,8 +1119,12 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     return this.client.isReady && Date.now() - this.readySince >= REDIS_REGISTRY_TIMINGS.leaseMs;
   }
 
-  /** `key`: the stream's shared key; `streamId`: its public id, for a `stream_lost` event made here. */
-  private async lookup(key: string, streamId: string): Promise<Found | undefined> {
+  /**
+   * `key`: the stream's shared key; `streamId`: its public id, for a `stream_lost` event made here. `takeOver`: an
+   * orphan (its instance died) that this instance could take over is left as it is, `orphaned`, for the caller to
+   * take over (see `takeOverOrphan`), rather than declared lost.
+   */
+  private async lookup(key: string, streamId: string, takeOver = false): Promise<Found | undefined> {
     if (!this.client.isReady) {
       throw new StreamsUnavailableError();
     }
@@ -782,6 +1137,7 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
         LOST_MESSAGE,
         this.judging ? '1' : '0',
         FOLLOW_CHANNEL_PREFIX,
+        takeOver && !this.leaving && !this.closed ? '1' : '0',
       ])) as string[];
     } catch (error) {
       throw new StreamsUnavailableError(error);
@@ -789,13 +1145,16 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
     if (reply.length === 0) {
       return undefined;
     }
-    const [owner, instance, ended, firstId, lastId] = reply;
+    const [owner, instance, ended, firstId, lastId, orphaned, model, leaseMs] = reply;
     return {
       owner,
       instance,
       ended: ended === '1',
       firstSeq: firstId ? entryNumber(firstId) - 1 : -1,
       lastSeq: lastId ? entryNumber(lastId) - 1 : -1,
+      orphaned: orphaned === '1',
+      model,
+      leaseMs: Number(leaseMs),
     };
   }
 
@@ -807,6 +1166,38 @@ export class RedisStreamRegistry extends StreamRegistry implements OnModuleInit,
 /** The shared key in a stream's events key, `llmgw:{<key>}:events`. */
 function keyOfEvents(eventsKey: string): string {
   return eventsKey.slice(eventsKey.indexOf('{') + 1, eventsKey.lastIndexOf('}'));
+}
+
+/** Whether an entry's JSON is a `route` event of a handover (without parsing every entry a follower skips). */
+function isHandover(json: string): boolean {
+  return json.includes('"type":"route"') && json.includes('"reason":"handover"');
+}
+
+/**
+ * The one event for a client that holds events of an orphan past what Redis had (see `Follower.inRedisAtJoin`): its
+ * stream was continued from an earlier point than its own, so it ends as a lost stream does.
+ */
+function lostAfter(streamId: string, afterSeq: number): CompletionEvent {
+  return { type: 'error', streamId, seq: afterSeq + 1, ts: epochNow(), error: LOST_ERROR };
+}
+
+/** The shared key in a stream's meta key, `llmgw:{<key>}:meta`. */
+function keyOfMeta(metaKey: string): string {
+  return keyOfEvents(metaKey);
+}
+
+function newMirror(id: string, keys: string[], model: string | undefined, fresh: boolean): Mirror {
+  return {
+    id,
+    keys,
+    pending: [],
+    ending: false,
+    fresh,
+    dropped: false,
+    stalled: false,
+    resent: false,
+    model,
+  };
 }
 
 /** A stream's key in this process: its owner and id together, as the in-memory registry finds it. */

@@ -5,9 +5,10 @@ import { STREAM_REGISTRY_OPTIONS } from './streams.module-definition';
 
 /**
  * Graceful shutdown (SIGTERM, with Nest's shutdown hooks on): readiness turns false and new streams are
- * refused at once; running streams get `shutdownGraceMs` to finish; the rest end with a retryable
- * `shutting_down` error. Only then does Nest close the servers, so no stream ends without its
- * terminal event.
+ * refused at once; with Redis, running streams are handed to live instances that continue them (see
+ * `StreamRegistry.handOver`); those not handed over get `shutdownGraceMs` to finish; the rest end with a
+ * retryable `shutting_down` error. Only then does Nest close the servers, so no stream ends without its
+ * terminal event here or elsewhere.
  */
 @Injectable()
 export class ShutdownCoordinator implements BeforeApplicationShutdown {
@@ -38,6 +39,8 @@ export class ShutdownCoordinator implements BeforeApplicationShutdown {
     this.logger.warn(
       `shutting down (${signal ?? 'close'}): ${running} streams running, ${this.options.shutdownGraceMs} ms grace`,
     );
+    await this.registry.handOver(this.options.shutdownGraceMs);
+    const handedOver = running - this.registry.running;
     await this.registry.whenAllEnded(this.options.shutdownGraceMs);
     const left = this.registry.running;
     this.registry.failRunning({
@@ -46,6 +49,8 @@ export class ShutdownCoordinator implements BeforeApplicationShutdown {
       retryable: true,
     });
     await Promise.all(this.flushers.map((flush) => flush()));
-    this.logger.warn(`drained: ${running - left} streams finished, ${left} ended with shutting_down`);
+    this.logger.warn(
+      `drained: ${handedOver} streams handed over, ${running - handedOver - left} finished, ${left} ended with shutting_down`,
+    );
   }
 }

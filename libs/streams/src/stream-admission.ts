@@ -17,6 +17,12 @@ export abstract class StreamAdmission {
 
   /** Counts a resume in the same minute window as the starts (contract v1.1); it holds no concurrency slot. */
   abstract admitResume(owner: string): Promise<{ ok: true } | AdmissionRefusal>;
+
+  /**
+   * The concurrency slot of a stream taken over from another instance (a handover): it was admitted when it
+   * started and is not admitted again, nor counted in the minute; the instance it came from gives its own back.
+   */
+  abstract adopt(owner: string): StreamSlot;
 }
 
 /** A held concurrency slot. `release()` gives it back (the stream ended, or never started); a second call does nothing. */

@@ -52,6 +52,11 @@ export abstract class StreamRegistry {
   /** Streams this process holds (running and retained for resume). */
   abstract readonly size: number;
 
+  /** Whether other instances share the streams (Redis): a client refused here can resume on another. */
+  get shared(): boolean {
+    return false;
+  }
+
   /** Streams and held work running in this process, all owners together. */
   abstract readonly running: number;
 
@@ -65,14 +70,23 @@ export abstract class StreamRegistry {
    * Starts the upstream request; events are buffered until a transport listens, which it must do once the
    * start has resolved (the resume grace only starts once a listener has come and gone). `slot` is the
    * owner's concurrency slot, admitted before: the stream gives it back when it ends. When the start is
-   * refused (a conflicting id, an unreachable store) the slot is the caller's to release.
+   * refused (a conflicting id, an unreachable store) the slot is the caller's to release. `limitKey`: whose limits
+   * the slot counts against (the owner's unless the principal says otherwise), kept for an instance taking it over.
    */
   abstract start(
     request: CompletionRequest,
     owner: string,
     transport: TransportName,
     slot: StreamSlot,
+    limitKey?: string,
   ): Awaitable<string>;
+
+  /**
+   * A stopping instance hands its running streams to live ones that can continue them (with Redis; one instance
+   * alone has nobody to hand them to and resolves at once). Resolves once each was taken over, or was not within
+   * `timeoutMs` (it then runs on here, as before).
+   */
+  abstract handOver(timeoutMs: number): Promise<void>;
 
   /**
    * The stream's events after `afterSeq` (-1: all), then live ones until its terminal event. `not_found`

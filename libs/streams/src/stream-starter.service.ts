@@ -105,7 +105,7 @@ export class StreamStarter {
     try {
       return {
         ok: true,
-        streamId: await this.registry.start(parsed.request, owner, transport, admitted.slot),
+        streamId: await this.registry.start(parsed.request, owner, transport, admitted.slot, limitKey),
       };
     } catch (error) {
       admitted.slot.release();
@@ -144,6 +144,10 @@ export class StreamStarter {
    * (so ids cannot be probed unmetered), and is refused past the listener caps.
    */
   async resume(streamId: string, owner: string, afterSeq: number, limitKey = owner): Promise<ResumeOutcome> {
+    if (this.shutdown.draining && this.registry.shared) {
+      // Another instance serves it: this one is handing its streams over and letting its clients go.
+      return SHUTTING_DOWN;
+    }
     let admitted: { ok: true } | AdmissionRefusal;
     try {
       admitted = await this.admission.admitResume(limitKey);

@@ -37,6 +37,7 @@ function redisOf(options: StreamsModuleOptions, redis: RedisConnection | undefin
         CompletionService,
         STREAM_REGISTRY_OPTIONS,
         STREAM_LIMITS,
+        StreamAdmission,
         { token: MetricsService, optional: true },
         { token: RedisConnection, optional: true },
       ],
@@ -44,11 +45,12 @@ function redisOf(options: StreamsModuleOptions, redis: RedisConnection | undefin
         completion: CompletionService,
         options: StreamsModuleOptions,
         limits: StreamLimits,
+        admission: StreamAdmission,
         metrics: MetricsService | undefined,
         redis: RedisConnection | undefined,
       ): StreamRegistry =>
         options.store === 'redis'
-          ? new RedisStreamRegistry(completion, options, limits, redisOf(options, redis), metrics)
+          ? new RedisStreamRegistry(completion, options, limits, redisOf(options, redis), admission, metrics)
           : new InMemoryStreamRegistry(completion, options, limits, metrics),
     },
     StreamStarter,

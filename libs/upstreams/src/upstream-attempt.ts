@@ -1,5 +1,17 @@
-import { bodyReader, type BodyReader, ChunkDecoder, readToEnd, UpstreamError } from '@app/completion';
+import {
+  bodyReader,
+  type BodyReader,
+  ChunkDecoder,
+  readToEnd,
+  safeUpstreamRequestId,
+  UpstreamError,
+} from '@app/completion';
 import { epochNow } from '@app/clock';
+import {
+  startAttempt as startAttemptSpan,
+  telemetry,
+  type UpstreamAttempt as AttemptSpan,
+} from '@app/telemetry';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { Deployment } from './deployments';
 
@@ -38,6 +50,13 @@ export class UpstreamAttempt {
   private idleTimeoutMs: number | undefined;
   /** A read in flight, while attempts race for the first token. */
   pending: Promise<AttemptRead> | undefined;
+  /** The attempt's CLIENT span (`chat {model}`); a shared no-op when telemetry is off. */
+  readonly span: AttemptSpan;
+  /** What the span reports at the end, gathered from the chunks only while telemetry is on. */
+  private readonly traced: boolean;
+  private responseModel: string | undefined;
+  private finishReasons: string[] | undefined;
+  private usage: { input?: number; output?: number; reasoning?: number } | undefined;
 
   constructor(
     readonly deployment: Deployment,
@@ -50,6 +69,14 @@ export class UpstreamAttempt {
     private readonly keepRaw: boolean,
   ) {
     deployment.inFlight++;
+    this.span = startAttemptSpan({
+      deployment: deployment.name,
+      providerName: 'openai',
+      requestModel: model,
+      stream: true,
+      messages: body.messages as { role: string; content: string }[] | undefined,
+    });
+    this.traced = telemetry.enabled;
     this.timer = setTimeout(() => this.deadlinePassed(), firstTokenTimeoutMs);
     this.timer.unref();
   }
@@ -71,6 +98,9 @@ export class UpstreamAttempt {
         const chunks = decoder.feed(read.value);
         if (chunks.length > 0) {
           this.lastChunkAt = epochNow();
+          if (this.traced) {
+            this.observe(chunks);
+          }
           return { type: 'chunks', chunks, raw: this.keepRaw ? decoder.takeRaw() : undefined };
         }
         if (decoder.failure !== undefined) {
@@ -107,6 +137,7 @@ export class UpstreamAttempt {
   /** The first real token came: from now on the idle deadline applies (checked when the timer fires, see there). */
   tokenArrived(idleTimeoutMs: number): void {
     this.firstTokenAt = this.lastChunkAt;
+    this.span.firstChunk();
     this.deployment.recordTtft(this.firstTokenAt - this.startedAt);
     this.idleTimeoutMs = idleTimeoutMs;
     clearTimeout(this.timer);
@@ -115,12 +146,18 @@ export class UpstreamAttempt {
   }
 
   /** Stops the request (if it is still running) and releases the deployment's slot; idempotent. */
-  close(): void {
+  close(error?: string): void {
     clearTimeout(this.timer);
     if (this.closed) {
       return;
     }
     this.closed = true;
+    this.span.end({
+      responseModel: this.responseModel,
+      finishReasons: this.finishReasons,
+      usage: this.usage,
+      error: error ?? (this.settled ? undefined : 'cancelled'),
+    });
     this.deployment.inFlight--;
     if (!this.settled) {
       // Aborting builds a DOMException: skipped when the response was read to its end.
@@ -130,8 +167,12 @@ export class UpstreamAttempt {
   }
 
   private async open(): Promise<void> {
-    const response = await this.deployment.client.chatCompletions(this.body, this.controller.signal);
-    this.upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
+    const response = await this.deployment.client.chatCompletions(
+      this.body,
+      this.controller.signal,
+      this.traced ? this.span.traceHeaders() : undefined,
+    );
+    this.upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
     const reader = bodyReader(response);
     if (!response.headers.get('content-type')?.startsWith('text/event-stream') || reader === undefined) {
       reader?.cancel();
@@ -139,6 +180,25 @@ export class UpstreamAttempt {
     }
     this.reader = reader;
     this.decoder = new ChunkDecoder(response.headers, this.keepRaw);
+  }
+
+  /** The span's figures: the serving model, finish reasons and usage, as the chunks carry them. */
+  private observe(chunks: ChatCompletionChunk[]): void {
+    for (const chunk of chunks) {
+      this.responseModel ??= chunk.model;
+      for (const choice of chunk.choices) {
+        if (choice.finish_reason) {
+          (this.finishReasons ??= []).push(choice.finish_reason);
+        }
+      }
+      if (chunk.usage) {
+        this.usage = {
+          input: chunk.usage.prompt_tokens,
+          output: chunk.usage.completion_tokens,
+          reasoning: chunk.usage.completion_tokens_details?.reasoning_tokens ?? undefined,
+        };
+      }
+    }
   }
 
   /**

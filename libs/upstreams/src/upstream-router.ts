@@ -1,5 +1,6 @@
 import { epochNow } from '@app/clock';
-import { reasoningOf, UpstreamError } from '@app/completion';
+import { startAttempt as startAttemptSpan } from '@app/telemetry';
+import { reasoningOf, safeUpstreamRequestId, UpstreamError } from '@app/completion';
 import type { RouteReason, StreamErrorCode } from '@app/contracts';
 import { Logger } from '@nestjs/common';
 import type { DeploymentHealth } from './deployment-health';
@@ -129,13 +130,23 @@ export class UpstreamRouter {
         ),
       );
       deployment.inFlight++;
+      const span = startAttemptSpan({
+        deployment: deployment.name,
+        providerName: 'openai',
+        requestModel: model,
+        stream: false,
+      });
       try {
         const response = await deployment.client.chatCompletions(
           { ...request.body, model },
           controller.signal,
+          span.traceHeaders(),
         );
+        // The body is the relay's to read; the span ends when the answer's headers came.
+        span.firstChunk();
+        span.end({ responseModel: model });
         this.health.succeeded(deployment.name, probe);
-        const upstreamRequestId = response.headers.get('x-request-id') ?? undefined;
+        const upstreamRequestId = safeUpstreamRequestId(response.headers.get('x-request-id'));
         this.attempted(
           request,
           deployment,
@@ -148,11 +159,13 @@ export class UpstreamRouter {
         return { response, deployment: deployment.name, model };
       } catch (error) {
         if (signal.aborted) {
+          span.end({ error: 'cancelled' });
           throw error;
         }
         lastError = timedOut
           ? new UpstreamError('upstream_timeout', 'The model did not answer in time.')
           : deployment.client.upstreamError(error, 'request');
+        span.end({ error: lastError.code });
         this.failed(
           request,
           deployment,
@@ -483,6 +496,7 @@ class RouteRun<T> {
         const first: T[] = [];
         if (won.notice !== undefined) {
           this.router.metrics.upstreamRouted(won.notice.reason, won.notice.deployment);
+          attempt.span.routed(won.notice);
           first.push(this.framing.route(won.notice));
         }
         this.ending = undefined;
@@ -522,7 +536,7 @@ class RouteRun<T> {
           attempt.role,
           attempt.upstreamRequestId,
         );
-        this.release(attempt);
+        this.release(attempt, fault.code);
         // The fault the client is told of, if nothing rescues the answer, is the first one that cut it.
         this.originalFault ??= fault;
         won = await this.continueAfter(fault);
@@ -862,7 +876,7 @@ class RouteRun<T> {
       attempt.role,
       attempt.upstreamRequestId,
     );
-    this.release(attempt);
+    this.release(attempt, error.code);
   }
 
   private served(attempt: UpstreamAttempt): void {
@@ -879,8 +893,8 @@ class RouteRun<T> {
     this.release(attempt);
   }
 
-  private release(attempt: UpstreamAttempt): void {
-    attempt.close();
+  private release(attempt: UpstreamAttempt, error?: string): void {
+    attempt.close(error);
     this.active.delete(attempt);
   }
 

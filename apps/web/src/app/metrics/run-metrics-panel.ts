@@ -2,6 +2,7 @@ import { DecimalPipe } from '@angular/common';
 import { ChangeDetectionStrategy, Component, computed, input } from '@angular/core';
 import type { ClockOffset } from '../clock/clock-offset';
 import type { Lane } from '../run/lane';
+import { detectBuffering } from './buffering';
 import { Milliseconds } from './milliseconds';
 import { computeRunMetrics } from './run-metrics';
 
@@ -34,8 +35,48 @@ import { computeRunMetrics } from './run-metrics';
         <dt>{{ metrics().ttfrMs !== null ? 'Time to first answer token' : 'Time to first token' }}</dt>
         <dd>
           <span [attr.data-testid]="primary() ? 'ttft' : null">{{ metrics().ttftMs | ms }}</span> ms
+          @if (connection(); as connection) {
+            @if (connection.queuedMs >= 1) {
+              <small
+                title="The request waited for a connection before it could be sent: HTTP/1.1 allows six per origin, and a seventh stream waits for one of them to end. HTTP/2 multiplexes; WebSockets are not counted."
+              >
+                of which
+                <span [attr.data-testid]="primary() ? 'connection-wait' : null">{{
+                  connection.queuedMs | ms
+                }}</span>
+                ms waiting for a connection</small
+              >
+            }
+            @if (connection.connectMs >= 1) {
+              <small>, {{ connection.connectMs | ms }} ms opening one</small>
+            }
+          }
         </dd>
       </div>
+      <div>
+        <dt>Connection</dt>
+        <dd>
+          <span [attr.data-testid]="primary() ? 'protocol' : null">{{ connection()?.protocol ?? '–' }}</span>
+          <span [attr.data-testid]="primary() ? 'connection-reuse' : null">{{
+            connection()?.newConnection === true
+              ? 'new'
+              : connection()?.newConnection === false
+                ? 'reused'
+                : ''
+          }}</span>
+        </dd>
+      </div>
+      @if (buffering().suspected) {
+        <p
+          class="error-text"
+          [attr.data-testid]="primary() ? 'buffering-warning' : null"
+          title="A proxy between the server and this browser buffers the stream (nginx without X-Accel-Buffering: no honoured, a compressing CDN): see docs/operations.md, Intermediaries."
+        >
+          ⚠ Tokens arrive in bursts the server did not send: {{ buffering().heldTokens }} of
+          {{ metrics().tokens }} came held together, up to {{ buffering().longestHeldMs | ms }} ms of the
+          server's time at once. Something between the server and this browser buffers the stream.
+        </p>
+      }
       <div>
         <dt>Transport delay p50</dt>
         <dd>
@@ -93,6 +134,12 @@ import { computeRunMetrics } from './run-metrics';
           <dd>{{ timing.ttftMs | ms }} / {{ timing.durationMs | ms }} ms</dd>
         </div>
       }
+      <div>
+        <dt>Trace id</dt>
+        <dd>
+          <code [attr.data-testid]="primary() ? 'trace-id' : null">{{ lane().streamId }}</code>
+        </dd>
+      </div>
     </dl>
   `,
 })
@@ -102,4 +149,6 @@ export class RunMetricsPanel {
   readonly primary = input(false);
 
   protected readonly metrics = computed(() => computeRunMetrics(this.lane(), this.clock()));
+  protected readonly connection = computed(() => this.lane().connection);
+  protected readonly buffering = computed(() => detectBuffering(this.lane().arrivals));
 }

@@ -1,5 +1,6 @@
 import type { CompletionEvent, FinishReason, StreamTiming } from '@app/contracts';
 import type { TransportName } from '../transport/completion-transport';
+import type { ConnectionInfo } from '../transport/connection-info';
 
 export type RunStatus = 'connecting' | 'waiting' | 'streaming' | 'done' | 'cancelled' | 'error';
 
@@ -43,6 +44,8 @@ export interface Lane {
   resumed: boolean;
   /** SSE: the credential the server gave for resuming this stream (`X-Resume-Token`), once known. */
   resumeToken: string | null;
+  /** The connection that carried the stream, once the transport knows (SSE: after the response ended). */
+  connection: ConnectionInfo | null;
 }
 
 export interface ReceivedEvent {
@@ -68,6 +71,7 @@ export function newLane(transport: TransportName, streamId: string, sentAt: numb
     error: null,
     resumed: false,
     resumeToken: null,
+    connection: null,
   };
 }
 

@@ -98,7 +98,10 @@ export class LiveRun {
         ? transport.resume({ streamId, lastSeq: -1, resumeToken })
         : transport.stream(
             { ...this.request, streamId },
-            { resumeToken: (token) => this.updateLane(index, (lane) => ({ ...lane, resumeToken: token })) },
+            {
+              resumeToken: (token) => this.updateLane(index, (lane) => ({ ...lane, resumeToken: token })),
+              connection: (connection) => this.updateLane(index, (lane) => ({ ...lane, connection })),
+            },
           );
       this.subscriptions[index] = events.subscribe({
         next: (event) => {

@@ -1,5 +1,6 @@
 import type { CompletionEvent, CompletionRequest } from '@app/contracts';
 import type { Observable } from 'rxjs';
+import type { ConnectionInfo } from './connection-info';
 
 export const TRANSPORT_NAMES = ['sse', 'socket.io'] as const;
 export type TransportName = (typeof TRANSPORT_NAMES)[number];
@@ -8,6 +9,8 @@ export type TransportName = (typeof TRANSPORT_NAMES)[number];
 export interface StreamHooks {
   /** SSE: the start response's `X-Resume-Token`, a credential good for resuming this one stream only. */
   resumeToken?: (token: string) => void;
+  /** The connection that carried the stream; SSE can tell only once the response has ended. */
+  connection?: (info: ConnectionInfo) => void;
 }
 
 /** A stream this client started earlier, to pick up again: the events after `lastSeq` (`-1`: all of them). */

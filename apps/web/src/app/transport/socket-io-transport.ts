@@ -15,8 +15,9 @@ import type { ClockSample } from '../clock/clock-offset';
 import { epochNow } from '../clock/epoch-now';
 import { Credentials } from '../settings/credentials';
 import { Settings } from '../settings/settings';
-import type { CompletionTransport, ResumeTarget } from './completion-transport';
+import type { CompletionTransport, ResumeTarget, StreamHooks } from './completion-transport';
 import { TransportError } from './transport-error';
+import { traceparentOf } from '../run/trace-context';
 
 export type CompletionSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -54,8 +55,26 @@ export class SocketIoTransport implements CompletionTransport {
     });
   }
 
-  stream(request: CompletionRequest & { streamId: string }): Observable<CompletionEvent> {
-    return socketCompletionStream(request, () => this.connected());
+  /**
+   * The socket is shared by every stream of the page: a stream that found it connected reused it; one that
+   * waited for its handshake shows that wait as its connection time.
+   */
+  stream(
+    request: CompletionRequest & { streamId: string },
+    hooks?: StreamHooks,
+  ): Observable<CompletionEvent> {
+    return socketCompletionStream(request, async () => {
+      const reused = this.socket?.connected === true;
+      const asked = epochNow();
+      const socket = await this.connected();
+      hooks?.connection?.({
+        protocol: socket.io.engine.transport.name,
+        newConnection: !reused,
+        queuedMs: 0,
+        connectMs: reused ? 0 : epochNow() - asked,
+      });
+      return socket;
+    });
   }
 
   resume(target: ResumeTarget): Observable<CompletionEvent> {
@@ -170,7 +189,10 @@ export function socketCompletionStream(
   connect: () => Promise<CompletionSocket>,
 ): Observable<CompletionEvent> {
   return followSocketStream({ streamId: request.streamId, lastSeq: -1 }, connect, async (socket) => {
-    const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:start', request);
+    // Trace context in the payload, not the handshake: one socket carries many runs, each its own trace.
+    const ack = await socket
+      .timeout(ACK_TIMEOUT_MS)
+      .emitWithAck('completion:start', { ...request, ...traceparentOf(request.streamId) });
     if (ack.ok) return null;
     const { code, message, retryAfterMs } = ack.error;
     return new TransportError(code, message, code === 'rate_limited', retryAfterMs);
@@ -258,7 +280,9 @@ async function askToResume(
   streamId: string,
   lastSeq: number,
 ): Promise<TransportError | null> {
-  const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('completion:resume', { streamId, lastSeq });
+  const ack = await socket
+    .timeout(ACK_TIMEOUT_MS)
+    .emitWithAck('completion:resume', { streamId, lastSeq, ...traceparentOf(streamId) });
   return ack.ok ? null : new TransportError(ack.error.code, ack.error.message, true);
 }
 

@@ -12,10 +12,20 @@ import { createParser } from 'eventsource-parser';
 import { Observable } from 'rxjs';
 import { ServerApi } from '../server/server-api';
 import type { CompletionTransport, ResumeTarget, StreamHooks } from './completion-transport';
+import { fromResourceTiming, type ResourceTimingWatch, watchResourceTiming } from './connection-info';
 import { TransportError } from './transport-error';
+import { traceparentOf } from '../run/trace-context';
 
 const RESUME_ATTEMPTS = 3;
 const RESUME_BACKOFF_MS = 250;
+/**
+ * After the terminal event the server ends the response; the body is read to its end (so that the browser
+ * files the request's Resource Timing, and an HTTP/1.1 connection goes back to the pool whole). A response
+ * still open this long after it is aborted.
+ */
+const BODY_END_GRACE_MS = 2000;
+/** How long after the body ended the browser may take to report the request's timing. */
+const TIMING_GRACE_MS = 1000;
 
 export interface SseDependencies {
   fetch: typeof fetch;
@@ -65,7 +75,11 @@ export function sseCompletionStream(
   return followSseStream({ streamId: request.streamId, lastSeq: -1 }, dependencies, hooks, (signal) =>
     dependencies.fetch(HTTP_PATHS.stream, {
       method: 'POST',
-      headers: dependencies.headers({ 'Content-Type': 'application/json', Accept: SSE_CONTENT_TYPE }),
+      headers: dependencies.headers({
+        'Content-Type': 'application/json',
+        Accept: SSE_CONTENT_TYPE,
+        ...traceparentOf(request.streamId),
+      }),
       body: JSON.stringify(request),
       signal,
       cache: 'no-store',
@@ -96,12 +110,16 @@ function followSseStream(
     let { streamId, lastSeq } = from;
     let resumeToken = from.resumeToken ?? null;
     let finished = false;
+    let bodyTimer: ReturnType<typeof setTimeout> | undefined;
+    // Only the POST that starts a stream says how long it waited for a connection; a resume is not a new run.
+    let timing: ResourceTimingWatch | null = null;
 
     const resumeRequest = (credentials: Record<string, string>, query = ''): Promise<Response> =>
       fetch(HTTP_PATHS.resume(streamId) + query, {
         headers: {
           ...credentials,
           Accept: SSE_CONTENT_TYPE,
+          ...traceparentOf(streamId),
           // Without Last-Event-ID the server replays from the start (it refuses -1).
           ...(lastSeq >= 0 ? { 'Last-Event-ID': String(lastSeq) } : {}),
         },
@@ -126,11 +144,13 @@ function followSseStream(
         const event = JSON.parse(message.data) as CompletionEvent;
         lastSeq = event.seq;
         streamId = event.streamId;
+        // Finished before the terminal event is handed on: its subscriber may unsubscribe at once, and the body
+        // is still to be read to its end.
+        if (isTerminalEvent(event)) finished = true;
         subscriber.next(event);
-        if (isTerminalEvent(event)) {
-          finished = true;
+        if (finished) {
           subscriber.complete();
-          abort.abort();
+          bodyTimer = setTimeout(() => abort.abort(), BODY_END_GRACE_MS);
         }
       },
     });
@@ -140,8 +160,11 @@ function followSseStream(
         if (attempt > 0) await delay(RESUME_BACKOFF_MS * attempt);
         let response: Response;
         try {
+          if (attempt === 0 && open && hooks.connection) timing = watchResourceTiming(HTTP_PATHS.stream);
           response = await (attempt === 0 && open ? open(abort.signal) : resume());
         } catch (cause) {
+          timing?.stop();
+          timing = null;
           if (abort.signal.aborted) return;
           if (attempt === 0) throw TransportError.network(cause);
           continue;
@@ -158,7 +181,11 @@ function followSseStream(
           await readInto(response, parser.feed);
         } catch {
           if (abort.signal.aborted) return;
+        } finally {
+          if (timing) reportConnection(timing, hooks);
+          timing = null;
         }
+        clearTimeout(bodyTimer);
         if (finished || abort.signal.aborted) return;
       }
       throw new TransportError(
@@ -173,8 +200,17 @@ function followSseStream(
     });
 
     return () => {
-      if (!finished) abort.abort();
+      if (!finished) {
+        abort.abort();
+        timing?.stop();
+      }
     };
+  });
+}
+
+function reportConnection(timing: ResourceTimingWatch, hooks: StreamHooks): void {
+  void timing.entry(TIMING_GRACE_MS).then((entry) => {
+    if (entry) hooks.connection?.(fromResourceTiming(entry));
   });
 }
 
