@@ -3,7 +3,9 @@
  * in Chromium through its data-testid hooks, saves a screenshot of every state under test-results/, and measures
  * what rendering a fast stream costs (long tasks and frame timing). Run it with `npm run test:e2e`.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { startServer } from './built-servers.mts';
 import {
@@ -727,6 +729,72 @@ async function runAuthChecks(browser: Browser): Promise<Tally> {
   }
 }
 
+/**
+ * (v1.2) An upstream table played by the simulator: the first deployment refuses (503), the fallback cuts the
+ * answer after 20 tokens, a third continues it. The client marks both moves inside the answer and names who served.
+ */
+const UPSTREAM_TABLE = {
+  deployments: {
+    east: { simulator: { refuse: { status: 503 } } },
+    west: {
+      simulator: { midStream: { action: 'cut', afterTokens: 20 } },
+      continuation: 'continue_final_message',
+    },
+    north: { simulator: {}, continuation: 'continue_final_message' },
+  },
+  models: {
+    chat: {
+      targets: [{ deployment: 'east', model: 'simulator-fast' }],
+      fallbacks: [
+        { deployment: 'west', model: 'simulator-fast' },
+        { deployment: 'north', model: 'simulator-fast' },
+      ],
+    },
+  },
+  defaultModel: 'chat',
+};
+
+const upstreamChecks: Check[] = [
+  {
+    name: 'a fallback and a continuation are marked inside the answer, and served-by names the deployment (v1.2)',
+    run: async (page) => {
+      for (const mode of ['sse', 'socket.io']) {
+        await startNewChat(page);
+        await sendPrompt(page, mode, `Explain routing. [sim tokens=60]`);
+        const status = await waitForStatus(page, TERMINAL);
+        const answer = page.getByTestId('answer');
+        const reasons = await answer
+          .getByTestId('route')
+          .evaluateAll((marks) => marks.map((mark) => mark.getAttribute('data-reason')));
+        const servedBy = await page.getByTestId('served-by').textContent();
+        const seen = `${mode}: status ${status}, marks ${JSON.stringify(reasons)}, served-by "${servedBy}"`;
+        assert(status === 'done', `the run did not end done (${seen})`);
+        assert(JSON.stringify(reasons) === '["fallback","continuation"]', `wrong route marks (${seen})`);
+        assert(servedBy?.includes('north') === true, `served-by does not name the last deployment (${seen})`);
+        const text = (await answer.textContent()) ?? '';
+        assert(text.includes('continued on'), `the continuation mark has no words (${seen})`);
+        await screenshot(page, `routes-${mode.replace('.', '')}`);
+      }
+    },
+  },
+];
+
+/** The client against a server whose model is an upstream table with failing deployments. */
+async function runUpstreamChecks(browser: Browser): Promise<Tally> {
+  if (selected(upstreamChecks).length === 0) return { passed: 0, failed: 0 };
+  const table = join(await mkdtemp(join(tmpdir(), 'upstreams-')), 'upstreams.json');
+  await writeFile(table, JSON.stringify(UPSTREAM_TABLE));
+  const { url, server } = await startServer({ UPSTREAMS_FILE: table });
+  try {
+    console.warn(
+      `browser suite against ${url} (UPSTREAMS_FILE: a refusing, a cutting and a healthy deployment)`,
+    );
+    return await runChecks(await openClient(browser, url), selected(upstreamChecks));
+  } finally {
+    server.kill('SIGTERM');
+  }
+}
+
 async function main(): Promise<void> {
   await mkdir(RESULTS, { recursive: true });
   const { url, server } = await startServer();
@@ -742,6 +810,7 @@ async function main(): Promise<void> {
     console.warn(`browser suite against ${url}`);
     add(await runChecks(page, selected(checks)));
     add(await runAuthChecks(browser));
+    add(await runUpstreamChecks(browser));
   } finally {
     await browser?.close();
     server.kill('SIGTERM');

@@ -83,6 +83,7 @@ const TRANSPORT_LABELS: Record<string, string> = { sse: 'SSE', 'socket.io': 'Soc
                   [attr.data-transport]="lane.transport"
                   [attr.aria-label]="labels[lane.transport] + ' answer'"
                   [text]="lane.text"
+                  [routes]="lane.routes"
                   [streaming]="lane.status === 'streaming' || lane.status === 'waiting'"
                 />
                 @if (lane.error?.code === expiredCode) {

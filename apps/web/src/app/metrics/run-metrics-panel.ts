@@ -54,6 +54,17 @@ import { computeRunMetrics } from './run-metrics';
         </dd>
       </div>
       <div>
+        <dt>Served by</dt>
+        <dd>
+          <span [attr.data-testid]="primary() ? 'served-by' : null">{{ servedBy() }}</span>
+          @if (lane().routes.length > 0) {
+            <small>
+              after {{ lane().routes.length }} {{ lane().routes.length === 1 ? 'move' : 'moves' }}</small
+            >
+          }
+        </dd>
+      </div>
+      <div>
         <dt>Connection</dt>
         <dd>
           <span [attr.data-testid]="primary() ? 'protocol' : null">{{ connection()?.protocol ?? '–' }}</span>
@@ -147,6 +158,13 @@ export class RunMetricsPanel {
   readonly lane = input.required<Lane>();
   readonly clock = input<ClockOffset | null>(null);
   readonly primary = input(false);
+
+  /** (v1.2) The model that serves the answer, and its deployment once the stream moved (a route event says). */
+  protected readonly servedBy = computed(() => {
+    const lane = this.lane();
+    if (lane.servedBy) return `${lane.servedBy.model} · ${lane.servedBy.deployment}`;
+    return lane.model ?? '–';
+  });
 
   protected readonly metrics = computed(() => computeRunMetrics(this.lane(), this.clock()));
   protected readonly connection = computed(() => this.lane().connection);

@@ -1,4 +1,4 @@
-import type { CompletionEvent } from '@app/contracts';
+import type { CompletionEvent, RouteEvent } from '@app/contracts';
 import { abandonLane, applyEvents, failLane, markAccepted, newLane, type ReceivedEvent } from './lane';
 
 const id = 'stream-1';
@@ -42,6 +42,40 @@ describe('lane', () => {
       firstReasoningAt: 15,
     });
     expect(lane.arrivals.map((arrival) => arrival.seq)).toEqual([3]);
+  });
+
+  it('marks where the stream moved to another deployment, and who serves since (v1.2)', () => {
+    const route = (
+      seq: number,
+      reason: 'fallback' | 'continuation',
+      deployment: string,
+      code?: RouteEvent['code'],
+    ) =>
+      at(seq * 10, {
+        type: 'route',
+        streamId: id,
+        seq,
+        ts: seq * 10,
+        model: 'llama',
+        deployment,
+        reason,
+        ...(code ? { code } : {}),
+      });
+    const lane = applyEvents(fresh, [
+      start,
+      route(1, 'fallback', 'west', 'upstream_unavailable'),
+      token(2, 'Hel', 30),
+      route(3, 'continuation', 'east'),
+      token(4, 'lo', 50),
+    ]);
+    expect(lane.text).toBe('Hello');
+    expect(lane.routes).toEqual([
+      { at: 0, reason: 'fallback', model: 'llama', deployment: 'west', code: 'upstream_unavailable' },
+      { at: 3, reason: 'continuation', model: 'llama', deployment: 'east' },
+    ]);
+    expect(lane.servedBy).toEqual({ model: 'llama', deployment: 'east' });
+    expect(lane.arrivals.map((arrival) => arrival.seq)).toEqual([2, 4]);
+    expect(applyEvents(fresh, [start, token(1, 'a', 20)])).toMatchObject({ routes: [], servedBy: null });
   });
 
   it('accumulates tokens and their arrivals without mutating the previous lane', () => {

@@ -1,4 +1,4 @@
-import type { CompletionEvent, FinishReason, StreamTiming } from '@app/contracts';
+import type { CompletionEvent, FinishReason, RouteReason, StreamTiming } from '@app/contracts';
 import type { TransportName } from '../transport/completion-transport';
 import type { ConnectionInfo } from '../transport/connection-info';
 
@@ -17,6 +17,15 @@ export interface LaneError {
   message: string;
   retryable: boolean;
   retryAfterMs?: number;
+}
+
+/** (v1.2) Where the stream moved to another deployment: after `at` characters of the answer, and why. */
+export interface RouteMark {
+  at: number;
+  reason: RouteReason;
+  model: string;
+  deployment: string;
+  code?: string;
 }
 
 /** One stream over one transport: what it has said so far and when each part arrived. */
@@ -46,6 +55,10 @@ export interface Lane {
   resumeToken: string | null;
   /** The connection that carried the stream, once the transport knows (SSE: after the response ended). */
   connection: ConnectionInfo | null;
+  /** (v1.2) Each move to another deployment, in order. */
+  routes: readonly RouteMark[];
+  /** (v1.2) The deployment serving the answer since the last move; null while the first attempt serves. */
+  servedBy: { model: string; deployment: string } | null;
 }
 
 export interface ReceivedEvent {
@@ -72,6 +85,8 @@ export function newLane(transport: TransportName, streamId: string, sentAt: numb
     resumed: false,
     resumeToken: null,
     connection: null,
+    routes: [],
+    servedBy: null,
   };
 }
 
@@ -83,6 +98,7 @@ export function isFinished(status: RunStatus): boolean {
 export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
   if (batch.length === 0 || isFinished(lane.status)) return lane;
   let { status, model, text, reasoning, firstReasoningAt, endedAt, finishReason, serverTiming, error } = lane;
+  let { routes, servedBy } = lane;
   const arrivals: TokenArrival[] = [];
   let counted = 0;
   for (const { event, arrivedAt } of batch) {
@@ -102,6 +118,19 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
         text += event.text;
         arrivals.push({ seq: event.seq, serverTs: event.ts, arrivedAt });
         status = 'streaming';
+        break;
+      case 'route':
+        routes = [
+          ...routes,
+          {
+            at: text.length,
+            reason: event.reason,
+            model: event.model,
+            deployment: event.deployment,
+            ...(event.code === undefined ? {} : { code: event.code }),
+          },
+        ];
+        servedBy = { model: event.model, deployment: event.deployment };
         break;
       case 'done':
         status = event.finishReason === 'cancelled' ? 'cancelled' : 'done';
@@ -127,6 +156,8 @@ export function applyEvents(lane: Lane, batch: readonly ReceivedEvent[]): Lane {
     finishReason,
     serverTiming,
     error,
+    routes,
+    servedBy,
     arrivals: arrivals.length > 0 ? [...lane.arrivals, ...arrivals] : lane.arrivals,
     eventsReceived: lane.eventsReceived + counted,
   };
