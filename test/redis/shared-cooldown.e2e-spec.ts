@@ -181,10 +181,11 @@ describe('two instances on one Redis share a deployment’s cooldown', () => {
   });
 });
 
-describe('deployment health across a Redis outage', () => {
+describe('two views of deployment health on one Redis, without a gateway', () => {
   const policy = { cooldownMs: 30_000, allowedFails: 0 };
   const policies = new Map([['east', policy]]);
   const down = { rateLimited: false };
+  const probeKey = 'llmgw:deployment:{east}:probe';
   let redis: RedisServer;
   let connections: RedisConnection[] = [];
 
@@ -200,12 +201,17 @@ describe('deployment health across a Redis outage', () => {
     await redis?.close();
   });
 
-  it('a deployment put aside while Redis was away is told to the others once it is back', async () => {
-    const [a, b] = connections.map((connection) => {
+  /** A fresh view of the health on each connection, as two instances would have. */
+  function views(): RedisDeploymentHealth[] {
+    return connections.map((connection) => {
       const health = new RedisDeploymentHealth(connection, policies);
       health.onModuleInit();
       return health;
     });
+  }
+
+  it('a deployment put aside while Redis was away is told to the others once it is back', async () => {
+    const [a, b] = views();
     await eventually(() => connections.every((connection) => connection.isReady), 10_000);
     await redis.kill();
     await eventually(() => connections.every((connection) => !connection.isReady), 10_000);
@@ -231,5 +237,45 @@ describe('deployment health across a Redis outage', () => {
     expect(a.succeeded('east', true)).toBe(true);
     await eventually(() => b.coolingMs('east', Date.now()) === 0 && b.admit('east', probeAt) === 'go', 5000);
     expect(await client.exists(['llmgw:deployment:{east}:cooling', 'llmgw:deployment:{east}:probe'])).toBe(0);
+  });
+
+  it('a probe given back unanswered, or answered 429, frees the claim for every instance at once, not at its TTL', async () => {
+    const [a, b] = views();
+    const [aId, bId] = connections.map((connection) => connection.instanceId);
+    const client = await redis.client();
+    const claimHolder = async (expected: string | null) => {
+      const deadline = Date.now() + 5000;
+      let holder = await client.get(probeKey);
+      while (holder !== expected && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        holder = await client.get(probeKey);
+      }
+      return { holder, ttl: await client.pTTL(probeKey) };
+    };
+    await eventually(() => connections.every((connection) => connection.isReady), 10_000);
+
+    expect(a.failed('east', policy, down, false, Date.now())).toBe(true);
+    await eventually(() => b.coolingMs('east', Date.now()) > 0);
+    // Both views are asked about the cooldown's end (its key removed as its expiry would): A claims the one probe.
+    await client.del('llmgw:deployment:{east}:cooling');
+    const probeAt = Date.now() + policy.cooldownMs;
+    expect(a.admit('east', probeAt)).toBe('cooling');
+    await eventually(() => a.peek('east', probeAt) === 'probe');
+    expect(a.admit('east', probeAt)).toBe('probe');
+    expect(await claimHolder(aId)).toMatchObject({ holder: aId });
+
+    // A's probe ends unanswered (its client left): the claim goes now, not in 30 s, and B may claim it.
+    a.released('east', true);
+    expect(await claimHolder(null)).toEqual({ holder: null, ttl: -2 });
+    expect(b.admit('east', probeAt)).toBe('cooling');
+    await eventually(() => b.peek('east', probeAt) === 'probe');
+    expect(b.admit('east', probeAt)).toBe('probe');
+    expect(await claimHolder(bId)).toMatchObject({ holder: bId });
+
+    // B's probe is answered 429: the wait is shared, and the claim goes too, for whoever probes after the wait.
+    expect(b.failed('east', policy, { rateLimited: true, retryAfterMs: 1500 }, true, probeAt)).toBe(false);
+    expect(await claimHolder(null)).toEqual({ holder: null, ttl: -2 });
+    expect(await client.pTTL('llmgw:deployment:{east}:rate-limited')).toBeGreaterThan(1000);
+    await eventually(() => a.waitMs('east', Date.now()) > 1000);
   });
 });

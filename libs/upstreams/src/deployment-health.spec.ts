@@ -16,11 +16,12 @@ describe('InMemoryDeploymentHealth', () => {
     const health = cooledAt(0);
     expect(health.admit('east', 999)).toBe('cooling');
     expect(health.coolingMs('east', 400)).toBe(600);
-    expect(health.probeDue('east', 999)).toBe(false);
-    expect(health.probeDue('east', 1000)).toBe(true);
-    // probeDue only looks; admit takes the probe, and the next admission waits for its answer.
-    expect(health.probeDue('east', 1000)).toBe(true);
+    expect(health.peek('east', 999)).toBe('cooling');
+    expect(health.peek('east', 1000)).toBe('probe');
+    // peek only looks; admit takes the probe, and the next admission waits for its answer.
+    expect(health.peek('east', 1000)).toBe('probe');
     expect(health.admit('east', 1000)).toBe('probe');
+    expect(health.peek('east', 1001)).toBe('cooling');
     expect(health.admit('east', 1001)).toBe('cooling');
     expect(health.succeeded('east', true)).toBe(true);
     expect(health.admit('east', 1002)).toBe('go');
@@ -34,11 +35,52 @@ describe('InMemoryDeploymentHealth', () => {
     expect(health.admit('east', 2100)).toBe('probe');
   });
 
-  it('gives an unanswered probe up after as long as the cooldown, so an aborted probe does not shut the deployment', () => {
+  it('gives a probe that never answers (lost to a hedge) up after as long as the cooldown, then admits another', () => {
     const health = cooledAt(0);
     expect(health.admit('east', 1000)).toBe('probe');
     expect(health.admit('east', 1999)).toBe('cooling');
     expect(health.admit('east', 2000)).toBe('probe');
+  });
+
+  it('lets the next request probe at once when the probe is released unanswered', () => {
+    const health = cooledAt(0);
+    expect(health.admit('east', 1000)).toBe('probe');
+    // An attempt that was not the probe says nothing about it.
+    health.released('east', false);
+    expect(health.admit('east', 1001)).toBe('cooling');
+    health.released('east', true);
+    expect(health.admit('east', 1002)).toBe('probe');
+    // Released is no answer: the deployment is still put aside until a probe succeeds.
+    expect(health.admit('east', 1003)).toBe('cooling');
+    health.released('north', true);
+    expect(health.admit('north', 1003)).toBe('go');
+  });
+
+  it('answers peek as admit would, for every state, without changing what admit answers next', () => {
+    const states: [string, (health: InMemoryDeploymentHealth) => void][] = [
+      ['unknown', () => undefined],
+      ['cooling', (health) => health.coolDown('east', 0, 1000)],
+      ['probe due', (health) => health.coolDown('east', 0, 500)],
+      ['rate-limited', (health) => health.rateLimit('east', 0, 2000)],
+      ['recovered', (health) => (health.coolDown('east', 0, 500), health.recovered('east'))],
+    ];
+    const seen = states.map(([state, arrange]) => {
+      const health = new InMemoryDeploymentHealth();
+      arrange(health);
+      const peeked = [health.peek('east', 600), health.peek('east', 600)];
+      return { state, peeked, admitted: [health.admit('east', 600), health.admit('east', 601)] };
+    });
+    expect(seen).toEqual([
+      { state: 'unknown', peeked: ['go', 'go'], admitted: ['go', 'go'] },
+      { state: 'cooling', peeked: ['cooling', 'cooling'], admitted: ['cooling', 'cooling'] },
+      { state: 'probe due', peeked: ['probe', 'probe'], admitted: ['probe', 'cooling'] },
+      {
+        state: 'rate-limited',
+        peeked: ['rate-limited', 'rate-limited'],
+        admitted: ['rate-limited', 'rate-limited'],
+      },
+      { state: 'recovered', peeked: ['go', 'go'], admitted: ['go', 'go'] },
+    ]);
   });
 
   it('keeps a deployment aside when a request admitted before the cooldown succeeds', () => {
@@ -86,6 +128,6 @@ describe('InMemoryDeploymentHealth', () => {
     const health = cooledAt(0);
     health.recovered('east');
     expect(health.admit('east', 1)).toBe('go');
-    expect(health.probeDue('east', 5000)).toBe(false);
+    expect(health.peek('east', 5000)).toBe('go');
   });
 });

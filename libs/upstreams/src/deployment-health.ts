@@ -32,12 +32,20 @@ export interface FailureReport {
  */
 export interface DeploymentHealth {
   admit(name: string, now: number): Admission;
+  /** What `admit` would answer now, without its effect: no probe is taken (to rank deployments before trying one). */
+  peek(name: string, now: number): Admission;
   /** Milliseconds until a rate-limited deployment may be sent to again (0 when it may now). */
   waitMs(name: string, now: number): number;
   /** True when the deployment had been put aside and is back (its probe answered). */
   succeeded(name: string, probe: boolean): boolean;
   /** Answers whether the deployment has just been put aside (for the metrics and the log). */
   failed(name: string, policy: DeploymentPolicy, report: FailureReport, probe: boolean, now: number): boolean;
+  /**
+   * An attempt ended with no word on the deployment's health (its client left, the request was refused, the stream
+   * ended on another attempt's account). When it was the probe, the next request may probe at once rather than
+   * wait out the probe's hold.
+   */
+  released(name: string, probe: boolean): void;
 }
 
 interface State {
@@ -49,8 +57,10 @@ interface State {
   cooledUntil: number;
   cooled: boolean;
   /**
-   * While a probe is out, no other is admitted before this (epoch ms; 0: none out). Bounded because a probe may
-   * never answer: a stream aborted by its client or lost to a hedge reports neither success nor failure.
+   * While a probe is out, no other is admitted before this (epoch ms; 0: none out). A probe that ends with no word
+   * on the deployment (its client left, the request was refused) is `released`; one lost to a hedge holds until
+   * this: it was slower than another deployment, and sent first again at once it would cost every request the
+   * hedge's wait.
    */
   probeUntil: number;
   /** How long the last cooldown was: also how long a probe may stay unanswered. */
@@ -64,6 +74,15 @@ export class InMemoryDeploymentHealth implements DeploymentHealth {
   constructor(private readonly random: () => number = Math.random) {}
 
   admit(name: string, now: number): Admission {
+    const admission = this.peek(name, now);
+    if (admission === 'probe') {
+      const state = this.states.get(name) as State;
+      state.probeUntil = now + state.cooldownSpanMs;
+    }
+    return admission;
+  }
+
+  peek(name: string, now: number): Admission {
     const state = this.states.get(name);
     if (state === undefined) {
       return 'go';
@@ -74,23 +93,7 @@ export class InMemoryDeploymentHealth implements DeploymentHealth {
     if (now < state.cooledUntil || now < state.probeUntil) {
       return 'cooling';
     }
-    if (state.cooled) {
-      state.probeUntil = now + state.cooldownSpanMs;
-      return 'probe';
-    }
-    return 'go';
-  }
-
-  /** Whether the next admission would be a probe (`admit` without its effect). */
-  probeDue(name: string, now: number): boolean {
-    const state = this.states.get(name);
-    return (
-      state !== undefined &&
-      state.cooled &&
-      now >= state.rateLimitedUntil &&
-      now >= state.cooledUntil &&
-      now >= state.probeUntil
-    );
+    return state.cooled ? 'probe' : 'go';
   }
 
   waitMs(name: string, now: number): number {
@@ -112,6 +115,18 @@ export class InMemoryDeploymentHealth implements DeploymentHealth {
       return state.cooled;
     }
     return false;
+  }
+
+  /**
+   * A probe that ended unanswered gives up its hold at once. Any attempt sent as a probe does, also one sent to a
+   * deployment put aside as a last resort while another probe is out: then one more probe may follow sooner, to a
+   * deployment that was being sent requests anyway.
+   */
+  released(name: string, probe: boolean): void {
+    const state = this.states.get(name);
+    if (probe && state !== undefined) {
+      state.probeUntil = 0;
+    }
   }
 
   failed(

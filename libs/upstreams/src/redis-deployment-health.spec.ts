@@ -81,8 +81,12 @@ describe('deployment health on Redis, with Redis unreachable', () => {
       expect(health.admit('east', 500)).toBe('cooling');
       expect(health.coolingMs('east', 500)).toBe(500);
       // No Redis to arbitrate the probe: this instance probes, as it would alone.
+      expect(health.peek('east', 1000)).toBe('probe');
       expect(health.admit('east', 1000)).toBe('probe');
       expect(health.admit('east', 1001)).toBe('cooling');
+      // The probe's client left: the next request probes, and no claim waits for Redis.
+      health.released('east', true);
+      expect(health.admit('east', 1001)).toBe('probe');
       expect(health.succeeded('east', true)).toBe(true);
       expect(health.admit('east', 1002)).toBe('go');
       health.failed('east', policy, { rateLimited: true, retryAfterMs: 300 }, false, 2000);

@@ -122,6 +122,14 @@ end
 return {'claimed', redis.call('PTTL', KEYS[2])}
 `);
 
+/** This instance's probe ended unanswered: its claim goes, so that the next probe need not wait for its TTL. */
+const RELEASE_PROBE = new RedisScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`);
+
 export type ProbeClaim = { outcome: 'won' } | { outcome: 'cooling' | 'claimed'; ms: number };
 
 /** What `CLAIM_PROBE` answered; undefined for anything else (then the local view decides). */
@@ -191,7 +199,7 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
   }
 
   admit(name: string, now: number): Admission {
-    if (this.local.probeDue(name, now) && this.client.isReady) {
+    if (this.local.peek(name, now) === 'probe' && this.client.isReady) {
       const claim = this.claims.get(name);
       if (claim === undefined || (claim.state === 'won' && now >= claim.until)) {
         // This request goes elsewhere; the next one here probes if the claim is won.
@@ -204,6 +212,16 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
       this.claims.delete(name);
     }
     return this.local.admit(name, now);
+  }
+
+  /** As `admit` would answer, without claiming: a probe is due here only once this instance holds the claim. */
+  peek(name: string, now: number): Admission {
+    const admission = this.local.peek(name, now);
+    if (admission !== 'probe' || !this.client.isReady) {
+      return admission;
+    }
+    const claim = this.claims.get(name);
+    return claim?.state === 'won' && now < claim.until ? 'probe' : 'cooling';
   }
 
   waitMs(name: string, now: number): number {
@@ -238,8 +256,31 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
     }
     if (cooled) {
       this.publish({ kind: 'cooling', deployment: name, ms: this.local.coolingMs(name, now) });
+    } else if (probe) {
+      // A probe answered 429 (or the deployment was put aside meanwhile): the claim is spent either way.
+      this.releaseClaim(name);
     }
     return cooled;
+  }
+
+  released(name: string, probe: boolean): void {
+    this.local.released(name, probe);
+    if (probe) {
+      this.releaseClaim(name);
+    }
+  }
+
+  /** Gives this instance's probe claim up; while Redis is away, its TTL does. */
+  private releaseClaim(name: string): void {
+    this.claims.delete(name);
+    if (!this.client.isReady) {
+      return;
+    }
+    const [, , probe] = deploymentHealthKeys(name);
+    RELEASE_PROBE.run(this.client, [probe], [this.instance]).then(
+      () => (this.unreachable = false),
+      (error: unknown) => this.lost(error),
+    );
   }
 
   private publish(change: Exclude<HealthChange, { kind: 'recovered' }>): void {
