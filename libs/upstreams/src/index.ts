@@ -1,5 +1,6 @@
 export * from './deployment-health';
 export * from './deployments';
+export * from './redis-deployment-health';
 export * from './routing-decisions';
 export * from './routing.provider';
 export * from './upstream-attempt';

@@ -1,3 +1,4 @@
+import { epochNow } from '@app/clock';
 import type { ProviderChunk } from '@app/completion';
 import { type UpstreamTableFile, parseUpstreamTable } from '@app/config';
 import fc from 'fast-check';
@@ -323,6 +324,104 @@ describe('UpstreamRouter hedging', () => {
 
     expect(routes(outcome)).toEqual([]);
     expect(secondary.seen).toHaveLength(0);
+  });
+});
+
+describe('UpstreamRouter and the probe of a deployment put aside', () => {
+  /** The router, with `name` put aside a cooldown (1 s) ago: its probe is due, and held for 1 s once taken. */
+  function withProbeDue(table: Record<string, unknown>, name = 'primary') {
+    const routed = routerOf(table);
+    const health = routed.router.health as InMemoryDeploymentHealth;
+    health.coolDown(name, epochNow() - 1000, 1000);
+    expect(health.peek(name, epochNow())).toBe('probe');
+    return { ...routed, health };
+  }
+
+  it('gives the probe back when its client leaves, which is no failure of the deployment', async () => {
+    const primary = await deployment(always({ kind: 'answer', firstTokenDelayMs: 1000 }));
+    const secondary = await deployment(always(ok));
+    const { provider, health, metrics } = withProbeDue(pair(primary, secondary));
+
+    const client = new AbortController();
+    const leaving = run(provider, 'tell me', client.signal);
+    await waitFor(
+      () => primary.seen.length === 1,
+      () => JSON.stringify(primary.seen),
+    );
+    const whileOut = health.peek('primary', epochNow());
+    client.abort();
+    await leaving;
+
+    // The probe was out, then given back unanswered: the next request may probe at once.
+    expect({ whileOut, after: health.peek('primary', epochNow()), counts: [...metrics.counts] }).toEqual({
+      whileOut: 'cooling',
+      after: 'probe',
+      counts: [],
+    });
+    expect(secondary.seen).toHaveLength(0);
+  });
+
+  it('gives the probe back when the request is refused: a refusal says nothing of the deployment', async () => {
+    const primary = await deployment(once({ kind: 'status', status: 400, error: { code: 'invalid_value' } }));
+    const secondary = await deployment(always(ok));
+    const { provider, health } = withProbeDue(pair(primary, secondary));
+
+    const outcome = await run(provider);
+
+    expect(outcome.error).toMatchObject({ code: 'upstream_rejected' });
+    expect(health.peek('primary', epochNow())).toBe('probe');
+    // Still put aside: only an answer brings it back, which the next request's probe gives.
+    expect((await run(provider)).text).toBe(ANSWER);
+    expect(primary.seen.map((seen) => seen.status)).toEqual([400, 200]);
+    expect(health.peek('primary', epochNow())).toBe('go');
+  });
+
+  it('keeps the deployment aside when its probe loses to a hedge, rather than probing it on every request', async () => {
+    const primary = await deployment(always({ kind: 'answer', firstTokenDelayMs: 1200 }));
+    const secondary = await deployment(always(ok));
+    const { provider, health } = withProbeDue(pair(primary, secondary, { hedgeAfterMs: 100 }));
+
+    const first = await run(provider);
+    const second = await run(provider);
+
+    expect([first.text, second.text]).toEqual([ANSWER, ANSWER]);
+    expect(routes(first)).toMatchObject([{ reason: 'hedge', deployment: 'secondary' }]);
+    // The second request went to secondary straight away: no probe, no hedge's wait.
+    expect([primary.seen.length, secondary.seen.length, routes(second).length]).toEqual([1, 2, 0]);
+    expect(health.peek('primary', epochNow())).toBe('cooling');
+  });
+
+  it('takes no probe when it only ranks the deployments that could continue an answer', async () => {
+    const primary = await deployment(always({ kind: 'cut', after: 5 }));
+    const secondary = await deployment(always(ok));
+    const tertiary = await deployment(always(ok));
+    const { provider, health } = withProbeDue(
+      {
+        deployments: {
+          primary: { baseUrl: primary.baseUrl, continuation: 'continue_final_message' },
+          secondary: { baseUrl: secondary.baseUrl, continuation: 'prefix' },
+          tertiary: { baseUrl: tertiary.baseUrl, continuation: 'prefix' },
+        },
+        models: {
+          chat: {
+            targets: [{ deployment: 'primary', model: 'p-model' }],
+            fallbacks: [
+              { deployment: 'secondary', model: 's-model' },
+              { deployment: 'tertiary', model: 't-model' },
+            ],
+          },
+        },
+      },
+      'tertiary',
+    );
+
+    const outcome = await run(provider);
+
+    expect(outcome.text).toBe(ANSWER);
+    expect(routes(outcome)).toMatchObject([{ reason: 'continuation', deployment: 'secondary' }]);
+    // tertiary was ranked (its probe is due) but never tried: its probe is still there for the next request.
+    expect(tertiary.seen).toHaveLength(0);
+    expect(health.peek('tertiary', epochNow())).toBe('probe');
   });
 });
 

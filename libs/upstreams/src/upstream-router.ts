@@ -189,6 +189,7 @@ export class UpstreamRouter {
       } catch (error) {
         if (signal.aborted) {
           span.end({ error: 'cancelled' });
+          this.health.released(deployment.name, probe);
           throw error;
         }
         if (error instanceof OversizedAnswer) {
@@ -276,8 +277,10 @@ export class UpstreamRouter {
     upstreamRequestId?: string,
   ): void {
     const rateLimited = error.code === 'upstream_rate_limited';
-    // A refusal of the request says nothing about the deployment's health.
-    if (classifyFailure(error) !== 'refused') {
+    // A refusal of the request says nothing about the deployment's health: if it was the probe, another may go.
+    if (classifyFailure(error) === 'refused') {
+      this.health.released(deployment.name, probe);
+    } else {
       const cooled = this.health.failed(
         deployment.name,
         deployment.settings,
@@ -679,6 +682,10 @@ class RouteRun<T> {
         continue;
       }
       const next = await this.race(hedgeAt);
+      if (this.signal.aborted) {
+        // The read that woke the race is the abort itself: the client left, the deployment did not fail.
+        return undefined;
+      }
       if (next === 'hedge') {
         hedgeAt = undefined;
         if (await this.start('hedge', this.request.body)) {
@@ -724,6 +731,8 @@ class RouteRun<T> {
           other.startedAt,
           other.role,
         );
+        // Not `released`: a probe that lost the race keeps its deployment aside until its hold ends (see
+        // deployment-health.ts), or every request would wait for the hedge again.
         this.release(other);
       }
     }
@@ -760,21 +769,27 @@ class RouteRun<T> {
     const body = prefix === '' ? this.request.body : undefined;
     const cut = this.servingDeployment;
     const capable = this.continuationCandidates(prefix !== '', cut);
-    // Healthy deployments first; one put aside after failures still before giving the answer up.
+    // Healthy deployments first; one put aside after failures still before giving the answer up. Only looked at
+    // here: a probe is taken by the attempt that goes, not by every deployment that could have continued.
     const now = epochNow();
-    const admitted = capable.map((candidate) => ({
+    const ranked = capable.map((candidate) => ({
       ...candidate,
-      admission: this.router.health.admit(candidate.deployment.name, now),
+      standing: this.router.health.peek(candidate.deployment.name, now),
     }));
     const ordered = [
-      ...admitted.filter(({ admission }) => admission === 'go' || admission === 'probe'),
-      ...admitted.filter(({ admission }) => admission === 'cooling'),
+      ...ranked.filter(({ standing }) => standing === 'go' || standing === 'probe'),
+      ...ranked.filter(({ standing }) => standing === 'cooling'),
     ];
-    for (const { deployment, model, admission } of ordered) {
+    for (const { deployment, model } of ordered) {
       if (this.attempts >= this.route.maxAttempts || this.signal.aborted) {
         break;
       }
       if (deployment.saturated) {
+        continue;
+      }
+      const admission = this.router.health.admit(deployment.name, epochNow());
+      if (admission === 'rate-limited') {
+        // It asked to be spared since it was ranked (a 429 to an earlier attempt, here or on another instance).
         continue;
       }
       const mode = deployment.settings.continuation;
@@ -935,9 +950,11 @@ class RouteRun<T> {
     this.active.delete(attempt);
   }
 
+  /** Attempts still open when the stream ends (its client left, or another attempt ended it) said nothing. */
   private closeAll(): void {
     for (const attempt of this.active) {
       attempt.close();
+      this.router.health.released(attempt.deployment.name, attempt.probe);
     }
     this.active.clear();
   }

@@ -1,8 +1,10 @@
 import type { AppConfig } from '@app/config';
 import { MetricsService } from '@app/metrics';
+import { RedisConnection } from '@app/redis';
 import { type DynamicModule, Global, Module, type ModuleMetadata } from '@nestjs/common';
-import { InMemoryDeploymentHealth } from './deployment-health';
+import { DEPLOYMENT_HEALTH, type DeploymentHealth, InMemoryDeploymentHealth } from './deployment-health';
 import { type Endpoint, UpstreamTable } from './deployments';
+import { RedisDeploymentHealth } from './redis-deployment-health';
 import { UpstreamRouter } from './upstream-router';
 import { UPSTREAM_SIMULATOR } from './upstreams.constants';
 
@@ -21,7 +23,9 @@ export interface UpstreamsModuleOptions {
 
 /**
  * Global: the completion provider and the `/v1` relay route through the one `UpstreamRouter`, built from the
- * upstream table (UPSTREAMS_FILE) or from the OPENAI_* settings as a table of one deployment.
+ * upstream table (UPSTREAMS_FILE) or from the OPENAI_* settings as a table of one deployment. The deployments'
+ * health is this process's own, or, with REDIS_URL (the app imports `RedisModule` only then), shared by every
+ * instance on that Redis.
  */
 @Global()
 @Module({})
@@ -32,10 +36,31 @@ export class UpstreamsModule {
       imports,
       providers: [
         {
+          provide: UpstreamTable,
+          inject: [{ token: UPSTREAM_SIMULATOR, optional: true }],
+          useFactory: (simulator: SimulatorEndpoints | undefined) => tableOf(config, simulator),
+        },
+        {
+          provide: DEPLOYMENT_HEALTH,
+          inject: [UpstreamTable, { token: RedisConnection, optional: true }],
+          useFactory: (table: UpstreamTable, redis: RedisConnection | undefined): DeploymentHealth => {
+            if (config.redisUrl === undefined) {
+              return new InMemoryDeploymentHealth();
+            }
+            if (redis === undefined) {
+              throw new Error('UpstreamsModule: REDIS_URL is set, but RedisModule is not imported');
+            }
+            return new RedisDeploymentHealth(
+              redis,
+              new Map([...table.deployments].map(([name, { settings }]) => [name, settings])),
+            );
+          },
+        },
+        {
           provide: UpstreamRouter,
-          inject: [MetricsService, { token: UPSTREAM_SIMULATOR, optional: true }],
-          useFactory: (metrics: MetricsService, simulator: SimulatorEndpoints | undefined) =>
-            new UpstreamRouter(tableOf(config, simulator), new InMemoryDeploymentHealth(), metrics),
+          inject: [UpstreamTable, DEPLOYMENT_HEALTH, MetricsService],
+          useFactory: (table: UpstreamTable, health: DeploymentHealth, metrics: MetricsService) =>
+            new UpstreamRouter(table, health, metrics),
         },
       ],
       exports: [UpstreamRouter],
