@@ -15,17 +15,31 @@ import { type RunSpec, streamPrompt, type Target } from './load/measure.mts';
 import { budgets } from './orchestrator/budgets.mts';
 import { ensureBuilt, SIMULATOR_MAIN } from './orchestrator/build.mts';
 import { measureTarget, type TargetRun } from './orchestrator/measure-target.mts';
-import { deadlineMs, gatewayArgs, type LoadPoint, type Options, parseOptions } from './orchestrator/plan.mts';
+import {
+  deadlineMs,
+  gatewayArgs,
+  type LoadPoint,
+  type Options,
+  parseOptions,
+  runsAt,
+} from './orchestrator/plan.mts';
 import { type Server, startServer, stopAll, stopProcess } from './orchestrator/processes.mts';
 import { type RedisProcess, startRedis } from './orchestrator/redis.mts';
+import {
+  removeTables,
+  SIMULATOR_DEPLOYMENTS,
+  tableEnv,
+  upstreamSampler,
+} from './orchestrator/upstream-tables.mts';
 import { runNetworkLab } from './netlab/network-lab.mts';
 import { barsSvg, latencyCdfSvg } from './report/charts.mts';
 import { type BenchResults, markdown, terminalTable } from './report/report.mts';
 
 const ROOT = join(import.meta.dirname, '..');
 /**
- * Past this, remaining runs are skipped (and said so). Ten targets over six points take about 20 minutes on the
- * 2-core machine (one target over every point about 2); the limit leaves room for a slow machine, no more.
+ * Past this, remaining runs are skipped (and said so). Eleven targets over six points and the hedging point's five
+ * runs take about 24 minutes on the 2-core machine (one target over every point about 2); the limit leaves room for
+ * a slow machine, no more.
  */
 const TIME_LIMIT_MS = 30 * 60_000;
 
@@ -33,7 +47,10 @@ const TIME_LIMIT_MS = 30 * 60_000;
  * The text every stream of a point must deliver: the simulator's non-streamed answer to the same prompt (its text
  * is seeded by the prompt), stamps taken out. It takes the stream's duration, so every point is asked at once.
  */
-async function expectedText(simulatorUrl: string, point: LoadPoint): Promise<string> {
+async function expectedText(
+  simulatorUrl: string,
+  point: LoadPoint,
+): Promise<{ text: string; promptTokens: number }> {
   const response = await fetch(`${simulatorUrl}/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -42,16 +59,22 @@ async function expectedText(simulatorUrl: string, point: LoadPoint): Promise<str
       messages: [
         {
           role: 'user',
-          content: streamPrompt(point.tokens, point.tps),
+          content: streamPrompt(point.tokens, point.tps, point.ttftMs),
         },
       ],
     }),
   });
-  const body = (await response.json()) as { choices: { message: { content: string } }[] };
-  return body.choices[0].message.content.replace(/⟨\d+\.\d{3}⟩/g, '');
+  const body = (await response.json()) as {
+    choices: { message: { content: string } }[];
+    usage: { prompt_tokens: number };
+  };
+  return {
+    text: body.choices[0].message.content.replace(/⟨\d+\.\d{3}⟩/g, ''),
+    promptTokens: body.usage.prompt_tokens,
+  };
 }
 
-function startTarget(
+async function startTarget(
   target: Target,
   simulator: Server,
   options: Options,
@@ -61,7 +84,11 @@ function startTarget(
   if (target.startsWith('gateway') || target === 'openai') {
     const profileDir = options.profile ? join(options.resultsDir, 'profiles') : undefined;
     const gateway = gatewayArgs(ROOT, simulator.url, profileDir);
-    const env = redis ? { ...gateway.env, REDIS_URL: redis.url } : gateway.env;
+    const env = {
+      ...gateway.env,
+      ...(redis ? { REDIS_URL: redis.url } : {}),
+      ...(await tableEnv(target, simulator.url)),
+    };
     return startServer(target, gateway.args, env, gateway.cwd);
   }
   const file = join(import.meta.dirname, 'baselines', `${target.replace('.', '-')}.mts`);
@@ -73,8 +100,11 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
   const runs: TargetRun[] = [];
   const texts = await Promise.all(options.points.map((point) => expectedText(simulator.url, point)));
   for (const [index, point] of options.points.entries()) {
-    const text = texts[index];
-    for (const target of options.targets) {
+    const { text, promptTokens } = texts[index];
+    const targets = options.targets.filter((target) => runsAt(point, target));
+    // A point with its own targets, none of them asked for: `direct` alone would measure nothing of the gateway.
+    if (point.targets && targets.every((target) => target === 'direct')) continue;
+    for (const target of targets) {
       if (performance.now() - started > TIME_LIMIT_MS) {
         notes.push(
           `${point.name} ${target}: skipped, the run had reached its ${TIME_LIMIT_MS / 60_000}-minute limit`,
@@ -95,13 +125,22 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
           streams: point.streams,
           tokens: point.tokens,
           tps: point.tps,
+          ttftMs: point.ttftMs ?? 0,
           openPerSecond: point.openPerSecond,
           oneByOne: point.oneByOne ?? false,
           expectedText: text,
           deadlineMs: deadlineMs(point),
         };
         const companions = [follower?.pid, redis?.pid].filter((pid) => pid !== undefined);
-        const run = await measureTarget(spec, point.name, server.pid, simulator.pid, companions);
+        const sampler = upstreamSampler(target, simulator.url, server.url);
+        const run = await measureTarget(
+          spec,
+          point.name,
+          server.pid,
+          simulator.pid,
+          companions,
+          sampler && { sample: sampler, promptTokensPerRequest: promptTokens },
+        );
         runs.push(run);
         console.warn(
           `${point.name} ${target}: token p99 ${run.tokenLatencyMs.p99.toFixed(2)} ms, ` +
@@ -155,6 +194,8 @@ async function main(): Promise<void> {
     SIMULATOR_PORT: '0',
     SIMULATOR_HOST: '127.0.0.1',
     SIMULATOR_PROFILE: 'instant',
+    // The hedging point's deployments, at /d/<name>/v1; /v1 stays the healthy default every other point uses.
+    SIMULATOR_DEPLOYMENTS: JSON.stringify(SIMULATOR_DEPLOYMENTS),
   });
   const notes: string[] = [];
   const runs = await runAll(options, simulator, notes);
@@ -207,4 +248,4 @@ main()
     console.error(error instanceof Error ? error.message : error);
     process.exitCode = 1;
   })
-  .finally(() => stopAll());
+  .finally(() => Promise.all([stopAll(), removeTables()]));

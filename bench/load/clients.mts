@@ -96,7 +96,7 @@ async function readOpenAiStream(
   });
 }
 
-const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis${string}`>, Client> = {
+const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+${string}`>, Client> = {
   direct: readOpenAiStream,
 
   openai: (url, prompt, sink, signal) => readOpenAiStream(`${url}/v1`, prompt, sink, signal),
@@ -167,9 +167,14 @@ const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+redis${string}`>, Client
     }),
 };
 
-/** With `REDIS_URL` the gateway speaks the same protocol: the same clients. */
+/** With `REDIS_URL` or an upstream table the gateway speaks the same protocol: the same clients. */
 export const CLIENTS: Record<Target, Client> = {
   ...IN_ONE_PROCESS,
+  'gateway-sse+table': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-sse+fast': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-sse+tail': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-sse+tail+hedge': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-sse+tail+hedge-early': IN_ONE_PROCESS['gateway-sse'],
   'gateway-sse+redis': IN_ONE_PROCESS['gateway-sse'],
   'gateway-socket.io+redis': IN_ONE_PROCESS['gateway-socket.io'],
   /**

@@ -81,7 +81,7 @@ async function warmUp(): Promise<void> {
 async function measure(): Promise<void> {
   const abort = new AbortController();
   const deadline = setTimeout(() => abort.abort(), spec.deadlineMs);
-  const text = streamPrompt(spec.tokens, spec.tps);
+  const text = streamPrompt(spec.tokens, spec.tps, spec.ttftMs);
   const cpuBefore = process.cpuUsage();
   const started = now();
   let streaming = 0;

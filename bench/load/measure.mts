@@ -4,6 +4,13 @@ export const TARGETS = [
   'direct',
   'raw-sse',
   'gateway-sse',
+  // The gateway on an upstream table of two deployments (issue 24): the happy path's cost against gateway-sse.
+  'gateway-sse+table',
+  // The hedging point's targets (orchestrator/upstream-tables.mts): they run there and nowhere else.
+  'gateway-sse+fast',
+  'gateway-sse+tail',
+  'gateway-sse+tail+hedge',
+  'gateway-sse+tail+hedge-early',
   'openai',
   'gateway-sse+redis',
   'gateway-sse+redis-cross',
@@ -21,6 +28,8 @@ export interface RunSpec {
   streams: number;
   tokens: number;
   tps: number;
+  /** The upstream's time to first token, asked of the simulator (0 but at the hedging point). */
+  ttftMs: number;
   /** Streams opened per second, on an absolute schedule: the controlled opening rate. */
   openPerSecond: number;
   /** Open each stream once the previous one has ended, instead of on the schedule. */
@@ -54,6 +63,8 @@ export interface RunSummary {
   target: Target;
   streams: number;
   ttftMs: { p50: number; p99: number };
+  /** Streams whose first token took over a second: at the hedging point, the ones a 3 s tail held. */
+  ttftOver1s: number;
   tokenLatencyMs: { p50: number; p99: number; p999: number };
   /** 101 points (0th to 100th percentile) of the per-token added latency, for the CDF chart. */
   latencyCdf: number[];
@@ -74,8 +85,8 @@ export interface RunSummary {
 }
 
 /** What every stream asks for: a fixed schedule, each token stamped with its emission time. */
-export function streamPrompt(tokens: number, tps: number): string {
-  return `[sim emit_ts tokens=${tokens} tps=${tps} ttft=0 jitter=0] benchmark`;
+export function streamPrompt(tokens: number, tps: number, ttftMs = 0): string {
+  return `[sim emit_ts tokens=${tokens} tps=${tps} ttft=${ttftMs} jitter=0] benchmark`;
 }
 
 export function percentile(sorted: number[], fraction: number): number {
@@ -102,6 +113,7 @@ export function summarise(
     target: spec.target,
     streams: spec.streams,
     ttftMs: { p50: percentile(ttfts, 0.5), p99: percentile(ttfts, 0.99) },
+    ttftOver1s: ttfts.filter((ttft) => ttft > 1000).length,
     tokenLatencyMs: {
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99),

@@ -4,6 +4,7 @@
  */
 import type { Target } from '../load/measure.mts';
 import type { TargetRun } from './measure-target.mts';
+import { HEDGING_TARGETS } from './upstream-tables.mts';
 
 export interface Budget {
   name: string;
@@ -16,8 +17,17 @@ export interface Budget {
 
 const PAIRS = [
   ['gateway-sse', 'raw-sse'],
+  ['gateway-sse+table', 'raw-sse'],
   ['gateway-socket.io', 'raw-socket.io'],
 ] as const;
+
+/**
+ * Issue 24: the happy path through a table of two deployments against the gateway on its one upstream (also a
+ * table, of one deployment, since v1.2): at most 1.05× its CPU per start and per token.
+ */
+const TABLE_LIMIT = 1.05;
+/** Issue 24: with hedging, the heavy-tailed deployments' TTFT p99 within 1.5× of the fast deployments' own. */
+const HEDGED_P99_LIMIT = 1.5;
 
 /** The gateway on Redis against itself in one process (issue #10): Redis's own CPU counted with the gateway's. */
 const REDIS_PAIRS = [
@@ -40,7 +50,7 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
     runs.find((run) => run.point === point && run.target === target);
   const list: Budget[] = [];
   for (const point of new Set(runs.map((run) => run.point))) {
-    for (const [gateway] of [...PAIRS, ...REDIS_PAIRS]) {
+    for (const gateway of [...[...PAIRS, ...REDIS_PAIRS].map(([ours]) => ours), ...HEDGING_TARGETS]) {
       const ours = find(point, gateway);
       if (!ours) continue;
       list.push({
@@ -124,6 +134,64 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
           budget(`${shared}: CPU per 1k tokens ≤ 1.3× ${alone}`, point, `${cpu.toFixed(2)}×`, cpu, 1.3),
         );
       }
+    }
+  }
+  for (const point of new Set(runs.map((run) => run.point))) {
+    const table = find(point, 'gateway-sse+table');
+    const single = find(point, 'gateway-sse');
+    if (!table || !single) continue;
+    if (point === starts) {
+      const ratio = (table.cpuMsPerStream ?? Number.NaN) / (single.cpuMsPerStream ?? Number.NaN);
+      list.push(
+        budget(
+          `gateway-sse+table: CPU per stream ≤ ${TABLE_LIMIT}× gateway-sse`,
+          point,
+          `${table.cpuMsPerStream?.toFixed(2)} vs ${single.cpuMsPerStream?.toFixed(2)} ms (${ratio.toFixed(3)}×)`,
+          ratio,
+          TABLE_LIMIT,
+        ),
+      );
+    } else if (table.streams >= 100) {
+      // Under 100 streams the CPU counted is a few clock ticks: a ratio of them says nothing.
+      const ratio =
+        (table.cpuSecondsPer1kTokens ?? Number.NaN) / (single.cpuSecondsPer1kTokens ?? Number.NaN);
+      list.push(
+        budget(
+          `gateway-sse+table: CPU per 1k tokens ≤ ${TABLE_LIMIT}× gateway-sse`,
+          point,
+          `${table.cpuSecondsPer1kTokens?.toFixed(4)} vs ${single.cpuSecondsPer1kTokens?.toFixed(4)} s (${ratio.toFixed(3)}×)`,
+          ratio,
+          TABLE_LIMIT,
+        ),
+      );
+    }
+  }
+  for (const point of new Set(runs.map((run) => run.point))) {
+    const fast = find(point, 'gateway-sse+fast');
+    if (!fast) continue;
+    const tail = find(point, 'gateway-sse+tail');
+    if (tail) {
+      list.push({
+        name: 'gateway-sse+tail: TTFT p99 without hedging, against gateway-sse+fast (reported)',
+        point,
+        measured: `${tail.ttftMs.p99.toFixed(0)} vs ${fast.ttftMs.p99.toFixed(0)} ms (${(tail.ttftMs.p99 / fast.ttftMs.p99).toFixed(2)}×)`,
+        ratio: Number.NaN,
+        met: tail.errors === 0,
+      });
+    }
+    for (const hedged of ['gateway-sse+tail+hedge', 'gateway-sse+tail+hedge-early'] as const) {
+      const run = find(point, hedged);
+      if (!run) continue;
+      const ratio = run.ttftMs.p99 / fast.ttftMs.p99;
+      list.push(
+        budget(
+          `${hedged}: TTFT p99 ≤ ${HEDGED_P99_LIMIT}× gateway-sse+fast`,
+          point,
+          `${run.ttftMs.p99.toFixed(0)} vs ${fast.ttftMs.p99.toFixed(0)} ms (${ratio.toFixed(2)}×)`,
+          ratio,
+          HEDGED_P99_LIMIT,
+        ),
+      );
     }
   }
   for (const point of new Set(runs.map((run) => run.point))) {

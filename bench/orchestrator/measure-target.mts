@@ -7,6 +7,15 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { LoadgenMessage, RunSpec, RunSummary } from '../load/measure.mts';
 import { machineBusySeconds, processUsage, stopProcess, track } from './processes.mts';
+import { type UpstreamCounters, upstreamDifference, type upstreamSampler } from './upstream-tables.mts';
+
+/** What a table target's upstreams were asked for during the run (the hedging point's cost). */
+export interface UpstreamCost extends UpstreamCounters {
+  /** Each request's prompt: what an extra request costs the upstream before it streams anything. */
+  promptTokensPerRequest: number;
+}
+
+type Sampler = NonNullable<ReturnType<typeof upstreamSampler>>;
 
 export interface TargetRun extends RunSummary {
   point: string;
@@ -24,6 +33,8 @@ export interface TargetRun extends RunSummary {
   /** CPU the rest of the machine used during the run (other than target, simulator and load generator), in cores. */
   backgroundCores: number;
   warmupErrors: number;
+  /** At the hedging point: the requests and tokens the upstream deployments served. */
+  upstream?: UpstreamCost;
 }
 
 interface Sample {
@@ -34,6 +45,8 @@ interface Sample {
 /** Below this, RSS noise (GC timing, lazy allocations) outweighs what the streams hold. */
 const MIN_STREAMS_FOR_MEMORY = 100;
 const LOADGEN = join(import.meta.dirname, '..', 'load', 'loadgen.mts');
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function median(values: number[]): number | undefined {
   const sorted = [...values].sort((a, b) => a - b);
@@ -47,6 +60,7 @@ export async function measureTarget(
   simulatorPid: number,
   /** Processes the target needs whose CPU counts as its own (the Redis of a `+redis` target). */
   companionPids: number[] = [],
+  upstream?: { sample: Sampler; promptTokensPerRequest: number },
 ): Promise<TargetRun> {
   const targetUsage = async () => {
     const usages = await Promise.all([targetPid, ...companionPids].map((pid) => processUsage(pid)));
@@ -70,23 +84,27 @@ export async function measureTarget(
   try {
     let warmup = { errors: 0, firstError: undefined as string | undefined };
     let before = { targetCpu: 0, targetRss: 0, simulatorCpu: 0, machineCpu: 0, at: 0 };
+    let upstreamBefore: Awaited<ReturnType<Sampler>> | undefined;
     const summary = await new Promise<RunSummary>((resolve, reject) => {
       loadgen.on('message', (message: LoadgenMessage) => {
         if (message.kind === 'warmed') {
           warmup = message;
-          void Promise.all([targetUsage(), processUsage(simulatorPid), machineBusySeconds()]).then(
-            ([target, simulator, machine]) => {
-              before = {
-                targetCpu: target.cpuSeconds,
-                targetRss: target.rssBytes,
-                simulatorCpu: simulator.cpuSeconds,
-                machineCpu: machine,
-                at: performance.now(),
-              };
-              loadgen.send('go');
-            },
-            reject,
-          );
+          void Promise.all([
+            targetUsage(),
+            processUsage(simulatorPid),
+            machineBusySeconds(),
+            upstream?.sample(),
+          ]).then(([target, simulator, machine, upstreamSample]) => {
+            upstreamBefore = upstreamSample;
+            before = {
+              targetCpu: target.cpuSeconds,
+              targetRss: target.rssBytes,
+              simulatorCpu: simulator.cpuSeconds,
+              machineCpu: machine,
+              at: performance.now(),
+            };
+            loadgen.send('go');
+          }, reject);
         } else if (message.kind === 'streaming') {
           void sample(message.count);
         } else {
@@ -104,6 +122,8 @@ export async function measureTarget(
       processUsage(simulatorPid),
       machineBusySeconds(),
     ]);
+    // The losers' aborts reach the simulator a moment after the streams they lost to have ended.
+    const upstreamAfter = upstream && (await sleep(300), await upstream.sample());
     const seconds = (performance.now() - before.at) / 1000;
     const targetCpu = target.cpuSeconds - before.targetCpu;
     const simulatorCpu = targetPid === simulatorPid ? 0 : simulator.cpuSeconds - before.simulatorCpu;
@@ -125,6 +145,14 @@ export async function measureTarget(
       peakStreaming,
       backgroundCores: Math.max(0, (machine - before.machineCpu - ours) / seconds),
       warmupErrors: warmup.errors,
+      ...(upstream && upstreamBefore && upstreamAfter
+        ? {
+            upstream: {
+              ...upstreamDifference(upstreamBefore, upstreamAfter),
+              promptTokensPerRequest: upstream.promptTokensPerRequest,
+            },
+          }
+        : {}),
     };
   } finally {
     clearTimeout(hardLimit);

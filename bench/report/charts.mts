@@ -9,6 +9,11 @@ const COLORS: Record<Target, string> = {
   direct: '#555555',
   'raw-sse': '#f59f00',
   'gateway-sse': '#d9480f',
+  'gateway-sse+table': '#fd7e14',
+  'gateway-sse+fast': '#5c940d',
+  'gateway-sse+tail': '#c92a2a',
+  'gateway-sse+tail+hedge': '#1098ad',
+  'gateway-sse+tail+hedge-early': '#6741d9',
   openai: '#ae3ec9',
   'gateway-sse+redis': '#862e9c',
   'gateway-sse+redis-cross': '#e64980',
@@ -22,12 +27,30 @@ const PANEL = { width: 300, height: 230, left: 52, right: 12, top: 28, bottom: 3
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
-function document(width: number, height: number, title: string, body: string[]): string {
-  const legend = TARGETS.map(
-    (target, index) =>
-      `<rect x="${12 + index * 130}" y="${height - 18}" width="10" height="10" fill="${COLORS[target]}"/>` +
-      `<text x="${26 + index * 130}" y="${height - 9}">${target}</text>`,
-  );
+/** The legend's entries per row: a full run measures 15 targets. */
+const LEGEND_COLUMNS = 6;
+const LEGEND_WIDTH = 170;
+
+/** The targets a run measured, in TARGETS order: the legend and the bar slots. */
+const measured = (runs: TargetRun[]): Target[] =>
+  TARGETS.filter((target) => runs.some((run) => run.target === target));
+
+function document(
+  width: number,
+  height: number,
+  title: string,
+  body: string[],
+  targets: readonly Target[],
+): string {
+  const rows = Math.ceil(targets.length / LEGEND_COLUMNS);
+  const legend = targets.map((target, index) => {
+    const x = 12 + (index % LEGEND_COLUMNS) * LEGEND_WIDTH;
+    const y = height - 18 - (rows - 1 - Math.floor(index / LEGEND_COLUMNS)) * 16;
+    return (
+      `<rect x="${x}" y="${y}" width="10" height="10" fill="${COLORS[target]}"/>` +
+      `<text x="${x + 14}" y="${y + 9}">${target}</text>`
+    );
+  });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
 <text x="12" y="18" font-size="14" font-weight="bold">${escape(title)}</text>
@@ -36,12 +59,12 @@ ${[...body, ...legend].join('\n')}
 `;
 }
 
-function layout(count: number): { columns: number; width: number; height: number } {
+function layout(count: number, targets: number): { columns: number; width: number; height: number } {
   const columns = Math.min(count, 3);
   return {
     columns,
-    width: Math.max(columns * PANEL.width, TARGETS.length * 130 + 24),
-    height: Math.ceil(count / columns) * PANEL.height + 50,
+    width: Math.max(columns * PANEL.width, Math.min(targets, LEGEND_COLUMNS) * LEGEND_WIDTH + 24),
+    height: Math.ceil(count / columns) * PANEL.height + 34 + Math.ceil(targets / LEGEND_COLUMNS) * 16,
   };
 }
 
@@ -58,7 +81,8 @@ const groupBy = (runs: TargetRun[]) =>
 /** Per-token added latency CDF per target, one panel per load point, x on a log scale from 0.1 ms. */
 export function latencyCdfSvg(runs: TargetRun[]): string {
   const groups = groupBy(runs);
-  const { columns, width, height } = layout(groups.length);
+  const targets = measured(runs);
+  const { columns, width, height } = layout(groups.length, targets.length);
   const body = groups.flatMap(({ point, runs: pointRuns }, index) => {
     const at = origin(index, columns);
     const plot = {
@@ -98,7 +122,13 @@ export function latencyCdfSvg(runs: TargetRun[]): string {
       ...lines,
     ];
   });
-  return document(width, height, 'Per-token added latency, CDF (receipt minus upstream emission)', body);
+  return document(
+    width,
+    height,
+    'Per-token added latency, CDF (receipt minus upstream emission)',
+    body,
+    targets,
+  );
 }
 
 /** One bar per target, one panel per load point with its own scale, the value written above each bar. */
@@ -108,7 +138,8 @@ export function barsSvg(
   value: (run: TargetRun) => number | undefined,
 ): string {
   const groups = groupBy(runs);
-  const { columns, width, height } = layout(groups.length);
+  const targets = measured(runs);
+  const { columns, width, height } = layout(groups.length, targets.length);
   const body = groups.flatMap(({ point, runs: pointRuns }, index) => {
     const at = origin(index, columns);
     const plot = {
@@ -118,10 +149,10 @@ export function barsSvg(
       bottom: at.y + PANEL.height - PANEL.bottom,
     };
     const max = Math.max(1e-9, ...pointRuns.map((run) => value(run) ?? 0).filter(Number.isFinite));
-    const slot = (plot.right - plot.left) / TARGETS.length;
+    const slot = (plot.right - plot.left) / targets.length;
     const bars = pointRuns.map((run) => {
       const measured = value(run);
-      const left = plot.left + TARGETS.indexOf(run.target) * slot + slot * 0.1;
+      const left = plot.left + targets.indexOf(run.target) * slot + slot * 0.1;
       if (measured === undefined || !Number.isFinite(measured)) {
         return `<text x="${left + slot * 0.4}" y="${plot.bottom - 4}" text-anchor="middle">–</text>`;
       }
@@ -137,5 +168,5 @@ export function barsSvg(
       ...bars,
     ];
   });
-  return document(width, height, title, body);
+  return document(width, height, title, body, targets);
 }

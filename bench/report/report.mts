@@ -67,6 +67,55 @@ function row(run: TargetRun, runs: TargetRun[]): string[] {
   ];
 }
 
+const UPSTREAM_COLUMNS = [
+  'point',
+  'target',
+  'TTFT p50',
+  'TTFT p99',
+  'over 1 s',
+  'upstream requests',
+  'extra requests',
+  'hedges started',
+  'hedges won',
+  'losers aborted',
+  'tokens sent upstream',
+  'tokens delivered',
+  'extra tokens',
+  'extra prompt tokens',
+  'wasted (gateway)',
+];
+
+/**
+ * The hedging point: what each configuration asked of its upstream deployments (the simulator's count of requests
+ * and content tokens sent), beyond what the clients got, and the gateway's own hedge counters.
+ */
+function upstreamRows(runs: TargetRun[]): string[][] {
+  return runs.flatMap((run) => {
+    const upstream = run.upstream;
+    if (!upstream) return [];
+    const extraRequests = upstream.requests - run.streams;
+    return [
+      [
+        run.point,
+        run.target,
+        fixed(run.ttftMs.p50),
+        fixed(run.ttftMs.p99),
+        String(run.ttftOver1s),
+        String(upstream.requests),
+        `${extraRequests} (${((100 * extraRequests) / run.streams).toFixed(1)} %)`,
+        String(upstream.hedgesStarted),
+        String(upstream.hedgesWon),
+        String(upstream.aborted),
+        String(upstream.contentTokens),
+        String(run.tokensDelivered),
+        String(upstream.contentTokens - run.tokensDelivered),
+        String(extraRequests * upstream.promptTokensPerRequest),
+        String(upstream.wastedTokens),
+      ],
+    ];
+  });
+}
+
 function budgetLine(budget: Budget): string[] {
   return [
     budget.met ? 'met' : 'MISSED',
@@ -86,8 +135,10 @@ export function terminalTable(results: BenchResults): string {
   const failures = results.runs
     .filter((run) => run.firstError)
     .map((run) => `${run.point} ${run.target}: ${run.firstError}`);
+  const upstream = upstreamRows(results.runs);
   return [
     aligned([COLUMNS, ...results.runs.map((run) => row(run, results.runs))]),
+    ...(upstream.length > 0 ? ['', aligned([UPSTREAM_COLUMNS, ...upstream])] : []),
     '',
     aligned(results.budgets.map(budgetLine)),
     ...(failures.length > 0 ? ['', 'first error per run:', ...failures] : []),
@@ -108,6 +159,20 @@ export function resultsTable(results: BenchResults): string {
     COLUMNS,
     results.runs.map((run) => row(run, results.runs)),
   );
+}
+
+export const UPSTREAM_LEGEND = `The gateway on a table of two deployments of the simulator (each first token 200 ms after the
+request; on the \`tail\` ones 10 % of them 3 s later still), without hedging and with \`hedgeAfterMs\` 300 (\`+hedge\`) or
+80 (\`+hedge-early\`). **over 1 s**: streams whose first token took longer. **upstream requests**: what the two
+deployments received during the run (the simulator's count); **extra requests**: beyond one per stream. **losers
+aborted**: requests the gateway closed before their end. **tokens sent upstream**: content tokens the deployments sent,
+to aborted requests too; **extra tokens**: those minus the tokens the clients received. **extra prompt tokens**: the
+extra requests' prompts (each request's \`prompt_tokens\` times the extra requests). **wasted (gateway)**: the gateway's
+\`llm_gateway_upstream_wasted_tokens_total\`.`;
+
+export function upstreamTable(results: BenchResults): string | undefined {
+  const rows = upstreamRows(results.runs);
+  return rows.length > 0 ? markdownTable(UPSTREAM_COLUMNS, rows) : undefined;
 }
 
 export function budgetsTable(results: BenchResults): string {
@@ -147,6 +212,7 @@ the 250 ms samples with at least 95 % of the most streams ever streaming at once
 the client was the limit). **other cores**: CPU used by the rest of the machine during the run.`;
 
 export function markdown(results: BenchResults, charts: string[]): string {
+  const upstream = upstreamTable(results);
   return `# Benchmark results, ${results.date}
 
 ${results.quick ? '**Quick smoke run**: these figures show that the harness works, not what the transports cost.\n\n' : ''}Machine: ${results.machine}.
@@ -156,7 +222,7 @@ ${pointsTable(results)}
 ${LEGEND}
 
 ${resultsTable(results)}
-
+${upstream ? `\n## Hedging: what the upstream was asked for\n\n${UPSTREAM_LEGEND}\n\n${upstream}\n` : ''}
 ## Budgets
 
 ${budgetsTable(results)}
