@@ -113,10 +113,12 @@ describe('the delay proxy', () => {
     const samples = await oneWay(client, server, 81);
     const sorted = [...samples].sort((a, b) => a - b);
     const share = (test: (value: number) => boolean) => samples.filter(test).length / samples.length;
-    // Uniform over 20..40 ms: never earlier than 20, a tenth of the samples below 22, half below 30 and a quarter
-    // above 35. Load only ever makes a sample later, so the checks below 30 are the sharp ones.
+    // Uniform over 20..40 ms: never earlier than 20, a twentieth of the samples below 21, half below 30 and a
+    // quarter above 35. Load only ever makes a sample later, so the checks below 30 are the sharp ones. The 5th
+    // percentile rather than the 10th: under npm test's parallel suites a loaded run put the 10th at 24.9 ms (most
+    // samples 2-3 ms late) while its 5th was 22.5; a jitter of only ±5 ms would put the 5th at 26.
     expectWithin('the earliest', sorted[0], 19.8, 23, sorted);
-    expectWithin('the 10th percentile', quantile(samples, 0.1), 19.8, 24.5, sorted);
+    expectWithin('the 5th percentile', quantile(samples, 0.05), 19.8, 24.5, sorted);
     if (!(share((value) => value < 30) >= 0.3 && share((value) => value > 35) >= 0.15)) {
       throw new Error(`not spread over 20..40 ms: ${show(sorted)}`);
     }
