@@ -151,7 +151,8 @@ describe('CompletionService', () => {
 
   it('a model that only reasons, slowly, does not hit the first-token timeout', async () => {
     async function* slowThinker(): AsyncIterable<ProviderChunk> {
-      // Each gap is under the idle timeout (100 ms); together they pass the first-token timeout (200 ms).
+      // Each gap is far under the idle timeout (1 s here: a loaded CI machine stretched a 60 ms gap past 100 ms);
+      // together they pass the first-token timeout (200 ms), and load only makes them longer.
       for (let index = 0; index < 5; index++) {
         yield { kind: 'reasoning', text: `step ${index} ` };
         await new Promise((resolve) => setTimeout(resolve, 60));
@@ -159,7 +160,8 @@ describe('CompletionService', () => {
       yield { kind: 'text', text: 'done thinking' };
       yield { kind: 'finish', reason: 'stop' };
     }
-    const events = await collect(new CompletionService(new ScriptedProvider(slowThinker), options));
+    const settings = { ...options, idleTimeoutMs: 1000 };
+    const events = await collect(new CompletionService(new ScriptedProvider(slowThinker), settings));
     expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'stop' });
   });
 
