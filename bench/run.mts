@@ -3,7 +3,8 @@
  * relays, in one run. The simulator runs once; every target runs in a fresh process per load point, warmed up,
  * and every run gets a fresh load-generator process, so no process's CPU or memory is counted against another.
  * Writes a table to the terminal and JSON, a Markdown report and SVG charts to bench/results/ (bench/results/quick/
- * for --quick, the CI smoke run, which fails on any lost or garbled token or failed stream and asserts no timing).
+ * for --quick, the CI smoke run, which fails on any lost or garbled token, failed stream or span the traced target
+ * did not export, and asserts no timing).
  * `--network` runs the network lab instead (bench/netlab/network-lab.mts: the Angular client in Chromium behind
  * nginx and a delay proxy), and --quick runs one cell of it after the load points.
  * Options: see USAGE in orchestrator/plan.mts.
@@ -25,6 +26,14 @@ import {
 } from './orchestrator/plan.mts';
 import { type Server, startServer, stopAll, stopProcess } from './orchestrator/processes.mts';
 import { type RedisProcess, startRedis } from './orchestrator/redis.mts';
+import {
+  BASELINE_TARGET,
+  type Baseline,
+  buildBaseline,
+  startOtlpSink,
+  TRACED_TARGET,
+  tracingEnv,
+} from './orchestrator/tracing.mts';
 import {
   removeTables,
   SIMULATOR_DEPLOYMENTS,
@@ -74,19 +83,25 @@ async function expectedText(
   };
 }
 
+type OtlpSink = Awaited<ReturnType<typeof startOtlpSink>>;
+
 async function startTarget(
   target: Target,
   simulator: Server,
   options: Options,
   redis: RedisProcess | undefined,
+  baseline: Baseline | undefined,
+  sink: OtlpSink | undefined,
 ): Promise<Server> {
   // `openai` is the gateway too, measured on its /v1 surface.
   if (target.startsWith('gateway') || target === 'openai') {
     const profileDir = options.profile ? join(options.resultsDir, 'profiles') : undefined;
-    const gateway = gatewayArgs(ROOT, simulator.url, profileDir);
+    const root = target === BASELINE_TARGET && baseline ? baseline.root : ROOT;
+    const gateway = gatewayArgs(root, simulator.url, profileDir);
     const env = {
       ...gateway.env,
       ...(redis ? { REDIS_URL: redis.url } : {}),
+      ...(sink ? tracingEnv(sink.url) : {}),
       ...(await tableEnv(target, simulator.url)),
     };
     return startServer(target, gateway.args, env, gateway.cwd);
@@ -95,7 +110,17 @@ async function startTarget(
   return startServer(target, [file], { UPSTREAM: simulator.url });
 }
 
-async function runAll(options: Options, simulator: Server, notes: string[]): Promise<TargetRun[]> {
+function rotated<T>(list: readonly T[], by: number): T[] {
+  const start = list.length === 0 ? 0 : by % list.length;
+  return [...list.slice(start), ...list.slice(0, start)];
+}
+
+async function runAll(
+  options: Options,
+  simulator: Server,
+  notes: string[],
+  baseline: Baseline | undefined,
+): Promise<TargetRun[]> {
   const started = performance.now();
   const runs: TargetRun[] = [];
   const texts = await Promise.all(options.points.map((point) => expectedText(simulator.url, point)));
@@ -104,20 +129,35 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
     const targets = options.targets.filter((target) => runsAt(point, target));
     // A point with its own targets, none of them asked for: `direct` alone would measure nothing of the gateway.
     if (point.targets && targets.every((target) => target === 'direct')) continue;
-    for (const target of targets) {
+    // Each round starts one target later than the one before (`direct` first always), so that no target is
+    // always the one measured right after a heavy run or on a machine that has just gone quiet.
+    const gateways = targets.filter((target) => target !== 'direct');
+    const turns = Array.from({ length: options.rounds }, (_, round) =>
+      [...targets.filter((target) => target === 'direct'), ...rotated(gateways, round)].map((target) => ({
+        target,
+        round,
+      })),
+    );
+    for (const { target, round } of turns.flat()) {
       if (performance.now() - started > TIME_LIMIT_MS) {
         notes.push(
-          `${point.name} ${target}: skipped, the run had reached its ${TIME_LIMIT_MS / 60_000}-minute limit`,
+          `${point.name} ${target}${options.rounds > 1 ? ` round ${round + 1}` : ''}: skipped, the run had reached its ${TIME_LIMIT_MS / 60_000}-minute limit`,
         );
         continue;
       }
       // `direct` measures the simulator itself; every other target is a fresh process for this point.
       const redis = target.includes('+redis') ? await startRedis() : undefined;
-      const server = target === 'direct' ? simulator : await startTarget(target, simulator, options, redis);
+      // The traced target's collector: a fresh sink per process, so its counts are that process's.
+      const sink = target === TRACED_TARGET ? await startOtlpSink() : undefined;
+      const server =
+        target === 'direct'
+          ? simulator
+          : await startTarget(target, simulator, options, redis, baseline, sink);
       // The cross-instance point: a second instance on the same Redis, from which the clients follow.
       const follower = target.endsWith('-cross')
-        ? await startTarget(target, simulator, options, redis)
+        ? await startTarget(target, simulator, options, redis, baseline, undefined)
         : undefined;
+      let run: TargetRun | undefined;
       try {
         const spec: RunSpec = {
           target,
@@ -133,7 +173,7 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
         };
         const companions = [follower?.pid, redis?.pid].filter((pid) => pid !== undefined);
         const sampler = upstreamSampler(target, simulator.url, server.url);
-        const run = await measureTarget(
+        run = await measureTarget(
           spec,
           point.name,
           server.pid,
@@ -141,6 +181,7 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
           companions,
           sampler && { sample: sampler, promptTokensPerRequest: promptTokens },
         );
+        if (options.rounds > 1) run.round = round + 1;
         runs.push(run);
         console.warn(
           `${point.name} ${target}: token p99 ${run.tokenLatencyMs.p99.toFixed(2)} ms, ` +
@@ -151,6 +192,11 @@ async function runAll(options: Options, simulator: Server, notes: string[]): Pro
         if (server !== simulator) await stopProcess(server.child, options.profile ? 30_000 : 5000);
         if (follower) await stopProcess(follower.child, 5000);
         if (redis) await stopProcess(redis.child, 2000);
+        if (sink) {
+          // Stopping flushed what the SDK still held: the counts are the process's whole life.
+          if (run) run.exported = sink.exported();
+          await sink.close();
+        }
       }
       // Let closed sockets drain out of the kernel and the simulator before the next target.
       await new Promise((resolve) => setTimeout(resolve, point.streams >= 500 ? 2000 : 300));
@@ -198,7 +244,8 @@ async function main(): Promise<void> {
     SIMULATOR_DEPLOYMENTS: JSON.stringify(SIMULATOR_DEPLOYMENTS),
   });
   const notes: string[] = [];
-  const runs = await runAll(options, simulator, notes);
+  const baseline = options.baseline === undefined ? undefined : await buildBaseline(ROOT, options.baseline);
+  const runs = await runAll(options, simulator, notes, baseline);
   const memoryPoint = options.points.find((point) => point.memory)?.name;
   const results: BenchResults = {
     date: new Date().toISOString(),
@@ -214,11 +261,23 @@ async function main(): Promise<void> {
     runs,
     budgets: budgets(runs, memoryPoint),
     notes,
+    ...(baseline && {
+      baseline: `${BASELINE_TARGET} is ${baseline.ref}, commit ${baseline.commit}${baseline.dependencyNote ? `; ${baseline.dependencyNote}` : ''}.`,
+    }),
   };
   await writeOutputs(options, results);
   console.warn(`\n${terminalTable(results)}\n\nreport: ${join(options.resultsDir, 'report.md')}`);
+  // Tracing on must not lose spans under load either: each measured stream's server and attempt span exported.
+  const unexported = (run: TargetRun) =>
+    run.exported !== undefined &&
+    (run.exported.serverSpans < run.streams || run.exported.attemptSpans < run.streams);
   const broken = runs.filter(
-    (run) => run.tokensLost > 0 || run.garbledStreams > 0 || run.errors > 0 || run.warmupErrors > 0,
+    (run) =>
+      run.tokensLost > 0 ||
+      run.garbledStreams > 0 ||
+      run.errors > 0 ||
+      run.warmupErrors > 0 ||
+      unexported(run),
   );
   if (options.quick) {
     // One cell of the network lab (RTT 100 ms, HTTP/2, one tab, warm; each transport): it must run end to end.

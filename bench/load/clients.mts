@@ -96,7 +96,7 @@ async function readOpenAiStream(
   });
 }
 
-const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+${string}`>, Client> = {
+const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+${string}` | `${string}@${string}`>, Client> = {
   direct: readOpenAiStream,
 
   openai: (url, prompt, sink, signal) => readOpenAiStream(`${url}/v1`, prompt, sink, signal),
@@ -167,9 +167,11 @@ const IN_ONE_PROCESS: Record<Exclude<Target, `${string}+${string}`>, Client> = {
     }),
 };
 
-/** With `REDIS_URL` or an upstream table the gateway speaks the same protocol: the same clients. */
+/** With `REDIS_URL`, an upstream table, tracing or another commit's build, the gateway speaks the same protocol. */
 export const CLIENTS: Record<Target, Client> = {
   ...IN_ONE_PROCESS,
+  'gateway-sse+otel': IN_ONE_PROCESS['gateway-sse'],
+  'gateway-sse@baseline': IN_ONE_PROCESS['gateway-sse'],
   'gateway-sse+table': IN_ONE_PROCESS['gateway-sse'],
   'gateway-sse+fast': IN_ONE_PROCESS['gateway-sse'],
   'gateway-sse+tail': IN_ONE_PROCESS['gateway-sse'],

@@ -11,6 +11,10 @@ export const TARGETS = [
   'gateway-sse+tail',
   'gateway-sse+tail+hedge',
   'gateway-sse+tail+hedge-early',
+  // Issue 22 (orchestrator/tracing.mts): tracing on, exporting to a sink on loopback; and another commit's build,
+  // run like gateway-sse (only with --baseline=<ref>): what tracing costs on, and off against the build before it.
+  'gateway-sse+otel',
+  'gateway-sse@baseline',
   'openai',
   'gateway-sse+redis',
   'gateway-sse+redis-cross',

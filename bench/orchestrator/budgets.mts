@@ -4,6 +4,7 @@
  */
 import type { Target } from '../load/measure.mts';
 import type { TargetRun } from './measure-target.mts';
+import { BASELINE_TARGET, TRACED_TARGET } from './tracing.mts';
 import { HEDGING_TARGETS } from './upstream-tables.mts';
 
 export interface Budget {
@@ -29,6 +30,12 @@ const TABLE_LIMIT = 1.05;
 /** Issue 24: with hedging, the heavy-tailed deployments' TTFT p99 within 1.5× of the fast deployments' own. */
 const HEDGED_P99_LIMIT = 1.5;
 
+/**
+ * Issue 22: with tracing off, at most 1.02× the CPU per start and per token of the build before it. Tracing on has
+ * no limit: its cost against off is reported.
+ */
+const TRACING_OFF_LIMIT = 1.02;
+
 /** The gateway on Redis against itself in one process (issue #10): Redis's own CPU counted with the gateway's. */
 const REDIS_PAIRS = [
   ['gateway-sse+redis', 'gateway-sse'],
@@ -49,18 +56,21 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
   const find = (point: string, target: Target) =>
     runs.find((run) => run.point === point && run.target === target);
   const list: Budget[] = [];
-  for (const point of new Set(runs.map((run) => run.point))) {
-    for (const gateway of [...[...PAIRS, ...REDIS_PAIRS].map(([ours]) => ours), ...HEDGING_TARGETS]) {
-      const ours = find(point, gateway);
-      if (!ours) continue;
-      list.push({
-        name: `${gateway}: zero tokens lost or garbled`,
-        point,
-        measured: `${ours.tokensLost} lost, ${ours.garbledStreams} garbled, ${ours.errors} failed streams`,
-        ratio: Number.NaN,
-        met: ours.tokensLost + ours.garbledStreams === 0 && ours.errors === 0,
-      });
-    }
+  const checked: readonly Target[] = [
+    ...[...PAIRS, ...REDIS_PAIRS].map(([ours]) => ours),
+    ...HEDGING_TARGETS,
+    TRACED_TARGET,
+    BASELINE_TARGET,
+  ];
+  // Every run of them, each round of a point too.
+  for (const ours of runs.filter((run) => checked.includes(run.target))) {
+    list.push({
+      name: `${ours.target}: zero tokens lost or garbled`,
+      point: ours.round === undefined ? ours.point : `${ours.point} #${ours.round}`,
+      measured: `${ours.tokensLost} lost, ${ours.garbledStreams} garbled, ${ours.errors} failed streams`,
+      ratio: Number.NaN,
+      met: ours.tokensLost + ours.garbledStreams === 0 && ours.errors === 0,
+    });
   }
   const ratioBudget = (
     point: string | undefined,
@@ -166,6 +176,7 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
       );
     }
   }
+  list.push(...tracingBudgets(runs, starts));
   for (const point of new Set(runs.map((run) => run.point))) {
     const fast = find(point, 'gateway-sse+fast');
     if (!fast) continue;
@@ -204,6 +215,75 @@ export function budgets(runs: TargetRun[], memoryPoint: string | undefined): Bud
         measured: `${(cross.tokenLatencyMs.p99 - local.tokenLatencyMs.p99).toFixed(2)} ms (${cross.tokensLost} lost, ${cross.garbledStreams} garbled, ${cross.errors} failed)`,
         ratio: Number.NaN,
         met: cross.tokensLost + cross.garbledStreams === 0 && cross.errors === 0,
+      });
+    }
+  }
+  return list;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/**
+ * `ours` over `base` in each round both ran at `point` (one round without --rounds), for the CPU figure that
+ * point is about: per stream at the starts point, per 1,000 tokens elsewhere. Undefined under 100 streams, where
+ * the CPU counted is a few clock ticks.
+ */
+function cpuRatios(runs: TargetRun[], point: string, ours: Target, base: Target, starts: boolean) {
+  const cpu = (run: TargetRun) => (starts ? run.cpuMsPerStream : run.cpuSecondsPer1kTokens) ?? Number.NaN;
+  const rounds = runs.filter((run) => run.point === point && run.target === ours);
+  const pairs = rounds.flatMap((run) => {
+    const other = runs.find(
+      (candidate) => candidate.point === point && candidate.target === base && candidate.round === run.round,
+    );
+    return other ? [{ ours: cpu(run), base: cpu(other) }] : [];
+  });
+  if (pairs.length === 0 || rounds[0].streams < 100) return undefined;
+  const ratios = pairs.map((pair) => pair.ours / pair.base);
+  const unit = starts ? 'ms' : 's';
+  const digits = starts ? 2 : 4;
+  const figures =
+    pairs.length === 1
+      ? `${pairs[0].ours.toFixed(digits)} vs ${pairs[0].base.toFixed(digits)} ${unit} (${ratios[0].toFixed(3)}×)`
+      : `median ${median(ratios).toFixed(3)}× over ${pairs.length} rounds (${ratios.map((ratio) => ratio.toFixed(3)).join(', ')}); ` +
+        `medians ${median(pairs.map((pair) => pair.ours)).toFixed(digits)} vs ${median(pairs.map((pair) => pair.base)).toFixed(digits)} ${unit}`;
+  return { ratio: median(ratios), figures, what: starts ? 'CPU per stream' : 'CPU per 1k tokens' };
+}
+
+/** Issue 22: tracing off against the baseline build, tracing on against off, and what tracing on exported. */
+function tracingBudgets(runs: TargetRun[], startsPoint: string | undefined): Budget[] {
+  const list: Budget[] = [];
+  for (const point of new Set(runs.map((run) => run.point))) {
+    const starts = point === startsPoint;
+    const off = cpuRatios(runs, point, 'gateway-sse', BASELINE_TARGET, starts);
+    if (off) {
+      list.push(
+        budget(
+          `gateway-sse (tracing off): ${off.what} ≤ ${TRACING_OFF_LIMIT}× ${BASELINE_TARGET}`,
+          point,
+          off.figures,
+          off.ratio,
+          TRACING_OFF_LIMIT,
+        ),
+      );
+    }
+    const on = cpuRatios(runs, point, TRACED_TARGET, 'gateway-sse', starts);
+    if (on) {
+      list.push({
+        name: `${TRACED_TARGET}: ${on.what} with every span exported, against gateway-sse (reported)`,
+        point,
+        measured: on.figures,
+        ratio: Number.NaN,
+        met: true,
+      });
+    }
+    for (const run of runs.filter((candidate) => candidate.point === point && candidate.exported)) {
+      const exported = run.exported as NonNullable<TargetRun['exported']>;
+      list.push({
+        name: `${TRACED_TARGET}: a server span and an attempt span per stream reached the collector`,
+        point: run.round === undefined ? point : `${point} #${run.round}`,
+        measured: `${exported.serverSpans} server, ${exported.attemptSpans} attempt spans for ${run.streams} streams and the warm-up's; ${exported.requests} exports`,
+        ratio: Number.NaN,
+        met: exported.serverSpans >= run.streams && exported.attemptSpans >= run.streams,
       });
     }
   }

@@ -54,16 +54,18 @@ export async function ensureBuilt(root: string, force: boolean, stampDir: string
     return;
   }
   console.warn('building the server: npm run build:api');
+  await runNpm(root, ['run', 'build:api']);
+  await mkdir(stampDir, { recursive: true });
+  await writeFile(stamp, `${new Date().toISOString()}\n`);
+}
+
+/** Runs npm in `cwd`, its output on this process's; rejects unless it exits 0. */
+export async function runNpm(cwd: string, args: string[]): Promise<void> {
   // Inside `npm run`, npm_execpath is npm's own CLI: run it on this Node rather than whichever npm is on PATH.
   const npm = process.env['npm_execpath'];
   const child = npm
-    ? spawn(process.execPath, [npm, 'run', 'build:api'], {
-        cwd: root,
-        stdio: ['ignore', 'inherit', 'inherit'],
-      })
-    : spawn('npm', ['run', 'build:api'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    ? spawn(process.execPath, [npm, ...args], { cwd, stdio: ['ignore', 'inherit', 'inherit'] })
+    : spawn('npm', args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`npm run build:api failed (${code})`);
-  await mkdir(stampDir, { recursive: true });
-  await writeFile(stamp, `${new Date().toISOString()}\n`);
+  if (code !== 0) throw new Error(`npm ${args.join(' ')} failed (${code}) in ${cwd}`);
 }

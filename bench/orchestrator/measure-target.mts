@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { LoadgenMessage, RunSpec, RunSummary } from '../load/measure.mts';
 import { machineBusySeconds, processUsage, stopProcess, track } from './processes.mts';
+import type { Exported } from './tracing.mts';
 import { type UpstreamCounters, upstreamDifference, type upstreamSampler } from './upstream-tables.mts';
 
 /** What a table target's upstreams were asked for during the run (the hedging point's cost). */
@@ -35,6 +36,10 @@ export interface TargetRun extends RunSummary {
   warmupErrors: number;
   /** At the hedging point: the requests and tokens the upstream deployments served. */
   upstream?: UpstreamCost;
+  /** With --rounds: which round of the point this run was (from 1). */
+  round?: number;
+  /** For `gateway-sse+otel`: what the process exported over its life, warm-up included. */
+  exported?: Exported;
 }
 
 interface Sample {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TARGETS, type Target } from '../load/measure.mts';
 import { GATEWAY_MAIN } from './build.mts';
+import { BASELINE_TARGET, TRACING_TARGETS } from './tracing.mts';
 import { HEDGING_TARGETS, HEDGING_TTFT_MS } from './upstream-tables.mts';
 
 export interface LoadPoint {
@@ -36,6 +37,13 @@ export interface Options {
   build: boolean;
   /** Run the gateway under `node --cpu-prof`, profiles written to bench/results/profiles/. */
   profile: boolean;
+  /** The commit `gateway-sse@baseline` is built from (`--baseline=<ref>`); without it that target is not run. */
+  baseline: string | undefined;
+  /**
+   * Each point's targets run this many times, in turn (A B C, A B C, ...), so that a ratio between two of them can
+   * be read per round and its spread seen: one run's CPU figures move by several per cent between runs.
+   */
+  rounds: number;
   resultsDir: string;
 }
 
@@ -87,10 +95,12 @@ const FULL_POINTS: LoadPoint[] = [
 export function runsAt(point: LoadPoint, target: Target): boolean {
   if (target === 'direct') return true;
   if (point.targets) return point.targets.includes(target);
+  // Tracing's CPU ratios need many streams or many starts; memory is not what they are about.
+  if (TRACING_TARGETS.includes(target)) return point.streams >= 20 && !point.memory;
   return !(HEDGING_TARGETS as readonly Target[]).includes(target);
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--network] [--points=1,100,...,starts,hedging] [--targets=gateway-sse,raw-sse,...] [--build] [--profile] [--results=dir]`;
+const USAGE = `usage: npm run bench -- [--quick] [--network] [--points=1,100,...,starts,hedging] [--targets=gateway-sse,raw-sse,...] [--baseline=<git ref>] [--rounds=N] [--build] [--profile] [--results=dir]`;
 
 export function parseOptions(argv: string[], benchDir: string): Options {
   const options: Options = {
@@ -100,6 +110,8 @@ export function parseOptions(argv: string[], benchDir: string): Options {
     targets: [...TARGETS],
     build: false,
     profile: false,
+    baseline: undefined,
+    rounds: 1,
     resultsDir: join(benchDir, 'results'),
   };
   let pointFilter: string[] | undefined;
@@ -111,6 +123,8 @@ export function parseOptions(argv: string[], benchDir: string): Options {
     else if (flag === '--profile') options.profile = true;
     else if (flag === '--points' && value) pointFilter = value.split(',');
     else if (flag === '--results' && value) options.resultsDir = value;
+    else if (flag === '--baseline' && value) options.baseline = value;
+    else if (flag === '--rounds' && value && /^[1-9]\d*$/.test(value)) options.rounds = Number(value);
     else if (flag === '--targets' && value) {
       const targets = value.split(',');
       const unknown = targets.filter((target) => !(TARGETS as readonly string[]).includes(target));
@@ -118,6 +132,12 @@ export function parseOptions(argv: string[], benchDir: string): Options {
       // `direct` is every figure's reference: always measured.
       options.targets = TARGETS.filter((target) => target === 'direct' || targets.includes(target));
     } else throw new Error(`unknown argument ${arg}; ${USAGE}`);
+  }
+  if (options.baseline === undefined) {
+    if (targetsNamed(argv).includes(BASELINE_TARGET)) {
+      throw new Error(`${BASELINE_TARGET} runs another commit's build: name it with --baseline=<git ref>`);
+    }
+    options.targets = options.targets.filter((target) => target !== BASELINE_TARGET);
   }
   const all = options.quick ? QUICK_POINTS : FULL_POINTS;
   options.points = pointFilter
@@ -131,6 +151,12 @@ export function parseOptions(argv: string[], benchDir: string): Options {
   // A smoke run must not overwrite the committed results of the last full run.
   if (options.quick) options.resultsDir = join(options.resultsDir, 'quick');
   return options;
+}
+
+function targetsNamed(argv: string[]): string[] {
+  return argv.flatMap((arg) =>
+    arg.startsWith('--targets=') ? arg.slice('--targets='.length).split(',') : [],
+  );
 }
 
 /** A stream still open this long after the first was opened is aborted and counted as an error. */

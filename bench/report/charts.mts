@@ -14,6 +14,8 @@ const COLORS: Record<Target, string> = {
   'gateway-sse+tail': '#c92a2a',
   'gateway-sse+tail+hedge': '#1098ad',
   'gateway-sse+tail+hedge-early': '#6741d9',
+  'gateway-sse+otel': '#f783ac',
+  'gateway-sse@baseline': '#a61e4d',
   openai: '#ae3ec9',
   'gateway-sse+redis': '#862e9c',
   'gateway-sse+redis-cross': '#e64980',
@@ -27,7 +29,7 @@ const PANEL = { width: 300, height: 230, left: 52, right: 12, top: 28, bottom: 3
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
-/** The legend's entries per row: a full run measures 15 targets. */
+/** The legend's entries per row: a full run measures up to 17 targets. */
 const LEGEND_COLUMNS = 6;
 const LEGEND_WIDTH = 170;
 

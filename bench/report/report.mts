@@ -12,6 +12,8 @@ export interface BenchResults {
   budgets: Budget[];
   /** Load points or targets not run (the time limit), and why. */
   notes: string[];
+  /** With --baseline: which commit `gateway-sse@baseline` was built from. */
+  baseline?: string;
 }
 
 const fixed = (value: number | undefined, digits = 1): string =>
@@ -38,15 +40,20 @@ const COLUMNS = [
   'other cores',
 ];
 
-/** TTFT over `direct` at the same point, at the same percentile: what the hop adds before the first token. */
+/**
+ * TTFT over `direct` at the same point (and round), at the same percentile: what the hop adds before the first
+ * token.
+ */
 function overhead(run: TargetRun, runs: TargetRun[], percentile: 'p50' | 'p99'): number | undefined {
-  const direct = runs.find((other) => other.point === run.point && other.target === 'direct');
+  const direct = runs.find(
+    (other) => other.point === run.point && other.round === run.round && other.target === 'direct',
+  );
   return direct && run.target !== 'direct' ? run.ttftMs[percentile] - direct.ttftMs[percentile] : undefined;
 }
 
 function row(run: TargetRun, runs: TargetRun[]): string[] {
   return [
-    run.point,
+    run.round === undefined ? run.point : `${run.point} #${run.round}`,
     run.target,
     fixed(run.ttftMs.p50),
     fixed(run.ttftMs.p99),
@@ -141,6 +148,7 @@ export function terminalTable(results: BenchResults): string {
     ...(upstream.length > 0 ? ['', aligned([UPSTREAM_COLUMNS, ...upstream])] : []),
     '',
     aligned(results.budgets.map(budgetLine)),
+    ...(results.baseline ? ['', results.baseline] : []),
     ...(failures.length > 0 ? ['', 'first error per run:', ...failures] : []),
     ...results.notes,
   ].join('\n');
@@ -215,7 +223,7 @@ export function markdown(results: BenchResults, charts: string[]): string {
   const upstream = upstreamTable(results);
   return `# Benchmark results, ${results.date}
 
-${results.quick ? '**Quick smoke run**: these figures show that the harness works, not what the transports cost.\n\n' : ''}Machine: ${results.machine}.
+${results.quick ? '**Quick smoke run**: these figures show that the harness works, not what the transports cost.\n\n' : ''}Machine: ${results.machine}.${results.baseline ? ` ${results.baseline}` : ''}
 
 ${pointsTable(results)}
 
