@@ -46,9 +46,9 @@ import { type BenchResults, markdown, terminalTable } from './report/report.mts'
 
 const ROOT = join(import.meta.dirname, '..');
 /**
- * Past this, remaining runs are skipped (and said so). Eleven targets over six points and the hedging point's five
- * runs take about 24 minutes on the 2-core machine (one target over every point about 2); the limit leaves room for
- * a slow machine, no more.
+ * Past this, remaining runs are skipped (and said so). Eleven targets over six points, the hedging point's five runs
+ * and `gateway-sse+otel` at four points take about 26 minutes on the 2-core machine (one target over every point
+ * about 2); the limit leaves room for a slow machine, no more. `--rounds` multiplies it: name the points and targets.
  */
 const TIME_LIMIT_MS = 30 * 60_000;
 
