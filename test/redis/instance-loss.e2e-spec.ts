@@ -23,8 +23,11 @@ const env = (redisUrl: string) => ({
   RATE_LIMIT_CONCURRENT_STREAMS: '1000',
 });
 
-/** Follows a stream on `url` from `afterSeq`, collecting events (with when each came) until the terminal one. */
-function follow(url: string, streamId: string, afterSeq: number) {
+/**
+ * Follows a stream on `url` from `afterSeq`, collecting events (with when each came) until the terminal one. It is
+ * live once a token made after `liveAfterTs` (the running instance's clock) has come through Redis.
+ */
+function follow(url: string, streamId: string, afterSeq: number, liveAfterTs: number) {
   const events: { event: CompletionEvent; at: number }[] = [];
   let live: () => void = () => undefined;
   const isLive = new Promise<void>((resolve) => (live = resolve));
@@ -36,7 +39,7 @@ function follow(url: string, streamId: string, afterSeq: number) {
     }
     return readStream(response, (event) => {
       events.push({ event, at: Date.now() });
-      if (event.type === 'token') {
+      if (event.type === 'token' && event.ts > liveAfterTs) {
         live();
       }
     });
@@ -88,9 +91,17 @@ describe('an instance killed with SIGKILL mid-stream: listeners elsewhere get on
       body: JSON.stringify({ messages: [{ role: 'user', content: '[sim tokens=2000 tps=20] alone' }] }),
     });
     const unfollowedId = unfollowed.headers.get('x-stream-id') as string;
-    void readStream(unfollowed).catch(() => undefined);
+    let unfollowedStarted: (ts: number) => void = () => undefined;
+    const unfollowedStartTs = new Promise<number>((resolve) => (unfollowedStarted = resolve));
+    void readStream(unfollowed, (event) => {
+      if (event.type === 'start') unfollowedStarted(event.ts);
+    }).catch(() => undefined);
 
-    const followers = started.map((streamId) => ({ streamId, ...follow(other.url, streamId, -1) }));
+    // Appends go to Redis in rounds that carry every local stream's new events, in order: once a token made after
+    // the unfollowed stream's start has reached a follower, that start is in Redis too. Only then is it a stream
+    // whose instance died (else it would be one Redis never knew: the last round is what a SIGKILL loses).
+    const startTs = await unfollowedStartTs;
+    const followers = started.map((streamId) => ({ streamId, ...follow(other.url, streamId, -1, startTs) }));
     await Promise.all(followers.map((follower) => follower.isLive));
 
     await running.kill();
@@ -121,9 +132,11 @@ describe('an instance killed with SIGKILL mid-stream: listeners elsewhere get on
     const late = await readStream(
       await fetch(`${other.url}/api/completions/${unfollowedId}/stream`, { headers: auth }),
     );
-    expect(late.events[0]).toMatchObject({ type: 'start', seq: 0 });
+    // On failure, what the late resume got: its first and last events and how many.
+    const got = { first: late.events[0], last: late.events.at(-1), count: late.events.length };
+    expect(got).toMatchObject({ first: { type: 'start', seq: 0 } });
     expect(late.events.filter((event) => event.type === 'error')).toHaveLength(1);
-    expect(late.events.at(-1)).toMatchObject({ type: 'error', error: { code: 'stream_lost' } });
+    expect(got).toMatchObject({ last: { type: 'error', error: { code: 'stream_lost' } } });
     expect(late.events.map((event) => event.seq)).toEqual(late.events.map((_, index) => index));
   }, 60_000);
 });
