@@ -201,17 +201,22 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
     await redis?.close();
   });
 
-  /** A fresh view of the health on each connection, as two instances would have. */
-  function views(): RedisDeploymentHealth[] {
-    return connections.map((connection) => {
+  /**
+   * A fresh view of the health on each connection, as two instances would have, each listening and with its first
+   * read of Redis done: a read still under way could otherwise fold in a cooldown a test has just removed.
+   */
+  async function views(): Promise<RedisDeploymentHealth[]> {
+    const fresh = connections.map((connection) => {
       const health = new RedisDeploymentHealth(connection, policies);
       health.onModuleInit();
       return health;
     });
+    await Promise.all(fresh.map((health) => health.merged));
+    return fresh;
   }
 
   it('a deployment put aside while Redis was away is told to the others once it is back', async () => {
-    const [a, b] = views();
+    const [a, b] = await views();
     await eventually(() => connections.every((connection) => connection.isReady), 10_000);
     await redis.kill();
     await eventually(() => connections.every((connection) => !connection.isReady), 10_000);
@@ -240,7 +245,7 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
   });
 
   it('a probe given back unanswered, or answered 429, frees the claim for every instance at once, not at its TTL', async () => {
-    const [a, b] = views();
+    const [a, b] = await views();
     const [aId, bId] = connections.map((connection) => connection.instanceId);
     const client = await redis.client();
     const claimHolder = async (expected: string | null) => {

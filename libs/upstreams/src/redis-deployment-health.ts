@@ -170,6 +170,12 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
   private readonly untold = new Map<string, 'recovered' | 'put aside'>();
   /** One warning per outage, not one per change that could not be told. */
   private unreachable = false;
+  /**
+   * Settles once this view listens to the others and has read what Redis held (with Redis away at the start, once
+   * it is back). Until then a change told by another instance can be missed, and that first read can land after a
+   * change made here since: what needs a settled shared view (a test of it) waits for this.
+   */
+  merged: Promise<void> = Promise.resolve();
 
   constructor(
     redis: RedisConnection,
@@ -186,7 +192,7 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
   onModuleInit(): void {
     // Changes told while this instance was not listening are lost to pub/sub: once subscribed (again), read the
     // keys again, and tell what this instance decided while Redis was away.
-    void this.subscriber
+    this.merged = this.subscriber
       .subscribe(DEPLOYMENT_HEALTH_CHANNEL, (message) => this.told(message))
       .then(() => {
         this.subscriber.on('ready', () => void this.merge());
