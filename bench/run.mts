@@ -30,6 +30,7 @@ import {
   BASELINE_TARGET,
   type Baseline,
   buildBaseline,
+  exportedEveryStream,
   startOtlpSink,
   TRACED_TARGET,
   tracingEnv,
@@ -267,17 +268,14 @@ async function main(): Promise<void> {
   };
   await writeOutputs(options, results);
   console.warn(`\n${terminalTable(results)}\n\nreport: ${join(options.resultsDir, 'report.md')}`);
-  // Tracing on must not lose spans under load either: each measured stream's server and attempt span exported.
-  const unexported = (run: TargetRun) =>
-    run.exported !== undefined &&
-    (run.exported.serverSpans < run.streams || run.exported.attemptSpans < run.streams);
   const broken = runs.filter(
     (run) =>
       run.tokensLost > 0 ||
       run.garbledStreams > 0 ||
       run.errors > 0 ||
       run.warmupErrors > 0 ||
-      unexported(run),
+      // Tracing on must not lose spans under load either.
+      !exportedEveryStream(run),
   );
   if (options.quick) {
     // One cell of the network lab (RTT 100 ms, HTTP/2, one tab, warm; each transport): it must run end to end.

@@ -4,7 +4,7 @@
  * the production build of another commit (`--baseline=<ref>`), run like `gateway-sse`, so that one run can say
  * what tracing off costs against the build before it, and what tracing on costs against off.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, symlink } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Target } from '../load/measure.mts';
 import { GATEWAY_MAIN, runNpm } from './build.mts';
 
@@ -24,12 +25,18 @@ export const TRACING_TARGETS: readonly Target[] = [TRACED_TARGET, BASELINE_TARGE
 export interface Exported {
   /** OTLP/HTTP requests: trace and metric exports. */
   requests: number;
-  spans: number;
   /** SERVER spans: one per stream start. */
   serverSpans: number;
   /** CLIENT spans `chat {model}`: one per upstream attempt. */
   attemptSpans: number;
-  metricExports: number;
+}
+
+/** Whether a traced run's process exported a server and an attempt span for each of its measured streams. */
+export function exportedEveryStream(run: { streams: number; exported?: Exported }): boolean {
+  return (
+    run.exported === undefined ||
+    (run.exported.serverSpans >= run.streams && run.exported.attemptSpans >= run.streams)
+  );
 }
 
 interface MessageType {
@@ -53,7 +60,7 @@ export async function startOtlpSink(): Promise<{
   exported: () => Exported;
   close: () => Promise<void>;
 }> {
-  const exported: Exported = { requests: 0, spans: 0, serverSpans: 0, attemptSpans: 0, metricExports: 0 };
+  const exported: Exported = { requests: 0, serverSpans: 0, attemptSpans: 0 };
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -64,14 +71,11 @@ export async function startOtlpSink(): Promise<{
         for (const resource of message.resourceSpans ?? []) {
           for (const scope of resource.scopeSpans ?? []) {
             for (const span of scope.spans ?? []) {
-              exported.spans += 1;
               if (span.kind === SPAN_KIND.server) exported.serverSpans += 1;
               if (span.kind === SPAN_KIND.client) exported.attemptSpans += 1;
             }
           }
         }
-      } else if (request.url === '/v1/metrics') {
-        exported.metricExports += 1;
       }
       response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
     });
@@ -92,16 +96,6 @@ export function tracingEnv(sinkUrl: string): Record<string, string> {
   return { OTEL_EXPORTER_OTLP_ENDPOINT: sinkUrl, OTEL_SERVICE_NAME: 'bench-gateway' };
 }
 
-async function git(root: string, args: string[]): Promise<string> {
-  const child = spawn('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`git ${args.join(' ')} failed (${code}): ${output.trim()}`);
-  return output.trim();
-}
-
 export interface Baseline {
   /** As given on the command line, and the commit it named. */
   ref: string;
@@ -117,7 +111,10 @@ export interface Baseline {
  * this checkout's node_modules linked in, `npm run build:api` run there. A commit is built once and reused.
  */
 export async function buildBaseline(root: string, ref: string): Promise<Baseline> {
-  const commit = await git(root, ['rev-parse', '--verify', `${ref}^{commit}`]);
+  const { stdout } = await promisify(execFile)('git', ['rev-parse', '--verify', `${ref}^{commit}`], {
+    cwd: root,
+  });
+  const commit = stdout.trim();
   const directory = join(tmpdir(), `llm-gateway-baseline-${commit.slice(0, 12)}`);
   const built = join(directory, GATEWAY_MAIN);
   const lock = (dir: string) => readFile(join(dir, 'package-lock.json'), 'utf8').catch(() => '');
