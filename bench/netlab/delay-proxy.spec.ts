@@ -91,17 +91,16 @@ describe('the delay proxy', () => {
     await oneWay(client, server, 1);
     const up = await oneWay(client, server);
     const down = await oneWay(server, client);
-    // Never early; and the lower quartile within 1 ms: the proxy's own hop (two loopback hops instead of one)
-    // is part of what it adds. The quartile, not the median: this process holds both ends and the proxy, and on
-    // a loaded machine the scheduler makes a sample late now and then, by up to tens of ms; no sample is ever
-    // made early, so the lower samples are the ones that show what the proxy itself adds.
+    // Never early, and the earliest samples within 1 ms: the proxy's own hop (two loopback hops instead of one)
+    // is part of what it adds. This process holds both ends and the proxy, and under npm test's parallel suites
+    // the scheduler makes samples late, never early: a clean-clone CI run had the first 26 of 41 samples 3.5 ms
+    // late together (another suite busy on both cores) and the last 15 at 20.2-20.3 ms. So the sharp checks are
+    // on the low end (the 10th percentile: five undisturbed samples of 41), not on the median, which such a run
+    // moves by however long the neighbour stays busy.
     expectWithin('up, the earliest', Math.min(...up), 19.8, 21, up);
-    expectWithin('up, the lower quartile', quantile(up, 0.25), 19.8, 21, up);
+    expectWithin('up, the 10th percentile', quantile(up, 0.1), 19.8, 21, up);
     expectWithin('down, the earliest', Math.min(...down), 34.8, 36, down);
-    expectWithin('down, the lower quartile', quantile(down, 0.25), 34.8, 36, down);
-    // Half the samples at least are not disturbed at all.
-    expectWithin('up, the median', median(up), 19.8, 22, up);
-    expectWithin('down, the median', median(down), 34.8, 37, down);
+    expectWithin('down, the 10th percentile', quantile(down, 0.1), 34.8, 36, down);
   });
 
   it('spreads each chunk over delay ± jitter, in order', async () => {
@@ -136,10 +135,11 @@ describe('the delay proxy', () => {
     client.write('first');
     await arrived;
     const first = performance.now() - connecting;
-    const after = quantile(await oneWay(client, server, 11), 0.25);
+    const later = await oneWay(client, server, 21);
+    const after = quantile(later, 0.1);
     // From the connect: SYN (25) + SYN-ACK (15) + the first data (25) = 65 ms; later bytes 25 ms.
     expectWithin('the first bytes', first, 64.8, 75, [first]);
-    expectWithin('the later bytes, lower quartile', after, 24.8, 26, [after]);
+    expectWithin('the later bytes, the 10th percentile', after, 24.8, 26, later);
     expect(proxy.connections).toBe(1);
   });
 
