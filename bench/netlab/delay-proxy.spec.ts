@@ -79,7 +79,6 @@ describe('the delay proxy', () => {
 
   const quantile = (values: number[], q: number) =>
     [...values].sort((a, b) => a - b)[Math.round(q * (values.length - 1))];
-  const median = (values: number[]) => quantile(values, 0.5);
   const show = (values: number[]) => values.map((value) => value.toFixed(2)).join(' ');
 
   it('adds the set one-way delay to each direction, each within 1 ms', async () => {
