@@ -215,6 +215,19 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
     return fresh;
   }
 
+  /**
+   * The moment the views are asked about: the cooldown's end, counted from now. A probe claim holds for a cooldown
+   * from the moment Redis answers it, so the clock moves past now first: a claim won within this same millisecond
+   * would end exactly at that moment, and be over when asked about it.
+   */
+  async function cooldownEnd(): Promise<number> {
+    const now = Date.now();
+    while (Date.now() <= now) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    return now + policy.cooldownMs;
+  }
+
   it('a deployment put aside while Redis was away is told to the others once it is back', async () => {
     const [a, b] = await views();
     await eventually(() => connections.every((connection) => connection.isReady), 10_000);
@@ -226,6 +239,8 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
     expect(b.admit('east', Date.now())).toBe('go');
 
     await redis.restart();
+    // Both back on Redis (an instance still reconnecting decides alone, and would probe on its own).
+    await eventually(() => connections.every((connection) => connection.isReady), 10_000);
     await eventually(() => b.coolingMs('east', Date.now()) > 0, 10_000);
     const client = await redis.client();
     expect(await client.pTTL('llmgw:deployment:{east}:cooling')).toBeGreaterThan(25_000);
@@ -234,7 +249,7 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
     // The cooldown is over (on Redis, its key expires; here, the views are asked about its end): A claims the one
     // probe, B keeps away from it, the probe succeeds, and B hears that east is back.
     await client.del('llmgw:deployment:{east}:cooling');
-    const probeAt = Date.now() + policy.cooldownMs;
+    const probeAt = await cooldownEnd();
     expect(a.admit('east', probeAt)).toBe('cooling');
     await eventually(() => a.admit('east', probeAt) === 'probe', 5000);
     expect(await client.get('llmgw:deployment:{east}:probe')).toBe(connections[0].instanceId);
@@ -263,7 +278,7 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
     await eventually(() => b.coolingMs('east', Date.now()) > 0);
     // Both views are asked about the cooldown's end (its key removed as its expiry would): A claims the one probe.
     await client.del('llmgw:deployment:{east}:cooling');
-    const probeAt = Date.now() + policy.cooldownMs;
+    const probeAt = await cooldownEnd();
     expect(a.admit('east', probeAt)).toBe('cooling');
     await eventually(() => a.peek('east', probeAt) === 'probe');
     expect(a.admit('east', probeAt)).toBe('probe');
