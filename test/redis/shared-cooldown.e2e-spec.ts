@@ -298,4 +298,54 @@ describe('two views of deployment health on one Redis, without a gateway', () =>
     expect(await client.pTTL('llmgw:deployment:{east}:rate-limited')).toBeGreaterThan(1000);
     await eventually(() => a.waitMs('east', Date.now()) > 1000);
   });
+
+  it('a read of Redis answered after this view claimed the probe does not put the deployment aside again', async () => {
+    const client = await redis.client();
+    await client.del(['llmgw:deployment:{east}:cooling', 'llmgw:deployment:{east}:rate-limited', probeKey]);
+    // A on a connection of its own, so that a reconnection here is A's alone.
+    const own = await RedisConnection.open({ url: redis.url });
+    const a = new RedisDeploymentHealth(own, policies);
+    const [b] = await views();
+    const held: (() => void)[] = [];
+    try {
+      a.onModuleInit();
+      await a.merged;
+      expect(b.failed('east', policy, down, false, Date.now())).toBe(true);
+      await eventually(() => a.coolingMs('east', Date.now()) > 0);
+
+      // A's command connection drops and comes back (killed by Redis), and A reads the keys again; Redis answers
+      // while east is still put aside, and the answer reaches A late (held here once read).
+      const read = own.client.pTTL.bind(own.client);
+      jest.spyOn(own.client, 'pTTL').mockImplementation(async (key) => {
+        const ms = await read(key);
+        await new Promise<void>((release) => held.push(release));
+        return ms;
+      });
+      const ownId = await own.client.clientId();
+      await client.sendCommand(['CLIENT', 'KILL', 'ID', String(ownId)]);
+      await eventually(() => held.length === 2, 10_000);
+
+      // Meanwhile the cooldown ends (its key removed as its expiry would), and A claims the one probe.
+      await client.del('llmgw:deployment:{east}:cooling');
+      const probeAt = await cooldownEnd();
+      expect(a.admit('east', probeAt)).toBe('cooling');
+      await eventually(() => a.peek('east', probeAt) === 'probe');
+      expect(await client.get(probeKey)).toBe(own.instanceId);
+
+      // The late answer, older than the claim, changes nothing: A still probes, and its claim is still in Redis.
+      held.splice(0).forEach((release) => release());
+      await a.merged;
+      expect({ peek: a.peek('east', probeAt), holder: await client.get(probeKey) }).toEqual({
+        peek: 'probe',
+        holder: own.instanceId,
+      });
+      expect(a.admit('east', probeAt)).toBe('probe');
+      expect(a.succeeded('east', true)).toBe(true);
+      await eventually(() => b.admit('east', Date.now()) === 'go', 5000);
+    } finally {
+      held.splice(0).forEach((release) => release());
+      jest.restoreAllMocks();
+      await own.onApplicationShutdown();
+    }
+  });
 });

@@ -168,12 +168,17 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
   private readonly claims = new Map<string, Claim>();
   /** Deployments whose change could not be told (Redis away), and whether it was a recovery: `merge` tells it. */
   private readonly untold = new Map<string, 'recovered' | 'put aside'>();
+  /**
+   * Per deployment, how many times this view learned that its cooldown is over (a probe claimed here, a recovery made
+   * or heard): a read of the cooling key sent before such news is older than it, and `merge` does not fold it in.
+   */
+  private readonly coolingNews = new Map<string, number>();
   /** One warning per outage, not one per change that could not be told. */
   private unreachable = false;
   /**
    * Settles once this view listens to the others and has read what Redis held (with Redis away at the start, once
-   * it is back). Until then a change told by another instance can be missed, and that first read can land after a
-   * change made here since: what needs a settled shared view (a test of it) waits for this.
+   * it is back; after a reconnection, once it has read again). Until then a change told by another instance can be
+   * missed: what needs a settled shared view (a test of it) waits for this.
    */
   merged: Promise<void> = Promise.resolve();
 
@@ -195,8 +200,9 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
     this.merged = this.subscriber
       .subscribe(DEPLOYMENT_HEALTH_CHANNEL, (message) => this.told(message))
       .then(() => {
-        this.subscriber.on('ready', () => void this.merge());
-        this.client.on('ready', () => void this.merge());
+        const mergeAgain = () => (this.merged = this.merge());
+        this.subscriber.on('ready', mergeAgain);
+        this.client.on('ready', mergeAgain);
         return this.merge();
       })
       .catch((error: unknown) =>
@@ -307,6 +313,7 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
 
   private recover(name: string): void {
     this.claims.delete(name);
+    this.newsOfCoolingOver(name);
     const [cooling, , probe] = deploymentHealthKeys(name);
     this.tell(
       RECOVER,
@@ -337,6 +344,8 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
 
   private claimProbe(name: string): void {
     this.claims.set(name, { state: 'pending' });
+    // Sent on the connection the merge reads on, so Redis answers a read sent before it first: that read is older.
+    this.newsOfCoolingOver(name);
     const policy = this.policies.get(name);
     const claimMs = policy?.cooldownMs ?? MAX_HEALTH_MS;
     const [cooling, , probe] = deploymentHealthKeys(name);
@@ -389,6 +398,7 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
         break;
       case 'recovered':
         this.claims.delete(change.deployment);
+        this.newsOfCoolingOver(change.deployment);
         this.local.recovered(change.deployment);
         break;
     }
@@ -410,11 +420,16 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
           continue;
         }
         const [cooling, rateLimited] = deploymentHealthKeys(name);
+        const newsBefore = this.coolingNews.get(name);
         const [coolingMs, rateLimitedMs] = await Promise.all([
           this.client.pTTL(cooling),
           this.client.pTTL(rateLimited),
         ]);
-        if (coolingMs > 0) {
+        // A cooldown read before this view claimed the probe, or before it heard that the deployment is back, is over:
+        // folding it in would put the deployment aside again here and drop a claim won in Redis without giving it
+        // back (the other instances would wait for the claim's TTL). A cooldown heard meanwhile is already folded in,
+        // and folding an older one changes nothing; a wait (429) only ever lengthens, so that read is always folded.
+        if (coolingMs > 0 && this.coolingNews.get(name) === newsBefore) {
           this.fold({ kind: 'cooling', deployment: name, ms: coolingMs });
         }
         if (rateLimitedMs > 0) {
@@ -438,6 +453,10 @@ export class RedisDeploymentHealth implements DeploymentHealth, OnModuleInit {
     } catch (error) {
       this.lost(error);
     }
+  }
+
+  private newsOfCoolingOver(name: string): void {
+    this.coolingNews.set(name, (this.coolingNews.get(name) ?? 0) + 1);
   }
 
   private lost(error: unknown): void {
