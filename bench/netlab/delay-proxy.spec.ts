@@ -114,10 +114,12 @@ describe('the delay proxy', () => {
     // Uniform over 20..40 ms: never earlier than 20, a twentieth of the samples below 21, half below 30 and a
     // quarter above 35. Load only ever makes a sample later, so the checks below 30 are the sharp ones. The 5th
     // percentile rather than the 10th: under npm test's parallel suites a loaded run put the 10th at 24.9 ms (most
-    // samples 2-3 ms late) while its 5th was 22.5; a jitter of only ±5 ms would put the 5th at 26.
+    // samples 2-3 ms late) while its 5th was 22.5; a jitter of only ±5 ms would put the 5th at 26. The share below
+    // 30 is for the spread, not the accuracy: at least 15 %, since samples all 3.5 ms late (as a CI run saw) leave
+    // about a third below 30, a sampling error away from 30 %, and even 5 ms late leave a quarter.
     expectWithin('the earliest', sorted[0], 19.8, 23, sorted);
     expectWithin('the 5th percentile', quantile(samples, 0.05), 19.8, 24.5, sorted);
-    if (!(share((value) => value < 30) >= 0.3 && share((value) => value > 35) >= 0.15)) {
+    if (!(share((value) => value < 30) >= 0.15 && share((value) => value > 35) >= 0.15)) {
       throw new Error(`not spread over 20..40 ms: ${show(sorted)}`);
     }
   });
